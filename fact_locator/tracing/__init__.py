@@ -1,0 +1,1 @@
+"""Causal tracing: prompts, noise, hooks, the tracer and the Trace value."""

@@ -1,0 +1,63 @@
+"""Tokenize a fact: prompt tokens, the subject's token span and the target's first token."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fact_locator.errors import FactError
+from fact_locator.facts import Fact
+
+__all__ = ["PreparedPrompt", "prepare_prompt"]
+
+
+@dataclass(frozen=True)
+class PreparedPrompt:
+    fact: Fact
+    token_ids: tuple[int, ...]
+    tokens: tuple[str, ...]
+    subject_range: tuple[int, int]
+    target_id: int
+    target_token: str
+
+
+def prepare_prompt(tokenizer: Any, fact: Fact, max_length: int | None = None) -> PreparedPrompt:
+    """Subject span from the offset mapping (never string search on decoded tokens)."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise FactError(f"tokenizer {type(tokenizer).__name__} gives no offset mapping (a fast tokenizer is needed)")
+    prompt = fact.prompt
+    enc = tokenizer(prompt, return_offsets_mapping=True, add_special_tokens=True)
+    ids: list[int] = list(enc["input_ids"])
+    offsets: list[tuple[int, int]] = [tuple(o) for o in enc["offset_mapping"]]
+    if max_length is not None and len(ids) > max_length:
+        raise FactError(f"prompt {prompt!r} has {len(ids)} tokens, more than the model's context of {max_length}")
+    sub_start = fact.subject_start
+    sub_end = sub_start + len(fact.subject)
+    # Special tokens (BOS) have empty offsets and never belong to the subject.
+    subject_positions = [i for i, (a, b) in enumerate(offsets) if b > a and a < sub_end and b > sub_start]
+    if not subject_positions:
+        raise FactError(f"subject {fact.subject!r} covers no token of the prompt {prompt!r}")
+    subject_range = (subject_positions[0], subject_positions[-1] + 1)
+    target_id = _first_target_token(tokenizer, prompt, ids, fact.target)
+    return PreparedPrompt(
+        fact=fact,
+        token_ids=tuple(ids),
+        tokens=tuple(tokenizer.decode([i]) for i in ids),
+        subject_range=subject_range,
+        target_id=target_id,
+        target_token=tokenizer.decode([target_id]),
+    )
+
+
+def _first_target_token(tokenizer: Any, prompt: str, prompt_ids: list[int], target: str) -> int:
+    """First token of the target as it follows the prompt; a space is put in between
+    unless the prompt ends with one or the target starts with one (`target: Italy`)."""
+    sep = "" if (prompt[-1:].isspace() or target[:1].isspace()) else " "
+    full = tokenizer(prompt + sep + target, add_special_tokens=True)["input_ids"]
+    if list(full[: len(prompt_ids)]) == prompt_ids and len(full) > len(prompt_ids):
+        return int(full[len(prompt_ids)])
+    # The boundary merged into one token: fall back to the target tokenized on its own.
+    alone = tokenizer(sep + target, add_special_tokens=False)["input_ids"]
+    if not alone:
+        raise FactError(f"target {target!r} tokenizes to nothing")
+    return int(alone[0])

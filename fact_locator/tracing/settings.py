@@ -1,0 +1,69 @@
+"""Trace settings: ROME's defaults, each one a validated setting."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from fact_locator.errors import UsageError
+
+__all__ = ["DTYPES", "KINDS", "TraceSettings", "parse_kinds"]
+
+KINDS: tuple[str, ...] = ("hidden", "mlp", "attn")
+DTYPES: tuple[str, ...] = ("float32", "float16", "bfloat16")
+
+
+@dataclass(frozen=True)
+class TraceSettings:
+    """What a trace computes. `noise=None` calibrates it: `noise_scale` x std of subject embeddings."""
+
+    kinds: tuple[str, ...] = KINDS
+    samples: int = 10
+    noise: float | None = None
+    noise_scale: float = 3.0
+    window: int = 10
+    seed: int = 0
+    device: str = "auto"
+    dtype: str = "float32"
+    # Sites per batched forward; None sizes batches from a memory budget.
+    batch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kinds", parse_kinds(self.kinds))
+        _check_int("samples", self.samples, minimum=1)
+        _check_int("window", self.window, minimum=1)
+        _check_int("seed", self.seed, minimum=0)
+        if self.batch_size is not None:
+            _check_int("batch_size", self.batch_size, minimum=1)
+        if self.noise is not None and not (isinstance(self.noise, (int, float)) and self.noise > 0):
+            raise UsageError(f"noise must be a positive number (a standard deviation), got {self.noise!r}")
+        if not (isinstance(self.noise_scale, (int, float)) and self.noise_scale > 0):
+            raise UsageError(f"noise_scale must be a positive number, got {self.noise_scale!r}")
+        if self.dtype not in DTYPES:
+            raise UsageError(f"unknown dtype {self.dtype!r}: choose one of {', '.join(DTYPES)}")
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:") or self.device == "mps"):
+            raise UsageError(f"unknown device {self.device!r}: choose cpu, cuda, cuda:N or auto")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["kinds"] = list(self.kinds)
+        return data
+
+
+def parse_kinds(kinds: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """'mlp,attn' or a sequence -> validated tuple in canonical order."""
+    items = [k.strip() for k in kinds.split(",")] if isinstance(kinds, str) else list(kinds)
+    items = [k for k in items if k]
+    unknown = [k for k in items if k not in KINDS]
+    if unknown:
+        raise UsageError(f"unknown kind {unknown[0]!r}: choose from {', '.join(KINDS)}")
+    if not items:
+        raise UsageError(f"no kinds given: choose from {', '.join(KINDS)}")
+    return tuple(k for k in KINDS if k in items)
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise UsageError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+

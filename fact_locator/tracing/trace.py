@@ -1,0 +1,211 @@
+"""The `Trace` value: everything one causal trace measured, with a lossless JSON round trip."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from fact_locator.errors import ResultsError
+
+__all__ = ["TRACE_SCHEMA_VERSION", "ModelIdentity", "NoiseInfo", "TokenCategory", "Trace", "token_categories"]
+
+TRACE_SCHEMA_VERSION = 1
+
+
+class TokenCategory(str, Enum):
+    """Prompt positions as the paper's Figure 2 groups them."""
+
+    BEFORE_SUBJECT = "before_subject"
+    FIRST_SUBJECT = "first_subject"
+    MIDDLE_SUBJECT = "middle_subject"
+    LAST_SUBJECT = "last_subject"
+    FIRST_SUBSEQUENT = "first_subsequent"
+    FURTHER = "further"
+    LAST = "last"
+
+
+def token_categories(n_tokens: int, subject_range: tuple[int, int]) -> list[TokenCategory]:
+    """One category per position. A one-token subject is labelled `last_subject` here;
+    `Trace.positions` still counts it as the first subject token too, as ROME does."""
+    start, end = subject_range
+    cats = []
+    for i in range(n_tokens):
+        if i < start:
+            cat = TokenCategory.BEFORE_SUBJECT
+        elif i == end - 1:
+            cat = TokenCategory.LAST_SUBJECT
+        elif i == start:
+            cat = TokenCategory.FIRST_SUBJECT
+        elif i < end:
+            cat = TokenCategory.MIDDLE_SUBJECT
+        elif i == n_tokens - 1:
+            cat = TokenCategory.LAST
+        elif i == end:
+            cat = TokenCategory.FIRST_SUBSEQUENT
+        else:
+            cat = TokenCategory.FURTHER
+        cats.append(cat)
+    return cats
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """Which weights were traced: the spec the user gave and a hash of the weight files."""
+
+    name: str
+    architecture: str
+    n_layers: int
+    fingerprint: str
+    dtype: str = "float32"
+
+
+@dataclass(frozen=True)
+class NoiseInfo:
+    """The noise standard deviation used and how it was obtained."""
+
+    std: float
+    calibration: str
+
+
+@dataclass(frozen=True)
+class Trace:
+    """One fact's causal trace. `ie[kind][layer][token]` is the indirect effect of a site."""
+
+    model: ModelIdentity
+    fact_id: str | None
+    subject: str
+    relation: str
+    prompt: str
+    tokens: tuple[str, ...]
+    token_ids: tuple[int, ...]
+    subject_range: tuple[int, int]
+    target: str
+    target_token: str
+    target_id: int
+    top_token: str
+    p_clean: float
+    p_corrupt: float
+    ie: dict[str, tuple[tuple[float, ...], ...]]
+    settings: dict[str, Any]
+    noise: NoiseInfo
+    timings: dict[str, float] = field(default_factory=dict, compare=False)
+    versions: dict[str, str] = field(default_factory=dict, compare=False)
+    version: int = TRACE_SCHEMA_VERSION
+
+    # -- derived values ----------------------------------------------------------------
+    @property
+    def te(self) -> float:
+        """Total effect, the paper's sign: P(o) - P*(o)."""
+        return self.p_clean - self.p_corrupt
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return tuple(self.ie)
+
+    @property
+    def n_layers(self) -> int:
+        return self.model.n_layers
+
+    @property
+    def known(self) -> bool:
+        """ROME's rule: the clean run's top-1 token is the target's first token."""
+        return self.top_token == self.target_token
+
+    @property
+    def categories(self) -> list[TokenCategory]:
+        return token_categories(len(self.tokens), self.subject_range)
+
+    def positions(self, category: TokenCategory | str) -> list[int]:
+        """Positions in `category`; a one-token subject is both first and last subject token."""
+        category = TokenCategory(category)
+        start, end = self.subject_range
+        if category is TokenCategory.FIRST_SUBJECT:
+            return [start]
+        if category is TokenCategory.LAST_SUBJECT:
+            return [end - 1]
+        if category is TokenCategory.LAST:
+            return [len(self.tokens) - 1]
+        return [i for i, c in enumerate(self.categories) if c is category]
+
+    def grid(self, kind: str) -> tuple[tuple[float, ...], ...]:
+        if kind not in self.ie:
+            raise KeyError(f"kind {kind!r} was not traced (traced: {', '.join(self.ie)})")
+        return self.ie[kind]
+
+    def peak(self, kind: str) -> tuple[int, int, float]:
+        """(layer, token, IE) of the largest indirect effect of `kind`."""
+        best = (0, 0, float("-inf"))
+        for layer, row in enumerate(self.grid(kind)):
+            for token, value in enumerate(row):
+                if value > best[2]:
+                    best = (layer, token, value)
+        return best
+
+    # -- JSON ----------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["te"] = self.te
+        data["tokens"] = list(self.tokens)
+        data["token_ids"] = list(self.token_ids)
+        data["subject_range"] = list(self.subject_range)
+        data["categories"] = [c.value for c in self.categories]
+        data["ie"] = {kind: [list(row) for row in grid] for kind, grid in self.ie.items()}
+        data["settings"] = {**self.settings, "noise_std": self.noise.std}
+        return data
+
+    def to_json(self, indent: int | None = None) -> str:
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Trace:
+        version = data.get("version")
+        if version != TRACE_SCHEMA_VERSION:
+            raise ResultsError(f"trace schema version {version!r} is not {TRACE_SCHEMA_VERSION}")
+        try:
+            settings = dict(data["settings"])
+            settings.pop("noise_std", None)
+            return cls(
+                model=ModelIdentity(**data["model"]),
+                fact_id=data["fact_id"],
+                subject=data["subject"],
+                relation=data["relation"],
+                prompt=data["prompt"],
+                tokens=tuple(data["tokens"]),
+                token_ids=tuple(data["token_ids"]),
+                subject_range=(int(data["subject_range"][0]), int(data["subject_range"][1])),
+                target=data["target"],
+                target_token=data["target_token"],
+                target_id=int(data["target_id"]),
+                top_token=data["top_token"],
+                p_clean=float(data["p_clean"]),
+                p_corrupt=float(data["p_corrupt"]),
+                ie={k: tuple(tuple(float(v) for v in row) for row in grid) for k, grid in data["ie"].items()},
+                settings=settings,
+                noise=NoiseInfo(**data["noise"]),
+                timings=dict(data.get("timings", {})),
+                versions=dict(data.get("versions", {})),
+                version=version,
+            )
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise ResultsError(f"not a fact-locator trace: {type(exc).__name__}: {exc}") from exc
+
+    @classmethod
+    def from_json(cls, text: str) -> Trace:
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def load(cls, path: str | Path) -> Trace:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ResultsError(f"{path}: cannot read trace ({exc.strerror})") from exc
+        try:
+            return cls.from_json(text)
+        except json.JSONDecodeError as exc:
+            raise ResultsError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from exc
+        except ResultsError as exc:
+            raise ResultsError(f"{path}: {exc}") from exc
