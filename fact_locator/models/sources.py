@@ -566,7 +566,11 @@ def convert_gguf(gguf_path: Path, out_dir: Path, progress: bool = True, *, _sour
         info = _convert_into(gguf_path, tmp, reporter)
         source = {"gguf_file": gguf_path.name, **(_source or {}), **(info or {})}
         _write_json_atomic(tmp / SOURCE_FILE, source)
-        os.chmod(tmp, 0o755)  # mkdtemp makes it 0o700; the cache is shared like any other
+        # mkdtemp/mkstemp make private (0o700/0o600) entries; the cache is a normal user folder
+        os.chmod(tmp, 0o755)
+        for entry in tmp.iterdir():
+            if entry.is_file():
+                os.chmod(entry, 0o644)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)

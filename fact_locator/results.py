@@ -1,0 +1,183 @@
+"""The results file: what an audit run measured and decided. Reports read only this."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fact_locator.aggregate import Aggregate
+from fact_locator.errors import ResultsError
+from fact_locator.tracing.trace import Trace
+
+__all__ = ["RESULTS_SCHEMA_VERSION", "AuditOutcome", "FactResult", "FactSetResult", "RunResults", "write_atomic"]
+
+RESULTS_SCHEMA_VERSION = 1
+OUTCOMES = ("passed", "failed", "skipped", "xfailed", "xpassed", "error")
+
+
+@dataclass
+class AuditOutcome:
+    """One pytest item's verdict. `expectation` is the check as written (e.g. 'mlp-peak')."""
+
+    nodeid: str
+    expectation: str
+    outcome: str
+    message: str = ""
+    duration: float = 0.0
+
+
+@dataclass
+class FactResult:
+    id: str
+    subject: str
+    relation: str
+    target: str
+    tags: list[str] = field(default_factory=list)
+    trace: Trace | None = None
+    status: str = "traced"  # traced | unknown (the model does not know it) | error
+    status_reason: str = ""
+    outcomes: list[AuditOutcome] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["trace"] = self.trace.to_dict() if self.trace is not None else None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FactResult:
+        trace = Trace.from_dict(data["trace"]) if data.get("trace") is not None else None
+        outcomes = [AuditOutcome(**o) for o in data.get("outcomes", [])]
+        return cls(**{**data, "trace": trace, "outcomes": outcomes})
+
+
+@dataclass
+class FactSetResult:
+    name: str
+    path: str
+    description: str = ""
+    facts: list[FactResult] = field(default_factory=list)
+    aggregate: Aggregate | None = None
+    outcomes: list[AuditOutcome] = field(default_factory=list)  # aggregate audits
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "path": self.path,
+            "description": self.description,
+            "facts": [f.to_dict() for f in self.facts],
+            "aggregate": self.aggregate.to_dict() if self.aggregate is not None else None,
+            "outcomes": [asdict(o) for o in self.outcomes],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FactSetResult:
+        agg = data.get("aggregate")
+        return cls(
+            name=data["name"],
+            path=data["path"],
+            description=data.get("description", ""),
+            facts=[FactResult.from_dict(f) for f in data["facts"]],
+            aggregate=Aggregate.from_dict(agg) if agg is not None else None,
+            outcomes=[AuditOutcome(**o) for o in data.get("outcomes", [])],
+        )
+
+
+@dataclass
+class RunResults:
+    """Everything one run wrote: model, settings, versions, times, fact sets."""
+
+    model: dict[str, Any]
+    settings: dict[str, Any]
+    versions: dict[str, str]
+    started_at: str
+    finished_at: str
+    factsets: list[FactSetResult] = field(default_factory=list)
+    outcomes: list[AuditOutcome] = field(default_factory=list)  # items outside any fact set
+    version: int = RESULTS_SCHEMA_VERSION
+
+    def counts(self) -> dict[str, int]:
+        counts = {name: 0 for name in OUTCOMES}
+        for outcome in self.all_outcomes():
+            counts[outcome.outcome] = counts.get(outcome.outcome, 0) + 1
+        return counts
+
+    def all_outcomes(self) -> list[AuditOutcome]:
+        found = list(self.outcomes)
+        for fs in self.factsets:
+            found += fs.outcomes
+            for fact in fs.facts:
+                found += fact.outcomes
+        return found
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "kind": "fact-locator-results",
+            "model": self.model,
+            "settings": self.settings,
+            "versions": self.versions,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "factsets": [fs.to_dict() for fs in self.factsets],
+            "outcomes": [asdict(o) for o in self.outcomes],
+        }
+
+    def save(self, path: str | Path) -> None:
+        write_atomic(Path(path), json.dumps(self.to_dict(), ensure_ascii=False, indent=1))
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "results") -> RunResults:
+        if not isinstance(data, dict) or data.get("kind") != "fact-locator-results":
+            raise ResultsError(f"{source}: not a fact-locator results file")
+        if data.get("version") != RESULTS_SCHEMA_VERSION:
+            raise ResultsError(
+                f"{source}: results schema version {data.get('version')!r}, this fact-locator reads version {RESULTS_SCHEMA_VERSION}"
+            )
+        try:
+            return cls(
+                model=data["model"],
+                settings=data["settings"],
+                versions=data["versions"],
+                started_at=data["started_at"],
+                finished_at=data["finished_at"],
+                factsets=[FactSetResult.from_dict(fs) for fs in data["factsets"]],
+                outcomes=[AuditOutcome(**o) for o in data.get("outcomes", [])],
+            )
+        except ResultsError as exc:
+            raise ResultsError(f"{source}: {exc}") from exc
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ResultsError(f"{source}: malformed results ({type(exc).__name__}: {exc})") from exc
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunResults:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError as exc:
+            raise ResultsError(f"{path}: results file not found") from exc
+        except OSError as exc:
+            raise ResultsError(f"{path}: cannot read results ({exc.strerror})") from exc
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ResultsError(f"{path}: truncated or invalid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from exc
+        return cls.from_dict(data, source=str(path))
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write to a temporary file beside `path`, then rename: never a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
