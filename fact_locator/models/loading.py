@@ -105,6 +105,11 @@ def load_model(
         folder = spec
     with _wrap_load_errors(spec):
         from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        # Our own progress and errors speak for the load; transformers' bars would repeat them.
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
 
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(

@@ -1,0 +1,206 @@
+"""The `fact-locator` command line: trace one fact, list models, render saved results."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from fact_locator.errors import FactLocatorError, UsageError
+from fact_locator.tracing.settings import DTYPES, KINDS, TraceSettings, parse_kinds
+
+__all__ = ["add_trace_options", "main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and still exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 0")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
+    return value
+
+
+def _kinds(text: str) -> tuple[str, ...]:
+    try:
+        return parse_kinds(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _device(text: str) -> str:
+    if text in ("auto", "cpu", "cuda", "mps") or (text.startswith("cuda:") and text[5:].isdigit()):
+        return text
+    raise argparse.ArgumentTypeError(f"unknown device {text!r}: choose cpu, cuda, cuda:N or auto")
+
+
+def add_trace_options(add: Any, prefix: str = "") -> None:
+    """The trace settings as options; the pytest plugin reuses them with prefix 'fl-'."""
+    defaults = TraceSettings()
+    add(f"--{prefix}kinds", type=_kinds, default=",".join(defaults.kinds), metavar="KINDS",
+        help=f"comma-separated site kinds among {', '.join(KINDS)}. Default: %(default)r")
+    add(f"--{prefix}samples", type=_positive_int, default=defaults.samples, metavar="N",
+        help="noise samples per fact. Default: %(default)r")
+    add(f"--{prefix}noise", type=_positive_float, default=None, metavar="STD",
+        help="noise standard deviation; default: 3 x std of the subject-token embeddings. Default: %(default)r")
+    add(f"--{prefix}window", type=_positive_int, default=defaults.window, metavar="W",
+        help="layers restored together for mlp and attn sites. Default: %(default)r")
+    add(f"--{prefix}seed", type=_non_negative_int, default=defaults.seed, metavar="SEED",
+        help="seed of the noise draws. Default: %(default)r")
+    add(f"--{prefix}device", type=_device, default=defaults.device, metavar="DEVICE",
+        help="cpu, cuda, cuda:N or auto. Default: %(default)r")
+    add(f"--{prefix}dtype", choices=DTYPES, default=defaults.dtype, metavar="DTYPE",
+        help=f"one of {', '.join(DTYPES)}. Default: %(default)r")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from fact_locator import __version__
+
+    parser = _Parser(prog="fact-locator", description="Locate where a language model stores its facts (causal tracing).")
+    parser.add_argument("--version", action="version", version=f"fact-locator {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    trace = commands.add_parser("trace", help="trace one fact and show where its effect lies")
+    trace.add_argument("--model", default="smollm2-135m", metavar="MODEL",
+                       help="built-in name, local directory, .gguf file or hub id. Default: %(default)r")
+    trace.add_argument("--subject", required=True, help="the subject, as it appears in the prompt")
+    where = trace.add_mutually_exclusive_group(required=True)
+    where.add_argument("--relation", help="relation template with one {} where the subject goes")
+    where.add_argument("--prompt", help="a full prompt that contains the subject")
+    trace.add_argument("--target", required=True, help="the expected answer (its first token is traced)")
+    add_trace_options(trace.add_argument)
+    trace.add_argument("--json", type=Path, metavar="PATH", help="write the trace as JSON to PATH")
+    trace.add_argument("--trust-remote-code", action="store_true", help="allow a hub model's own code (off by default)")
+    trace.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    models = commands.add_parser("models", help="list the built-in models and what is cached")
+    models.add_argument("--cache-dir", type=Path, metavar="DIR", help="cache directory. Default: $FACT_LOCATOR_CACHE or the user cache")
+
+    report = commands.add_parser("report", help="render saved results as a self-contained HTML report")
+    report.add_argument("results", type=Path, help="results JSON written by pytest --fl-json")
+    report.add_argument("-o", "--output", type=Path, default=Path("report.html"), metavar="HTML",
+                        help="output file. Default: %(default)s")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return {"trace": _trace, "models": _models, "report": _report}[args.command](args)
+    except FactLocatorError as exc:
+        print(f"fact-locator: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fact-locator: interrupted", file=sys.stderr)
+        return 130
+
+
+def _trace(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from fact_locator.facts import Fact
+    from fact_locator.models.loading import load_model
+    from fact_locator.results import write_atomic
+    from fact_locator.trace_view import render_trace
+    from fact_locator.tracing.tracer import Tracer
+
+    if args.relation is not None:
+        fact = Fact(subject=args.subject, relation=args.relation, target=args.target)
+    else:
+        fact = Fact.from_prompt(args.prompt, args.subject, args.target)
+    settings = TraceSettings(
+        kinds=args.kinds, samples=args.samples, noise=args.noise, window=args.window,
+        seed=args.seed, device=args.device, dtype=args.dtype,
+    )
+    if args.json is not None and args.json.is_dir():
+        raise UsageError(f"--json {args.json}: is a directory, give a file path")
+    loaded = load_model(args.model, device=settings.device, dtype=settings.dtype,
+                        trust_remote_code=args.trust_remote_code, progress=not args.no_progress)
+    tracer = Tracer(loaded, settings)
+    tracer.prepare(fact)  # bad prompts fail before the progress bar appears
+    trace = _with_progress(tracer, fact, enabled=not args.no_progress)
+    render_trace(trace, Console())
+    if args.json is not None:
+        write_atomic(args.json, trace.to_json(indent=1))
+        print(f"trace written to {args.json}")
+    return 0
+
+
+def _with_progress(tracer: Any, fact: Any, enabled: bool) -> Any:
+    if not enabled:
+        return tracer.trace(fact)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("tracing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("trace", total=None)
+        return tracer.trace(fact, progress=lambda done, total: bar.update(task, completed=done, total=total))
+
+
+def _models(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from fact_locator.models.sources import BUILTIN_MODELS, cached_models, default_cache_dir
+
+    cache_dir = args.cache_dir or default_cache_dir()
+    cached = {m.name: m for m in cached_models(cache_dir)}
+    table = Table(title=f"models (cache: {cache_dir})")
+    for column in ("name", "description", "cached", "size", "path"):
+        table.add_column(column)
+    for name, builtin in BUILTIN_MODELS.items():
+        entry = cached.pop(name, None)
+        table.add_row(name, builtin.description, "yes" if entry else "no",
+                      _size(entry.size_bytes) if entry else "", str(entry.path) if entry else "")
+    for name, entry in sorted(cached.items()):
+        table.add_row(name, "converted GGUF", "yes", _size(entry.size_bytes), str(entry.path))
+    Console().print(table)
+    return 0
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:.0f} MiB"
+
+
+def _report(args: argparse.Namespace) -> int:
+    from fact_locator.report.html import render_results_file
+
+    render_results_file(args.results, args.output)
+    print(f"report written to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,53 @@
+"""One trace in the terminal: the numbers and a colored heatmap per kind (tokens x layers)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fact_locator.tracing.trace import Trace
+
+__all__ = ["render_trace"]
+
+KIND_COLORS = {"hidden": (128, 0, 128), "mlp": (0, 110, 0), "attn": (180, 0, 0)}
+KIND_TITLES = {"hidden": "hidden state (single layer)", "mlp": "MLP output (window)", "attn": "attention output (window)"}
+
+
+def render_trace(trace: Trace, console: Any) -> None:
+    """Print p_clean, p_corrupt, TE and one heatmap per traced kind to a rich Console."""
+    from rich.text import Text
+
+    console.print(f"[bold]{trace.prompt}[/bold] -> target {trace.target_token!r} (model's top-1: {trace.top_token!r})")
+    console.print(
+        f"p_clean = {trace.p_clean:.4f}   p_corrupt = {trace.p_corrupt:.4f}   TE = {trace.te:.4f}   "
+        f"noise std = {trace.noise.std:.4g} ({trace.noise.calibration})"
+    )
+    start, end = trace.subject_range
+    label_width = min(24, max(len(repr(t)) for t in trace.tokens) + 2)
+    for kind in trace.kinds:
+        grid = trace.grid(kind)
+        layer, token, value = trace.peak(kind)
+        top = max(value, 1e-9)
+        console.print()
+        console.print(
+            f"[bold]{kind}[/bold]: {KIND_TITLES[kind]}; peak IE {value:.4f} at layer {layer}, "
+            f"token {token} {trace.tokens[token]!r} ({trace.categories[token].value})"
+        )
+        header = Text(" " * (label_width + 2))
+        for l in range(trace.n_layers):
+            header.append(f"{l:<2}" if l % 5 == 0 else "  ")
+        console.print(header, no_wrap=True, overflow="crop")
+        for t, tok in enumerate(trace.tokens):
+            mark = "*" if start <= t < end else " "
+            line = Text(f"{mark} {repr(tok)[:label_width]:<{label_width}}")
+            for l in range(trace.n_layers):
+                cell = grid[l][t]
+                line.append("##" if (l, t) == (layer, token) else "  ", style=f"on {_shade(kind, cell / top)}")
+            console.print(line, no_wrap=True, overflow="crop")
+        console.print(f"  (* subject token; darker = larger IE; scale 0 .. {top:.3f}; ## = peak)")
+
+
+def _shade(kind: str, fraction: float) -> str:
+    fraction = min(1.0, max(0.0, fraction))
+    r, g, b = KIND_COLORS[kind]
+    mix = lambda c: int(255 + (c - 255) * fraction)  # noqa: E731 - white -> kind color
+    return f"rgb({mix(r)},{mix(g)},{mix(b)})"
