@@ -111,13 +111,31 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("results", type=Path, help="results JSON written by pytest --fl-json")
     report.add_argument("-o", "--output", type=Path, default=Path("report.html"), metavar="HTML",
                         help="output file. Default: %(default)s")
+    compare = commands.add_parser("compare", help="compare two results (or trace) files: moved peaks, changed effects")
+    compare.add_argument("before", type=Path, help="results or trace JSON of the baseline")
+    compare.add_argument("after", type=Path, help="results or trace JSON to compare with it")
+    add_baseline_options(compare.add_argument)
+    compare.add_argument("--check", action="store_true", help="exit 1 when the baseline rule is broken")
     return parser
+
+
+def add_baseline_options(add: Any, prefix: str = "") -> None:
+    """The baseline rule; the pytest plugin reuses it with prefix 'fl-baseline-'."""
+    from fact_locator.compare import BaselineRule
+
+    rule = BaselineRule()
+    add(f"--{prefix}max-layer-shift", type=_non_negative_int, default=rule.max_layer_shift, metavar="K",
+        help="largest accepted move of a peak, in layers. Default: %(default)r")
+    add(f"--{prefix}max-ate-drop", type=_positive_float, default=rule.max_ate_drop, metavar="X",
+        help="largest accepted drop of a fact set's ATE. Default: %(default)r")
+    add(f"--{prefix}max-te-drop", type=_positive_float, default=rule.max_te_drop, metavar="X",
+        help="largest accepted drop of one fact's TE. Default: %(default)r")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"trace": _trace, "models": _models, "report": _report}[args.command](args)
+        return {"trace": _trace, "models": _models, "report": _report, "compare": _compare}[args.command](args)
     except FactLocatorError as exc:
         print(f"fact-locator: error: {exc}", file=sys.stderr)
         return 2
@@ -200,6 +218,44 @@ def _report(args: argparse.Namespace) -> int:
     render_results_file(args.results, args.output)
     print(f"report written to {args.output}")
     return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from fact_locator.compare import BaselineRule, compare_results, load_comparable
+
+    rule = BaselineRule(args.max_layer_shift, args.max_ate_drop, args.max_te_drop)
+    comparison = compare_results(load_comparable(args.before), load_comparable(args.after), str(args.before), str(args.after))
+    console = Console()
+    broken = 0
+    for fs in comparison.sets:
+        table = Table(title=f"{fs.name}: {args.before} -> {args.after}")
+        for column in ("fact", "TE before", "TE after", "peak moves", "verdict"):
+            table.add_column(column)
+        for fact in fs.facts:
+            moves = "; ".join(
+                f"{p.kind} L{p.layer_before}->L{p.layer_after}"
+                + (f" {p.category_before}->{p.category_after}" if p.category_before != p.category_after else "")
+                for p in fact.peaks if p.moved
+            )
+            failures = rule.fact_failures(fact)
+            broken += bool(failures)
+            table.add_row(fact.fact_id, f"{fact.te_before:.3f}", f"{fact.te_after:.3f}", moves or "-",
+                          "; ".join(failures) if failures else "ok")
+        console.print(table)
+        if fs.ate_before is not None and fs.ate_after is not None:
+            console.print(f"ATE {fs.ate_before:.4f} -> {fs.ate_after:.4f} ({fs.ate_after - fs.ate_before:+.4f})")
+        for failure in rule.set_failures(fs):
+            broken += 1
+            console.print(f"[red]{failure}[/red]")
+    for label, keys in (("only in " + str(args.before), comparison.only_before), ("only in " + str(args.after), comparison.only_after)):
+        if keys:
+            console.print(f"{label}: {', '.join(keys)}")
+    console.print(f"{broken} regression(s) under the baseline rule (max layer shift {rule.max_layer_shift}, "
+                  f"max ATE drop {rule.max_ate_drop}, max TE drop {rule.max_te_drop})")
+    return 1 if (args.check and broken) else 0
 
 
 if __name__ == "__main__":

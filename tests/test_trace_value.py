@@ -5,24 +5,10 @@ import json
 import pytest
 
 from fact_locator.errors import ResultsError
-from fact_locator.tracing.trace import ModelIdentity, NoiseInfo, TokenCategory, Trace, token_categories
+from fact_locator.tracing.trace import TokenCategory, Trace, token_categories
+from trace_factory import make_trace
 
 C = TokenCategory
-
-
-def make_trace(**overrides):
-    values = dict(
-        model=ModelIdentity("m", "LlamaForCausalLM", 2, "abc"),
-        fact_id="f1", subject="The Colosseum", relation="{} is in", prompt="The Colosseum is in",
-        tokens=("The", " Col", "osseum", " is", " in"), token_ids=(1, 2, 3, 4, 5), subject_range=(0, 3),
-        target="Italy", target_token=" Italy", target_id=7, top_token=" Italy",
-        p_clean=0.75, p_corrupt=0.05,
-        ie={"mlp": ((0.1, 0.2, 0.35, 0.0, 0.01), (0.0, 0.1, 0.2, 0.05, 0.3000000000000001))},
-        settings={"samples": 10, "window": 10, "seed": 0, "kinds": ["mlp"]},
-        noise=NoiseInfo(0.123456789, "3 x std"), timings={"total": 1.5}, versions={"torch": "x"},
-    )
-    values.update(overrides)
-    return Trace(**values)
 
 
 def test_categories_follow_the_paper():

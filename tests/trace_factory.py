@@ -1,0 +1,23 @@
+"""Hand-built traces for tests that need no model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fact_locator.tracing.trace import ModelIdentity, NoiseInfo, Trace
+
+
+def make_trace(**overrides: Any) -> Trace:
+    """A 2-layer, 5-token trace ('The Colosseum is in' -> ' Italy') with an MLP grid."""
+    values: dict[str, Any] = dict(
+        model=ModelIdentity("m", "LlamaForCausalLM", 2, "abc"),
+        fact_id="f1", subject="The Colosseum", relation="{} is in", prompt="The Colosseum is in",
+        tokens=("The", " Col", "osseum", " is", " in"), token_ids=(1, 2, 3, 4, 5), subject_range=(0, 3),
+        target="Italy", target_token=" Italy", target_id=7, top_token=" Italy",
+        p_clean=0.75, p_corrupt=0.05,
+        ie={"mlp": ((0.1, 0.2, 0.35, 0.0, 0.01), (0.0, 0.1, 0.2, 0.05, 0.3000000000000001))},
+        settings={"samples": 10, "window": 10, "seed": 0, "kinds": ["mlp"]},
+        noise=NoiseInfo(0.123456789, "3 x std"), timings={"total": 1.5}, versions={"torch": "x"},
+    )
+    values.update(overrides)
+    return Trace(**values)
