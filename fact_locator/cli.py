@@ -52,6 +52,10 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _scales(text: str) -> tuple[float, ...]:
+    return tuple(_positive_float(part.strip()) for part in text.split(",") if part.strip())
+
+
 def _kinds(text: str) -> tuple[str, ...]:
     try:
         return parse_kinds(text)
@@ -111,6 +115,20 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("results", type=Path, help="results JSON written by pytest --fl-json")
     report.add_argument("-o", "--output", type=Path, default=Path("report.html"), metavar="HTML",
                         help="output file. Default: %(default)s")
+    sweep = commands.add_parser("sweep", help="show how the total effect depends on the noise scale")
+    sweep.add_argument("--model", default="smollm2-135m", metavar="MODEL", help="model spec. Default: %(default)r")
+    sweep.add_argument("--factset", type=Path, metavar="YAML", help="sweep over the facts of a fact set")
+    sweep.add_argument("--subject", help="one fact's subject (with --relation and --target)")
+    sweep.add_argument("--relation", help="one fact's relation template")
+    sweep.add_argument("--target", help="one fact's target")
+    sweep.add_argument("--scales", type=_scales, default="0.5,1,2,3,4,6,10", metavar="LIST",
+                       help="noise scales, in units of the subject-embedding std. Default: %(default)r")
+    sweep.add_argument("--corruption", choices=("gaussian", "uniform"), default="gaussian", help="noise shape. Default: %(default)r")
+    sweep.add_argument("--samples", type=_positive_int, default=10, metavar="N", help="noise samples. Default: %(default)r")
+    sweep.add_argument("--seed", type=_non_negative_int, default=0, metavar="SEED", help="noise seed. Default: %(default)r")
+    sweep.add_argument("--device", type=_device, default="auto", metavar="DEVICE", help="Default: %(default)r")
+    sweep.add_argument("--dtype", choices=DTYPES, default="float32", metavar="DTYPE", help="Default: %(default)r")
+
     compare = commands.add_parser("compare", help="compare two results (or trace) files: moved peaks, changed effects")
     compare.add_argument("before", type=Path, help="results or trace JSON of the baseline")
     compare.add_argument("after", type=Path, help="results or trace JSON to compare with it")
@@ -135,7 +153,7 @@ def add_baseline_options(add: Any, prefix: str = "") -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"trace": _trace, "models": _models, "report": _report, "compare": _compare}[args.command](args)
+        return {"trace": _trace, "models": _models, "report": _report, "compare": _compare, "sweep": _sweep}[args.command](args)
     except FactLocatorError as exc:
         print(f"fact-locator: error: {exc}", file=sys.stderr)
         return 2
@@ -217,6 +235,38 @@ def _report(args: argparse.Namespace) -> int:
 
     render_results_file(args.results, args.output)
     print(f"report written to {args.output}")
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from fact_locator.facts import Fact
+    from fact_locator.models.loading import load_model
+    from fact_locator.tracing.sweep import noise_sweep
+    from fact_locator.tracing.tracer import Tracer
+
+    if args.factset is not None:
+        from fact_locator.factset import load_factset
+
+        facts = [spec.fact for spec in load_factset(args.factset).facts]
+    elif args.subject and args.relation and args.target is not None:
+        facts = [Fact(args.subject, args.relation, args.target)]
+    else:
+        raise UsageError("sweep needs --factset FILE, or --subject, --relation and --target")
+    settings = TraceSettings(samples=args.samples, seed=args.seed, device=args.device, dtype=args.dtype)
+    loaded = load_model(args.model, device=settings.device, dtype=settings.dtype)
+    points = noise_sweep(Tracer(loaded, settings), facts, args.scales, mode=args.corruption)
+    table = Table(title=f"noise sweep on {args.model}: {len(facts)} fact(s), {args.corruption} noise")
+    for column in ("scale", "noise std", "mean p_clean", "mean p_corrupt", "mean TE", ""):
+        table.add_column(column, justify="right" if column else "left")
+    for point in points:
+        bar = "#" * max(0, round(20 * point.mean_te / max(point.mean_p_clean, 1e-9)))
+        table.add_row(f"{point.scale:g}", f"{point.noise_std:.4g}", f"{point.mean_p_clean:.4f}",
+                      f"{point.mean_p_corrupt:.4f}", f"{point.mean_te:.4f}", bar)
+    Console().print(table)
+    print("ROME's default is scale 3. Choose a scale where TE has levelled off but is not yet all of p_clean.")
     return 0
 
 

@@ -22,10 +22,18 @@ def calibrate_noise(subject_embeddings: list[torch.Tensor], scale: float, what: 
     return NoiseInfo(std=scale * std, calibration=f"{scale:g} x std of subject-token embeddings ({what}) = {scale:g} x {std:.6g}")
 
 
-def make_noise(samples: int, n_subject_tokens: int, width: int, std: float, seed: int) -> torch.Tensor:
+def make_noise(
+    samples: int, n_subject_tokens: int, width: int, std: float, seed: int, mode: str = "gaussian"
+) -> torch.Tensor:
     """The `samples` noise draws of one fact, float32 on the CPU, so that every device,
-    dtype and batch size sees the same numbers for the same seed."""
+    dtype and batch size sees the same numbers for the same seed. `uniform` noise has the
+    same standard deviation as `gaussian` (uniform on [-sqrt(3) std, sqrt(3) std])."""
     import torch
 
     generator = torch.Generator(device="cpu").manual_seed(seed)
-    return torch.randn((samples, n_subject_tokens, width), generator=generator, dtype=torch.float32) * std
+    shape = (samples, n_subject_tokens, width)
+    if mode == "gaussian":
+        return torch.randn(shape, generator=generator, dtype=torch.float32) * std
+    if mode == "uniform":
+        return (torch.rand(shape, generator=generator, dtype=torch.float32) * 2 - 1) * (std * 3**0.5)
+    raise ValueError(f"unknown noise mode {mode!r}")
