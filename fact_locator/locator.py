@@ -1,0 +1,306 @@
+"""The `Locator`: one per pytest session (and per xdist worker). It loads each model once,
+traces facts through the on-disk cache, calibrates the shared noise of a fact set and
+applies the known/unknown rule. It knows nothing about pytest.
+
+    locator = Locator(model="smollm2-135m", device="cpu")
+    settings = locator.settings_for(factset)            # defaults < factset settings < overrides
+    check = locator.clean(fact)                         # one forward: is the fact known?
+    trace = locator.trace(fact, factset=factset)        # cached; noise shared by the set
+
+torch and transformers are imported only when a model is loaded.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fact_locator.errors import FactLocatorError, ModelLoadError, UsageError
+from fact_locator.facts import Fact
+
+if TYPE_CHECKING:
+    from fact_locator.cache import TraceCache
+    from fact_locator.factset import FactSet
+    from fact_locator.models.loading import LoadedModel
+    from fact_locator.tracing.settings import TraceSettings
+    from fact_locator.tracing.trace import NoiseInfo, Trace
+    from fact_locator.tracing.tracer import Tracer
+
+__all__ = ["CleanCheck", "Locator", "UNKNOWN_RULES", "load_python_model"]
+
+UNKNOWN_RULES = ("skip", "fail", "trace")
+PYTHON_PREFIX = "python:"
+# Settings that change the numbers of a trace (batch_size does not; device does, slightly).
+_KEY_EXCLUDE = ("batch_size",)
+_TRACE_FIELDS = ("kinds", "samples", "noise", "noise_scale", "window", "seed", "batch_size")
+
+
+@dataclass(frozen=True)
+class CleanCheck:
+    """The clean run's verdict on one fact: ROME's rule (top-1 == the target's first token)
+    plus an optional floor on p_clean."""
+
+    top_token: str
+    p_top: float
+    target_token: str
+    p_target: float
+    min_p_clean: float = 0.0
+
+    @property
+    def top1(self) -> bool:
+        return self.top_token == self.target_token
+
+    @property
+    def known(self) -> bool:
+        return self.top1 and self.p_target >= self.min_p_clean
+
+    @property
+    def reason(self) -> str:
+        """Why the fact counts as unknown ('' when it is known)."""
+        if not self.top1:
+            return (f"model predicts {self.top_token!r} (p={self.p_top:.2f}), "
+                    f"target {self.target_token!r} has p={self.p_target:.2f}")
+        if self.p_target < self.min_p_clean:
+            return (f"model predicts the target {self.target_token!r} but with p={self.p_target:.2f} "
+                    f"< min_p_clean {self.min_p_clean:g}")
+        return ""
+
+
+class Locator:
+    """Loads models lazily, once; traces facts through a `TraceCache`.
+
+    `overrides` are trace settings given on the command line or in the ini (they beat a fact
+    set's `settings:`); `defaults` sit below the fact set's settings. `on_trace`, if given, is
+    called with (fact, trace, cached) after every trace (the plugin counts with it).
+    """
+
+    def __init__(
+        self,
+        model: str = "smollm2-135m",
+        device: str = "auto",
+        dtype: str = "float32",
+        *,
+        overrides: Mapping[str, Any] | None = None,
+        defaults: Mapping[str, Any] | None = None,
+        cache_dir: str | Path | None = None,
+        use_cache: bool = True,
+        model_from_factset: bool = True,
+        on_trace: Callable[[Fact, Trace, bool], None] | None = None,
+    ):
+        self.model_spec = model
+        self.device = device
+        self.dtype = dtype
+        self.overrides = dict(overrides or {})
+        self.defaults = dict(defaults or {})
+        self.model_from_factset = model_from_factset
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else None
+        self.use_cache = use_cache
+        self.on_trace = on_trace
+        self._models: dict[str, LoadedModel] = {}
+        self._tracers: dict[tuple[str, Any], Tracer] = {}
+        self._noise: dict[tuple[Any, ...], NoiseInfo] = {}
+        self._clean: dict[tuple[str, str, str, str], CleanCheck] = {}
+        self._cache: TraceCache | None = None
+        self._traces: dict[Any, Trace] = {}
+        self._lock = threading.RLock()
+        self.stats = {"traced": 0, "cached": 0, "clean_runs": 0}
+
+    # -- models ------------------------------------------------------------------------------
+    def model_for(self, factset: FactSet | None = None) -> str:
+        """The model spec a fact set is traced with: the session's unless the set names one
+        and the session's came from the default."""
+        if factset is not None and self.model_from_factset and factset.settings.get("model"):
+            return str(factset.settings["model"])
+        return self.model_spec
+
+    def load(self, spec: str | None = None) -> LoadedModel:
+        """The loaded model for `spec` (default: the session's), loaded on first use."""
+        spec = spec or self.model_spec
+        with self._lock:
+            if spec not in self._models:
+                self._models[spec] = self._load(spec)
+            return self._models[spec]
+
+    def _load(self, spec: str) -> LoadedModel:
+        if spec.startswith(PYTHON_PREFIX):
+            return load_python_model(spec, self.device, self.dtype)
+        from fact_locator.models.loading import load_model
+
+        return load_model(spec, device=self.device, dtype=self.dtype, progress=False)
+
+    @property
+    def loaded_models(self) -> dict[str, LoadedModel]:
+        return dict(self._models)
+
+    # -- settings and noise ------------------------------------------------------------------
+    def settings_for(self, factset: FactSet | None = None) -> TraceSettings:
+        """Built-in < `defaults` < the fact set's `settings:` < `overrides`."""
+        from fact_locator.tracing.settings import TraceSettings
+
+        merged: dict[str, Any] = {k: v for k, v in self.defaults.items() if k in _TRACE_FIELDS}
+        if factset is not None:
+            merged.update({k: v for k, v in factset.settings.items() if k in _TRACE_FIELDS})
+        merged.update({k: v for k, v in self.overrides.items() if k in _TRACE_FIELDS})
+        return TraceSettings(**merged, device=self.device, dtype=self.dtype)
+
+    def tracer(self, settings: TraceSettings, spec: str | None = None) -> Tracer:
+        from fact_locator.tracing.tracer import Tracer
+
+        spec = spec or self.model_spec
+        key = (spec, settings)
+        with self._lock:
+            if key not in self._tracers:
+                self._tracers[key] = Tracer(self.load(spec), settings)
+            return self._tracers[key]
+
+    def noise_for(self, factset: FactSet | None, settings: TraceSettings | None = None) -> NoiseInfo | None:
+        """The noise a fact set shares: the given std, or `noise_scale` x the std of all its
+        facts' subject-token embeddings (computed once). None for a lone fact (per-fact
+        calibration in the tracer)."""
+        from fact_locator.tracing.trace import NoiseInfo
+
+        settings = settings or self.settings_for(factset)
+        if settings.noise is not None:
+            return NoiseInfo(std=float(settings.noise), calibration="given")
+        if factset is None:
+            return None
+        spec = self.model_for(factset)
+        key = (spec, str(factset.path), factset.name, tuple((s.fact.subject, s.fact.relation) for s in factset.facts),
+               settings.noise_scale)
+        with self._lock:
+            if key not in self._noise:
+                self._noise[key] = self._calibrate(factset, settings, spec)
+            return self._noise[key]
+
+    def _calibrate(self, factset: FactSet, settings: TraceSettings, spec: str) -> NoiseInfo:
+        from fact_locator.tracing.corruption import calibrate_noise
+
+        tracer = self.tracer(settings, spec)
+        pieces = []
+        for fact_spec in factset.facts:
+            try:
+                prepared = tracer.prepare(fact_spec.fact)
+            except FactLocatorError:
+                continue  # the fact's own items report it
+            start, end = prepared.subject_range
+            pieces.append(tracer.embed(prepared)[start:end])
+        if not pieces:
+            raise UsageError(f"fact set {factset.name!r}: no fact could be tokenized, so the noise cannot be calibrated")
+        return calibrate_noise(pieces, settings.noise_scale, f"{len(pieces)} facts of fact set {factset.name!r}")
+
+    # -- the clean run -----------------------------------------------------------------------
+    def clean(self, fact: Fact, factset: FactSet | None = None, min_p_clean: float | None = None) -> CleanCheck:
+        """One forward of the prompt: the top-1 token and the target's probability."""
+        import torch
+
+        spec = self.model_for(factset)
+        floor = float(min_p_clean if min_p_clean is not None else (factset.min_p_clean if factset is not None else 0.0))
+        key = (spec, fact.subject, fact.relation, fact.target)
+        with self._lock:
+            cached = self._clean.get(key)
+        if cached is None:
+            loaded = self.load(spec)
+            tracer = self.tracer(self.settings_for(factset), spec)
+            prepared = tracer.prepare(fact)
+            ids = torch.tensor([prepared.token_ids], device=loaded.device)
+            with torch.inference_mode():
+                logits = loaded.model(input_ids=ids, use_cache=False).logits[0, -1].float()
+            probs = torch.softmax(logits, dim=-1)
+            top = int(probs.argmax().item())
+            cached = CleanCheck(
+                top_token=loaded.tokenizer.decode([top]),
+                p_top=float(probs[top].item()),
+                target_token=prepared.target_token,
+                p_target=float(probs[prepared.target_id].item()),
+            )
+            with self._lock:
+                self._clean[key] = cached
+                self.stats["clean_runs"] += 1
+        return CleanCheck(cached.top_token, cached.p_top, cached.target_token, cached.p_target, floor)
+
+    # -- traces ------------------------------------------------------------------------------
+    @property
+    def cache(self) -> TraceCache:
+        from fact_locator.cache import TraceCache
+
+        if self._cache is None:
+            self._cache = TraceCache(self.cache_dir, enabled=self.use_cache)
+        return self._cache
+
+    def cache_key(self, fact: Fact, settings: TraceSettings, noise: NoiseInfo | None, spec: str | None = None) -> str | None:
+        """The cache key, or None when the noise is calibrated per fact (known only after the clean run)."""
+        from fact_locator import __version__
+        from fact_locator.cache import TraceCache
+
+        if noise is None:
+            return None
+        loaded = self.load(spec)
+        data = {k: v for k, v in settings.to_dict().items() if k not in _KEY_EXCLUDE}
+        data["device"] = loaded.device
+        return TraceCache.key(loaded.identity.fingerprint, fact, data, noise.std, __version__)
+
+    def trace(self, fact: Fact, factset: FactSet | None = None, settings: TraceSettings | None = None) -> Trace:
+        """The fact's trace, from the cache when it has it; written there as soon as it is computed."""
+        spec = self.model_for(factset)
+        settings = settings or self.settings_for(factset)
+        noise = self.noise_for(factset, settings)
+        if noise is None:  # a lone fact: calibrate on its own subject, as the tracer does
+            tracer = self.tracer(settings, spec)
+            prepared = tracer.prepare(fact)
+            noise = tracer.noise_for(prepared, tracer.embed(prepared))
+        key = self.cache_key(fact, settings, noise, spec)
+        memo_key = key or (spec, fact, settings, noise)
+        with self._lock:
+            trace = self._traces.get(memo_key)
+        if trace is not None:  # traced or read earlier in this session
+            return trace
+        trace = self.cache.get(key) if key is not None else None
+        cached = trace is not None
+        if trace is None:
+            trace = self.tracer(settings, spec).trace(fact, noise=noise)
+            if key is not None:
+                self.cache.put(key, trace)  # at once: an interrupted run keeps what it traced
+        with self._lock:
+            self._traces[memo_key] = trace
+            self.stats["cached" if cached else "traced"] += 1
+        if self.on_trace is not None:
+            self.on_trace(fact, trace, cached)
+        return trace
+
+
+def load_python_model(spec: str, device: str = "auto", dtype: str = "float32") -> LoadedModel:
+    """`python:module:function`: import `module`, call `function()` (passing `device` and
+    `dtype` if it takes them) and check that it returns a LoadedModel."""
+    from fact_locator.models.loading import LoadedModel
+
+    body = spec[len(PYTHON_PREFIX):] if spec.startswith(PYTHON_PREFIX) else spec
+    parts = body.split(":")
+    if len(parts) != 2 or not all(p.strip() for p in parts):
+        raise ModelLoadError(f"model {spec!r}: write a custom model as python:module:function")
+    module_name, function_name = (p.strip() for p in parts)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ModelLoadError(f"model {spec!r}: cannot import module {module_name!r} ({exc})") from exc
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise ModelLoadError(f"model {spec!r}: module {module_name!r} has no function {function_name!r}")
+    params = inspect.signature(function).parameters
+    kwargs = {k: v for k, v in (("device", device), ("dtype", dtype)) if k in params}
+    try:
+        loaded = function(**kwargs)
+    except FactLocatorError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - user code: one line, the cause chained
+        raise ModelLoadError(f"model {spec!r}: {function_name}() raised {type(exc).__name__}: {exc}") from exc
+    if not isinstance(loaded, LoadedModel):
+        raise ModelLoadError(
+            f"model {spec!r}: {function_name}() returned {type(loaded).__name__}, not a LoadedModel "
+            "(build one with fact_locator.models.loading.from_objects(model, tokenizer, name=...))"
+        )
+    return loaded

@@ -1,0 +1,143 @@
+"""The fact-locator pytest plugin (entry point `pytest11: fact_locator`): hooks only.
+
+State lives in `session.FactLocatorSession` (under a StashKey), options in `options.py`,
+nodes in `collection.py`, fixtures in `fixtures.py`, xdist merging in `xdist.py`.
+Importing this module never imports torch or transformers: `pytest --help` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fact_locator.errors import FactLocatorError
+from fact_locator.plugin import fixtures as _fixtures
+from fact_locator.plugin.collection import CASE_KEY, FactSetFile, FactSetFiles
+from fact_locator.plugin.options import OptionError, add_run_options, add_trace_options, register_ini, resolve_options
+from fact_locator.plugin.session import SESSION_KEY, FactLocatorSession
+from fact_locator.plugin.xdist import XdistMerge, is_worker, publish
+
+GROUP = "fact-locator"
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from fact_locator.plugin import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup(GROUP, "fact-locator: causal-tracing audits of where a model stores facts")
+    add_trace_options(group.addoption)
+    add_run_options(group.addoption)
+    register_ini(parser.addini)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", _fixtures.MARKER_HELP)
+    try:
+        options = resolve_options(config.getoption, config.getini)
+    except OptionError as exc:
+        raise pytest.UsageError(f"fact-locator: {exc}") from None
+    fl = FactLocatorSession(config, options)
+    config.stash[SESSION_KEY] = fl
+    if not config.pluginmanager.is_registered(_fixtures):
+        config.pluginmanager.register(_fixtures, "fact_locator.fixtures")
+    if config.pluginmanager.hasplugin("xdist") and not is_worker(config):
+        config.pluginmanager.register(XdistMerge(fl), "fact_locator.xdist")
+
+
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    fl = config.stash.get(SESSION_KEY, None)
+    return fl.header_lines() if fl is not None else None
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    fl = parent.config.stash.get(SESSION_KEY, None)
+    if fl is not None and fl.matches_factset_glob(file_path):
+        return FactSetFile.from_parent(parent, path=file_path)
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: Any) -> list[FactSetFile] | None:
+    if not isinstance(obj, FactSetFiles):
+        return None
+    fl = collector.config.stash[SESSION_KEY]
+    return [FactSetFile.from_parent(collector, path=path) for path in obj.files(fl, Path(collector.path))]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    _fixtures.generate(metafunc)
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    # A fact set reached twice (its folder and a FactSetFiles) runs once.
+    seen: set[str] = set()
+    unique = []
+    for item in items:
+        if item.nodeid in seen and CASE_KEY in item.stash:
+            continue
+        seen.add(item.nodeid)
+        unique.append(item)
+        if CASE_KEY not in item.stash:
+            case = _fixtures.case_of(item)
+            if case is not None:
+                item.stash[CASE_KEY] = case
+    items[:] = unique
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """A broken fact-set file fails the run but does not stop the other fact sets; then
+    load the model before the first audit runs, so a bad --fl-model is one usage error."""
+    config = session.config
+    fl = config.stash.get(SESSION_KEY, None)
+    if fl is None:
+        return
+    if (session.testsfailed and fl.broken_factsets and session.testsfailed <= len(fl.broken_factsets)
+            and not config.option.continue_on_collection_errors):
+        config.option.continue_on_collection_errors = True
+    if config.option.collectonly or not any(CASE_KEY in item.stash for item in session.items):
+        return
+    try:
+        fl.load_model()
+    except FactLocatorError as exc:
+        if is_worker(config):
+            return  # each item reports the error in one line
+        raise fl.usage_error(exc) from None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    case = item.stash.get(CASE_KEY, None)
+    fl = item.config.stash.get(SESSION_KEY, None)
+    if case is not None and fl is not None:
+        fl.record_report(item, case, report)
+    return report
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    fl = config.stash.get(SESSION_KEY, None)
+    if fl is None:
+        return
+    fl.finish()
+    if is_worker(config):
+        publish(config, fl)
+        return
+    fl.write_outputs()
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    fl = config.stash.get(SESSION_KEY, None)
+    if fl is None or is_worker(config) or fl.results is None or not fl.has_results():
+        return
+    terminalreporter.section("fact-locator")
+    for line in fl.summary_lines(terminalreporter):
+        terminalreporter.write_line(line)
+

@@ -1,0 +1,313 @@
+"""Fact-set files become pytest nodes:
+
+    factsets/geography.yaml                      FactSetFile
+    factsets/geography.yaml::colosseum-country   FactNode (one per fact)
+        ...::colosseum-country::mlp-peak         FactItem (one per expectation of the fact)
+    factsets/geography.yaml::aggregate           AggregateNode (after the facts)
+        ...::aggregate::ate                      AggregateItem (one per aggregate expectation)
+
+A fact with no expectation gets one item named `trace` (the fact is traced and recorded).
+`FactSetFiles` lets a Python module (e.g. `audits/test_factsets.py`) collect fact-set files
+that live outside the collected directory. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from fact_locator.errors import ExpectationFailed, FactLocatorError, FactSetError
+from fact_locator.plugin.session import MESSAGE_KEY, Case, FactLocatorSession, get_session
+
+if TYPE_CHECKING:
+    from _pytest._code.code import ExceptionInfo, TerminalRepr
+
+    from fact_locator.aggregate import Aggregate
+    from fact_locator.expectations import ExpectationSpec
+    from fact_locator.factset import FactSet, FactSpec
+    from fact_locator.tracing.trace import Trace
+
+__all__ = [
+    "AggregateItem",
+    "AggregateNode",
+    "CASE_KEY",
+    "FactItem",
+    "FactNode",
+    "FactSetFile",
+    "FactSetFiles",
+    "aggregate_for",
+    "trace_fact",
+]
+
+CASE_KEY = pytest.StashKey[Case]()
+AGGREGATE_NODE = "aggregate"
+TRACE_ONLY = "trace"
+
+
+# -- what an item does: shared with the fixtures ----------------------------------------------
+def trace_fact(fl: FactLocatorSession, factset: FactSet, spec: FactSpec, item: pytest.Item | None = None) -> Trace:
+    """Trace one fact of a set under the set's unknown rule: skip (pytest.skip), fail
+    (pytest.fail) or trace anyway. Records the trace and, on `item`, JUnit properties."""
+    locator = fl.locator
+    fl.record_settings(factset)
+    rule = fl.unknown_rule(factset)
+    where = f"{fl.relpath(factset.path)}:{spec.line}"
+    try:
+        if rule != "trace":
+            clean = locator.clean(spec.fact, factset)
+            if not clean.known:
+                fl.record_fact(factset, spec, clean=clean, status="unknown", reason=clean.reason)
+                if item is not None:
+                    item.user_properties.append(("p_clean", f"{clean.p_target:.4f}"))
+                if rule == "skip":
+                    pytest.skip(f"unknown fact {spec.id}: {clean.reason}")
+                pytest.fail(f"{where}: unknown fact {spec.id}: {clean.reason}", pytrace=False)
+        trace = locator.trace(spec.fact, factset)
+    except FactLocatorError as exc:
+        fl.record_fact(factset, spec, status="error", reason=str(exc))
+        raise
+    fl.record_fact(factset, spec, trace=trace, status="traced", reason=traced_reason(trace, factset))
+    if item is not None:
+        item.user_properties.extend(trace_properties(trace))
+    return trace
+
+
+def traced_reason(trace: Trace, factset: FactSet) -> str:
+    """'' for a known fact; for one traced under `unknown: trace`, why it counts as unknown."""
+    if trace.known and trace.p_clean >= factset.min_p_clean:
+        return ""
+    if not trace.known:
+        return f"traced although unknown: model predicts {trace.top_token!r}, target {trace.target_token!r} has p={trace.p_clean:.2f}"
+    return f"traced although unknown: p_clean {trace.p_clean:.2f} < min_p_clean {factset.min_p_clean:g}"
+
+
+def trace_properties(trace: Trace) -> list[tuple[str, str]]:
+    props = [("te", f"{trace.te:.4f}"), ("p_clean", f"{trace.p_clean:.4f}")]
+    for kind in trace.kinds:
+        layer, token, value = trace.peak(kind)
+        props.append((f"peak_{kind}", f"L{layer} T{token} {value:.3f}"))
+    return props
+
+
+def aggregate_for(fl: FactLocatorSession, factset: FactSet) -> Aggregate:
+    """ATE/AIE over the set's known facts (all traced facts under `unknown: trace`); every
+    fact it needs is traced (through the cache), selected by -k or not. Skips when no fact qualifies."""
+    from fact_locator.aggregate import aggregate
+
+    cached = fl.aggregates.get(fl.relpath(factset.path))
+    if cached is not None:
+        return cached
+    locator = fl.locator
+    fl.record_settings(factset)
+    rule = fl.unknown_rule(factset)
+    traces, unknown, errors = [], 0, 0
+    for spec in factset.facts:
+        try:
+            if rule != "trace":
+                clean = locator.clean(spec.fact, factset)
+                if not clean.known:
+                    fl.record_fact(factset, spec, clean=clean, status="unknown", reason=clean.reason)
+                    unknown += 1
+                    continue
+            trace = locator.trace(spec.fact, factset)
+        except FactLocatorError as exc:
+            fl.record_fact(factset, spec, status="error", reason=str(exc))
+            errors += 1
+            continue
+        fl.record_fact(factset, spec, trace=trace, status="traced", reason=traced_reason(trace, factset))
+        traces.append(trace)
+    if not traces:
+        pytest.skip(f"fact set {factset.name}: no known fact to aggregate ({unknown} unknown, {errors} errors)")
+    agg = aggregate(traces)
+    fl.aggregates[fl.relpath(factset.path)] = agg
+    fl.record_aggregate(factset, agg)
+    return agg
+
+
+def _xdist_group(config: pytest.Config, name: str) -> list[Any]:
+    # With `-n N --dist loadgroup` all items of a fact set go to one worker (no duplicate traces).
+    return [pytest.mark.xdist_group(name=f"factset-{name}")] if config.pluginmanager.hasplugin("xdist") else []
+
+
+# -- nodes ------------------------------------------------------------------------------------
+class FactSetFile(pytest.File):
+    """One fact-set YAML file."""
+
+    def collect(self) -> Iterable[pytest.Item | pytest.Collector]:
+        fl = get_session(self.config)
+        try:
+            factset = fl.factset(self.path)
+        except FactSetError as exc:
+            fl.broken_factsets.add(self.nodeid)
+            raise self.CollectError(str(exc)) from None
+        for mark in _xdist_group(self.config, factset.name):
+            self.add_marker(mark)
+        for tag in factset.tags:
+            self.extra_keyword_matches.add(tag)
+        for spec in factset.facts:
+            yield FactNode.from_parent(self, name=spec.id, factset=factset, spec=spec)
+        if factset.aggregate_expectations:
+            yield AggregateNode.from_parent(self, name=AGGREGATE_NODE, factset=factset)
+
+
+class FactNode(pytest.Collector):
+    """One fact; its children are its expectations."""
+
+    def __init__(self, *, factset: FactSet, spec: FactSpec, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.factset = factset
+        self.spec = spec
+        for tag in spec.fact.tags:
+            self.extra_keyword_matches.add(tag)
+
+    def collect(self) -> Iterable[pytest.Item]:
+        expectations = self.factset.fact_expectations(self.spec)
+        if not expectations:
+            yield FactItem.from_parent(self, name=TRACE_ONLY, factset=self.factset, spec=self.spec, expectation=None)
+            return
+        for name, exp in _unique_names(expectations):
+            yield FactItem.from_parent(self, name=name, factset=self.factset, spec=self.spec, expectation=exp)
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, self.spec.line - 1, f"fact: {self.spec.fact.subject} -> {self.spec.fact.target}"
+
+
+class AggregateNode(pytest.Collector):
+    """The set's aggregate expectations; collected after the facts."""
+
+    def __init__(self, *, factset: FactSet, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.factset = factset
+
+    def collect(self) -> Iterable[pytest.Item]:
+        for name, exp in _unique_names(self.factset.aggregate_expectations):
+            yield AggregateItem.from_parent(self, name=name, factset=self.factset, expectation=exp)
+
+
+def _unique_names(specs: Iterable[ExpectationSpec]) -> Iterator[tuple[str, ExpectationSpec]]:
+    seen: dict[str, int] = {}
+    for exp in specs:
+        name = exp.id
+        seen[name] = seen.get(name, 0) + 1
+        yield (name if seen[name] == 1 else f"{name}-{seen[name]}"), exp
+
+
+class _AuditItem(pytest.Item):
+    factset: FactSet
+    expectation: ExpectationSpec | None
+
+    def _where(self, line: int) -> str:
+        return f"{get_session(self.config).relpath(self.path)}:{line}"
+
+    def _check(self, target: Any) -> None:
+        from fact_locator.expectations import check
+
+        assert self.expectation is not None
+        outcome = check(self.expectation.expectation, target)
+        self.stash[MESSAGE_KEY] = outcome.message
+        if not outcome.passed:
+            raise ExpectationFailed(outcome.message, outcome)
+
+    def _header(self) -> list[str]:
+        return []
+
+    def repr_failure(self, excinfo: ExceptionInfo[BaseException], style: Any = None) -> str | TerminalRepr:
+        exc = excinfo.value
+        if isinstance(exc, ExpectationFailed):
+            lines = self._header()
+            if self.expectation is not None:
+                lines.append(f"{self._where(self.expectation.line)}: expectation {self.expectation.source}")
+            lines.append(str(exc))
+            return "\n".join(lines)
+        if isinstance(exc, FactLocatorError):
+            return "\n".join([*self._header(), f"{type(exc).__name__}: {exc}"])
+        return super().repr_failure(excinfo, style=style)
+
+
+class FactItem(_AuditItem):
+    """One (fact, expectation) case."""
+
+    def __init__(self, *, factset: FactSet, spec: FactSpec, expectation: ExpectationSpec | None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.factset = factset
+        self.spec = spec
+        self.expectation = expectation
+        fl = get_session(self.config)
+        self.stash[CASE_KEY] = Case(fl.relpath(factset.path), spec.id, expectation.id if expectation else TRACE_ONLY)
+        if expectation is not None and expectation.xfail:
+            self.add_marker(pytest.mark.xfail(reason=expectation.xfail, strict=False))
+
+    def runtest(self) -> None:
+        fl = get_session(self.config)
+        trace = trace_fact(fl, self.factset, self.spec, self)
+        if self.expectation is None:
+            self.stash[MESSAGE_KEY] = f"traced: TE={trace.te:.3f}, p_clean={trace.p_clean:.3f}"
+            return
+        self._check(trace)
+
+    def _header(self) -> list[str]:
+        fact = self.spec.fact
+        return [f"{self._where(self.spec.line)}: fact {self.spec.id}: {fact.subject} -> {fact.target.strip()}"]
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, self.spec.line - 1, f"fact: {self.spec.fact.subject} -> {self.spec.fact.target}"
+
+
+class AggregateItem(_AuditItem):
+    """One aggregate expectation of a set, over all of its known facts."""
+
+    def __init__(self, *, factset: FactSet, expectation: ExpectationSpec, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.factset = factset
+        self.expectation = expectation
+        fl = get_session(self.config)
+        self.stash[CASE_KEY] = Case(fl.relpath(factset.path), None, expectation.id, aggregate=True)
+        if expectation.xfail:
+            self.add_marker(pytest.mark.xfail(reason=expectation.xfail, strict=False))
+
+    def runtest(self) -> None:
+        fl = get_session(self.config)
+        agg = aggregate_for(fl, self.factset)
+        self.user_properties.extend([("ate", f"{agg.ate:.4f}"), ("n_facts", str(agg.n_facts))])
+        self._check(agg)
+
+    def _header(self) -> list[str]:
+        return [f"{self._where(self.factset.line)}: fact set {self.factset.name} (aggregate)"]
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        line = self.expectation.line if self.expectation is not None else self.factset.line
+        return self.path, line - 1, f"fact set: {self.factset.name} (aggregate {self.name})"
+
+
+class FactSetFiles:
+    """Put one in a test module to collect fact-set files from elsewhere with it:
+
+        # audits/test_factsets.py
+        from fact_locator.plugin.collection import FactSetFiles
+        factsets = FactSetFiles()                       # the files --fl-factsets names
+        extra = FactSetFiles("../more/*.yaml")          # a glob relative to this module
+
+    Each matching file is collected as if pytest had walked into it (same node ids)."""
+
+    def __init__(self, *globs: str):
+        self.globs = globs
+
+    def files(self, fl: FactLocatorSession, module_path: Path) -> list[Path]:
+        if not self.globs:
+            return fl.factset_files()
+        found: dict[Path, None] = {}
+        for pattern in self.globs:
+            pattern_path = Path(pattern).expanduser()
+            base = module_path.parent
+            full = pattern_path if pattern_path.is_absolute() else base / pattern_path
+            for m in sorted(glob.glob(str(full))):
+                if Path(m).is_file():
+                    found[Path(m).resolve()] = None
+        return list(found)
+
+    def __repr__(self) -> str:
+        return f"FactSetFiles({', '.join(map(repr, self.globs))})"

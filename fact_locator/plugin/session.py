@@ -1,0 +1,530 @@
+"""`FactLocatorSession`: the plugin's state for one pytest run, kept under a StashKey.
+
+It resolves the options, owns the session's `Locator` (built lazily: nothing heavy happens
+unless a fact-locator item runs), loads fact sets once, records every trace and outcome,
+and builds the `RunResults` that `--fl-json` / `--fl-html` write and the terminal summary
+draws. Under pytest-xdist each worker publishes its results as JSON in
+`config.workeroutput`; the controller merges them (`merge_worker_payload`).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import platform
+import sys
+import threading
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from fact_locator.errors import FactLocatorError, FactSetError, ModelLoadError
+from fact_locator.plugin.options import ResolvedOptions
+
+if TYPE_CHECKING:
+    from fact_locator.aggregate import Aggregate
+    from fact_locator.factset import FactSet, FactSpec
+    from fact_locator.locator import CleanCheck, Locator
+    from fact_locator.results import AuditOutcome, FactResult, FactSetResult, RunResults
+    from fact_locator.tracing.trace import Trace
+
+__all__ = ["SESSION_KEY", "WORKER_OUTPUT_KEY", "Case", "FactLocatorSession", "get_session"]
+
+WORKER_OUTPUT_KEY = "fact_locator_results"
+
+
+@dataclass(frozen=True)
+class Case:
+    """What a pytest item audits: a fact set (by path), a fact (None: the set as a whole)
+    and the expectation or test name."""
+
+    factset_path: str
+    fact_id: str | None
+    expectation: str
+    aggregate: bool = False
+
+
+@dataclass
+class _Recorded:
+    nodeid: str
+    case: Case
+    outcome: str = "passed"
+    message: str = ""
+    duration: float = 0.0
+
+
+@dataclass
+class _FactSetRecord:
+    name: str
+    path: str
+    description: str = ""
+    order: list[str] = field(default_factory=list)
+    facts: dict[str, FactResult] = field(default_factory=dict)
+    aggregate: Aggregate | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+class FactLocatorSession:
+    def __init__(self, config: pytest.Config, options: ResolvedOptions):
+        self.config = config
+        self.options = options
+        self.rootpath = Path(config.rootpath)
+        self.started_at = _now()
+        self.finished_at: str | None = None
+        self._locator: Locator | None = None
+        self._load_error: FactLocatorError | None = None
+        self._factsets: dict[Path, FactSet | FactSetError] = {}
+        self._records: dict[str, _FactSetRecord] = {}  # key: relative factset path
+        self._outcomes: dict[str, _Recorded] = {}
+        self._merged: list[RunResults] = []
+        self._lock = threading.RLock()
+        self.results: RunResults | None = None
+        self.aggregates: dict[str, Aggregate] = {}
+        self.broken_factsets: set[str] = set()  # node ids of fact-set files that failed to load
+        self._glob_files: set[Path] | None = None
+        self.is_worker = hasattr(config, "workerinput")
+
+    # -- paths ---------------------------------------------------------------------------------
+    def relpath(self, path: Path | str) -> str:
+        path = Path(path)
+        try:
+            return path.resolve().relative_to(self.rootpath.resolve()).as_posix()
+        except ValueError:
+            return str(path)
+
+    def resolve_path(self, value: str) -> Path:
+        """An ini/marker path: relative to the rootdir. A command-line path: relative to the
+        invocation directory (pytest's convention)."""
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.rootpath / path
+
+    def output_path(self, name: str) -> Path | None:
+        value = self.options[name]
+        if value is None:
+            return None
+        path = Path(value).expanduser()
+        if path.is_absolute():
+            return path
+        base = Path(self.config.invocation_params.dir) if self.options.sources[name] == "cli" else self.rootpath
+        return base / path
+
+    def factset_globs(self) -> list[str]:
+        return [g for g in str(self.options["factsets"]).split(",") if g]
+
+    def matches_factset_glob(self, file_path: Path) -> bool:
+        if file_path.suffix not in (".yaml", ".yml"):
+            return False
+        if self._glob_files is None:
+            self._glob_files = set(self.factset_files())
+        return file_path.resolve() in self._glob_files
+
+    def factset_files(self) -> list[Path]:
+        """Every file the globs match (sorted, deduplicated)."""
+        found: dict[Path, None] = {}
+        for pattern in self.factset_globs():
+            pattern_path = Path(pattern).expanduser()
+            full = pattern_path if pattern_path.is_absolute() else self.rootpath / pattern_path
+            for name in sorted(glob.glob(str(full), recursive=True)):
+                m = Path(name)
+                if m.is_file() and m.suffix in (".yaml", ".yml"):
+                    found[m.resolve()] = None
+        return list(found)
+
+    # -- fact sets ------------------------------------------------------------------------------
+    def factset(self, path: Path | str) -> FactSet:
+        """The parsed fact set (cached); raises FactSetError with 'path:line: message'."""
+        from fact_locator.factset import load_factset
+
+        path = Path(path)
+        key = path.resolve()
+        with self._lock:
+            if key not in self._factsets:
+                try:
+                    self._factsets[key] = load_factset(key)
+                except FactSetError as exc:
+                    # Messages name the file as the user sees it: relative to the rootdir.
+                    self._factsets[key] = FactSetError(exc.message, self.relpath(key), exc.line)
+            value = self._factsets[key]
+        if isinstance(value, FactSetError):
+            raise value
+        return value
+
+    def unknown_rule(self, factset: FactSet) -> str:
+        if self.options.sources["unknown"] in ("cli", "ini"):
+            return str(self.options["unknown"])
+        return factset.unknown
+
+    # -- the locator ----------------------------------------------------------------------------
+    @property
+    def locator(self) -> Locator:
+        """The session's Locator; ModelLoadError etc. are raised (and remembered) here."""
+        from fact_locator.locator import Locator
+
+        with self._lock:
+            if self._load_error is not None:
+                raise self._load_error
+            if self._locator is None:
+                values = self.options.values
+                cache_dir = self.output_path("cache-dir") if values["cache-dir"] is not None else None
+                self._locator = Locator(
+                    model=values["model"],
+                    device=values["device"],
+                    dtype=values["dtype"],
+                    overrides=self.options.trace_overrides(),
+                    defaults={},
+                    cache_dir=cache_dir,
+                    use_cache=not values["no-cache"],
+                    model_from_factset=self.options.sources["model"] == "default",
+                    on_trace=lambda fact, trace, cached: self.config.hook.pytest_fl_trace(
+                        config=self.config, fact=fact, trace=trace, cached=cached),
+                )
+            return self._locator
+
+    def load_model(self, spec: str | None = None) -> None:
+        """Load the session's model now; a failure becomes one usage-error line."""
+        try:
+            self.locator.load(spec)
+        except FactLocatorError as exc:
+            with self._lock:
+                self._load_error = exc
+            raise
+
+    def usage_error(self, exc: FactLocatorError) -> pytest.UsageError:
+        source = self.options.sources["model"]
+        where = {"cli": "--fl-model", "ini": "ini fl_model", "default": "the default model"}.get(source, "--fl-model")
+        if isinstance(exc, ModelLoadError):
+            return pytest.UsageError(f"fact-locator: {where} {self.options['model']!r}: {exc}")
+        return pytest.UsageError(f"fact-locator: {exc}")
+
+    # -- recording ------------------------------------------------------------------------------
+    def _record_for(self, factset: FactSet) -> _FactSetRecord:
+        key = self.relpath(factset.path)
+        with self._lock:
+            rec = self._records.get(key)
+            if rec is None:
+                rec = _FactSetRecord(name=factset.name, path=key, description=factset.description,
+                                     order=[s.id for s in factset.facts])
+                self._records[key] = rec
+            return rec
+
+    def record_settings(self, factset: FactSet) -> None:
+        """The settings a fact set is traced with, and where each value came from."""
+        rec = self._record_for(factset)
+        if rec.settings:
+            return
+        locator = self.locator
+        settings = locator.settings_for(factset).to_dict()
+        sources = {}
+        for name in ("samples", "seed", "window", "kinds", "noise"):
+            if self.options.sources[name] in ("cli", "ini"):
+                sources[name] = self.options.sources[name]
+            elif name in factset.settings:
+                sources[name] = "factset"
+            else:
+                sources[name] = "default"
+        noise = locator.noise_for(factset)
+        if self.options.sources["model"] == "default" and "model" in factset.settings:
+            sources["model"] = "factset"
+        rec.settings = {**settings, "model": locator.model_for(factset), "unknown": self.unknown_rule(factset),
+                        "min_p_clean": factset.min_p_clean, "sources": sources,
+                        "noise_std": noise.std if noise is not None else None,
+                        "noise_calibration": noise.calibration if noise is not None else "per fact"}
+
+    def record_fact(self, factset: FactSet, spec: FactSpec, *, trace: Trace | None = None,
+                    clean: CleanCheck | None = None, status: str | None = None, reason: str = "") -> None:
+        from fact_locator.results import FactResult
+
+        rec = self._record_for(factset)
+        fact = spec.fact
+        with self._lock:
+            result = rec.facts.get(spec.id)
+            if result is None:
+                result = FactResult(id=spec.id, subject=fact.subject, relation=fact.relation, target=fact.target,
+                                    tags=list(fact.tags))
+                rec.facts[spec.id] = result
+            if trace is not None:
+                result.trace = trace
+            if status is not None:
+                result.status = status
+                result.status_reason = reason
+            elif clean is not None:
+                result.status = "traced" if trace is not None or result.trace is not None else "unknown"
+                result.status_reason = clean.reason
+
+    def record_aggregate(self, factset: FactSet, agg: Aggregate) -> None:
+        self._record_for(factset).aggregate = agg
+
+    def record_report(self, item: pytest.Item, case: Case, report: pytest.TestReport) -> None:
+        """Fold the setup/call/teardown reports of one item into one AuditOutcome."""
+        with self._lock:
+            rec = self._outcomes.get(item.nodeid)
+            if rec is None:
+                rec = self._outcomes[item.nodeid] = _Recorded(item.nodeid, case)
+            rec.duration += report.duration
+            xfail = hasattr(report, "wasxfail")
+            message = item.stash.get(MESSAGE_KEY, "")
+            if report.when == "teardown":
+                if report.failed:
+                    rec.outcome, rec.message = "error", _longrepr_text(report)
+                return
+            if report.when == "setup":
+                if report.failed:
+                    rec.outcome, rec.message = "error", message or _longrepr_text(report)
+                elif report.skipped:
+                    rec.outcome = "xfailed" if xfail else "skipped"
+                    rec.message = getattr(report, "wasxfail", "") if xfail else _skip_reason(report)
+                return
+            if report.passed:
+                rec.outcome = "xpassed" if xfail else "passed"
+                rec.message = message or (f"xfail reason: {report.wasxfail}" if xfail else "")
+            elif report.skipped:
+                rec.outcome = "xfailed" if xfail else "skipped"
+                rec.message = (message or report.wasxfail) if xfail else _skip_reason(report)
+            else:
+                rec.outcome, rec.message = "failed", message or _longrepr_text(report)
+
+    # -- results ---------------------------------------------------------------------------------
+    def build_results(self) -> RunResults:
+        from fact_locator.results import AuditOutcome, FactResult, FactSetResult, RunResults
+
+        factsets: list[FactSetResult] = []
+        outcomes_by_set: dict[str, list[AuditOutcome]] = {}
+        loose: list[AuditOutcome] = []
+        fact_outcomes: dict[tuple[str, str], list[AuditOutcome]] = {}
+        with self._lock:
+            for rec in self._outcomes.values():
+                outcome = AuditOutcome(rec.nodeid, rec.case.expectation, rec.outcome, rec.message, rec.duration)
+                if rec.case.fact_id is not None:
+                    fact_outcomes.setdefault((rec.case.factset_path, rec.case.fact_id), []).append(outcome)
+                elif rec.case.factset_path:
+                    outcomes_by_set.setdefault(rec.case.factset_path, []).append(outcome)
+                else:
+                    loose.append(outcome)
+            for (path, fact_id), outs in fact_outcomes.items():
+                rec = self._records.get(path)
+                if rec is None:
+                    rec = self._records[path] = _FactSetRecord(name=Path(path).stem, path=path)
+                if fact_id not in rec.facts:
+                    rec.facts[fact_id] = FactResult(id=fact_id, subject="", relation="", target="", status="error",
+                                                    status_reason="not traced")
+                rec.facts[fact_id].outcomes = outs
+            for path, rec in self._records.items():
+                order = {fid: i for i, fid in enumerate(rec.order)}
+                facts = sorted(rec.facts.values(), key=lambda f: (order.get(f.id, len(order)), f.id))
+                factsets.append(FactSetResult(name=rec.name, path=rec.path, description=rec.description, facts=facts,
+                                              aggregate=rec.aggregate, outcomes=outcomes_by_set.pop(path, [])))
+            for path, outs in outcomes_by_set.items():
+                factsets.append(FactSetResult(name=Path(path).stem, path=path, outcomes=outs))
+            settings = self.settings_dict()
+            results = RunResults(
+                model=self.model_dict(),
+                settings=settings,
+                versions=_versions(),
+                started_at=self.started_at,
+                finished_at=self.finished_at or _now(),
+                factsets=factsets,
+                outcomes=loose,
+            )
+            for other in self._merged:
+                results = merge_results(results, other)
+        return results
+
+    def settings_dict(self) -> dict[str, Any]:
+        values = dict(self.options.values)
+        data: dict[str, Any] = {k.replace("-", "_"): v for k, v in values.items()}
+        data["sources"] = {k.replace("-", "_"): v for k, v in self.options.sources.items()}
+        data["factset_settings"] = {rec.path: rec.settings for rec in self._records.values() if rec.settings}
+        if self._locator is not None:
+            data["cache_dir"] = str(self._locator.cache.root) if self._locator._cache is not None else data["cache_dir"]
+            data["stats"] = dict(self._locator.stats)
+        return data
+
+    def model_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        data: dict[str, Any] = {"spec": self.options["model"]}
+        if self._locator is not None:
+            models = self._locator.loaded_models
+            if self.options["model"] in models:
+                loaded = models[self.options["model"]]
+                data.update(asdict(loaded.identity), device=loaded.device)
+            others = {spec: {**asdict(m.identity), "device": m.device} for spec, m in models.items()
+                      if spec != self.options["model"]}
+            if others:
+                data["others"] = others
+        return data
+
+    # -- xdist -----------------------------------------------------------------------------------
+    def worker_payload(self) -> str:
+        return json.dumps(self.build_results().to_dict(), ensure_ascii=False)
+
+    def merge_worker_payload(self, payload: str) -> None:
+        from fact_locator.results import RunResults
+
+        other = RunResults.from_dict(json.loads(payload), source="an xdist worker's results")
+        with self._lock:
+            self._merged.append(other)
+
+    def header_lines(self) -> list[str]:
+        values, sources = self.options.values, self.options.sources
+
+        def show(name: str) -> str:
+            value = values[name]
+            if name == "noise" and value is None:
+                value = "calibrated per fact set"
+            return f"{name}={value}" + ("" if sources[name] == "default" else f" ({sources[name]})")
+
+        trace = ", ".join(show(n) for n in ("model", "device", "dtype", "samples", "seed", "window", "noise", "kinds"))
+        cache = "off" if values["no-cache"] else (values["cache-dir"] or "default")
+        unknown = values["unknown"] or "per fact set (skip)"
+        return [
+            f"fact-locator: {trace}",
+            f"fact-locator: factsets={values['factsets']}, cache={cache}, unknown={unknown}"
+            + "; a fact set's settings: apply where no cli/ini value is given",
+        ]
+
+    def finish(self) -> None:
+        self.finished_at = _now()
+        self.results = self.build_results()
+
+    def has_results(self) -> bool:
+        return self.results is not None and bool(self.results.factsets or self.results.outcomes)
+
+    def write_outputs(self) -> None:
+        """--fl-json and --fl-html; a write error is a warning, not a lost run."""
+        assert self.results is not None
+        self.written: list[str] = []
+        json_path = self.output_path("json")
+        if json_path is not None:
+            try:
+                self.results.save(json_path)
+                self.written.append(f"results JSON: {json_path}")
+            except OSError as exc:
+                warnings.warn(pytest.PytestWarning(f"fact-locator: cannot write {json_path}: {exc}"), stacklevel=1)
+        html_path = self.output_path("html")
+        if html_path is not None:
+            try:
+                from fact_locator.report.html import write_html
+            except ImportError as exc:
+                warnings.warn(pytest.PytestWarning(f"fact-locator: no HTML report ({exc})"), stacklevel=1)
+                return
+            try:
+                write_html(self.results, html_path)
+                self.written.append(f"HTML report: {html_path}")
+            except OSError as exc:
+                warnings.warn(pytest.PytestWarning(f"fact-locator: cannot write {html_path}: {exc}"), stacklevel=1)
+
+    def summary_lines(self, terminalreporter: Any) -> list[str]:
+        """The terminal summary (fact_locator.report.terminal when available) plus where
+        the results went and how many traces came from the cache."""
+        assert self.results is not None
+        lines: list[str] = []
+        quiet = self.config.get_verbosity() < 0
+        try:
+            from fact_locator.report.terminal import write_summary
+        except ImportError:
+            counts = self.results.counts()
+            lines.append("fact-locator: " + ", ".join(f"{n} {k}" for k, n in counts.items() if n))
+        else:
+            tw = terminalreporter._tw
+            text = write_summary(self.results, color=tw.hasmarkup, width=tw.fullwidth, quiet=quiet)
+            lines.extend(text.rstrip("\n").splitlines())
+        stats = self.results.settings.get("stats")
+        if stats:
+            lines.append(f"fact-locator: {stats.get('traced', 0)} facts traced, {stats.get('cached', 0)} from the cache"
+                         f" ({self.results.settings.get('cache_dir') or 'cache off'})")
+        lines.extend(f"fact-locator: {w}" for w in getattr(self, "written", []))
+        return lines
+
+
+def merge_results(base: RunResults, other: RunResults) -> RunResults:
+    """Fold `other` (a worker's results) into `base`: fact sets by path, facts by id,
+    outcomes by node id; traces and aggregates are taken from whichever side has them."""
+    by_path = {fs.path: fs for fs in base.factsets}
+    for fs in other.factsets:
+        mine = by_path.get(fs.path)
+        if mine is None:
+            base.factsets.append(fs)
+            by_path[fs.path] = fs
+            continue
+        if not mine.description:
+            mine.description = fs.description
+        facts = {f.id: f for f in mine.facts}
+        for fact in fs.facts:
+            have = facts.get(fact.id)
+            if have is None:
+                mine.facts.append(fact)
+                facts[fact.id] = fact
+                continue
+            if have.trace is None and fact.trace is not None:
+                have.trace = fact.trace
+            if have.status != "traced" and fact.status == "traced" or not have.subject:
+                have.status, have.status_reason = fact.status, fact.status_reason
+            if not have.subject:
+                have.subject, have.relation, have.target, have.tags = fact.subject, fact.relation, fact.target, fact.tags
+            seen = {o.nodeid for o in have.outcomes}
+            have.outcomes += [o for o in fact.outcomes if o.nodeid not in seen]
+        if mine.aggregate is None:
+            mine.aggregate = fs.aggregate
+        seen = {o.nodeid for o in mine.outcomes}
+        mine.outcomes += [o for o in fs.outcomes if o.nodeid not in seen]
+    seen = {o.nodeid for o in base.outcomes}
+    base.outcomes += [o for o in other.outcomes if o.nodeid not in seen]
+    if "fingerprint" not in base.model and "fingerprint" in other.model:
+        base.model = dict(other.model)
+    for key in ("factset_settings",):
+        base.settings.setdefault(key, {})
+        for name, value in other.settings.get(key, {}).items():
+            base.settings[key].setdefault(name, value)
+    stats = other.settings.get("stats")
+    if stats:
+        mine_stats = base.settings.setdefault("stats", {})
+        for k, v in stats.items():
+            mine_stats[k] = mine_stats.get(k, 0) + v
+    if other.started_at < base.started_at:
+        base.started_at = other.started_at
+    return base
+
+
+MESSAGE_KEY = pytest.StashKey[str]()
+SESSION_KEY = pytest.StashKey[FactLocatorSession]()
+
+
+def get_session(config: pytest.Config) -> FactLocatorSession:
+    return config.stash[SESSION_KEY]
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        reason = str(longrepr[2])
+        return reason[len("Skipped: "):] if reason.startswith("Skipped: ") else reason
+    return str(longrepr or "")
+
+
+def _longrepr_text(report: pytest.TestReport, limit: int = 4000) -> str:
+    text = report.longreprtext or ""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from fact_locator import __version__
+
+    out = {"fact_locator": __version__, "python": platform.python_version(), "pytest": pytest.__version__}
+    for dist in ("torch", "transformers"):
+        try:
+            out[dist] = sys.modules[dist].__version__ if dist in sys.modules else version(dist)
+        except (PackageNotFoundError, AttributeError):
+            pass
+    return out
+
