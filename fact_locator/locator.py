@@ -16,11 +16,11 @@ import importlib
 import inspect
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fact_locator.errors import FactLocatorError, ModelLoadError, UsageError
+from fact_locator.errors import FactLocatorError, FactSetError, ModelLoadError, UsageError
 from fact_locator.facts import Fact
 
 if TYPE_CHECKING:
@@ -115,7 +115,13 @@ class Locator:
         """The model spec a fact set is traced with: the session's unless the set names one
         and the session's came from the default."""
         if factset is not None and self.model_from_factset and factset.settings.get("model"):
-            return str(factset.settings["model"])
+            spec = str(factset.settings["model"])
+            if spec.startswith(PYTHON_PREFIX):
+                # Importing code named in a data file would run it: only the user's own options may.
+                raise FactSetError(
+                    "settings.model: a python: model may only be given with --fl-model or the ini file, "
+                    "never in a fact set", factset.path, factset.line)
+            return spec
         return self.model_spec
 
     def load(self, spec: str | None = None) -> LoadedModel:
@@ -261,6 +267,9 @@ class Locator:
             return trace
         trace = self.cache.get(key) if key is not None else None
         cached = trace is not None
+        if trace is not None and trace.fact_id != fact.id:
+            # The key ignores ids (they do not change the numbers): label the trace as asked.
+            trace = replace(trace, fact_id=fact.id)
         if trace is None:
             trace = self.tracer(settings, spec).trace(fact, noise=noise)
             if key is not None:
