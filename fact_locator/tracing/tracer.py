@@ -6,14 +6,15 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from fact_locator.errors import TraceError
 from fact_locator.facts import Fact
 from fact_locator.models.loading import LoadedModel, torch_dtype
 from fact_locator.tracing.corruption import calibrate_noise, make_noise
-from fact_locator.tracing.hooks import edit_outputs
+from fact_locator.tracing.fast import auto_batch_rows, cache_tensors, cpu_rows_cap, replaced_layers, replay_layer, run_in_batches, suffix_cache
+from fact_locator.tracing.hooks import edit_outputs, main_tensor
 from fact_locator.tracing.prompt import PreparedPrompt, prepare_prompt
 from fact_locator.tracing.settings import TraceSettings
 from fact_locator.tracing.trace import NoiseInfo, Trace
@@ -43,8 +44,29 @@ class _CleanRun:
     embeddings: torch.Tensor  # (tokens, d), output of the embedding module
 
 
+@dataclass
+class _CorruptedRun:
+    prob: float  # P*(o), averaged over the samples
+    # Kept only for the KV-suffix path: per decoder layer, its main output (samples, tokens, d),
+    # the rest of its output tuple (None when it returns a bare tensor), and its keys/values.
+    outputs: list[torch.Tensor]
+    output_rest: list[tuple[Any, ...] | None]
+    keys_values: list[tuple[torch.Tensor, torch.Tensor]]
+
+
+# A site to restore: (layer, token) within one kind.
+Site = tuple[int, int]
+
+
 class Tracer:
-    """Traces facts on one loaded model with one set of settings."""
+    """Traces facts on one loaded model with one set of settings.
+
+    Restoration runs are grouped by restored token and, where the model supports it (decided
+    once by `_suffix_probe`), run only the positions from that token on, on top of the
+    corrupted run's KV cache, starting at the earliest restored layer of the batch; the
+    layers before it replay the corrupted run's output. Otherwise every run is a forward of
+    the whole prompt. Either way the numbers equal the plain loop's (tests/reference_tracer.py).
+    """
 
     def __init__(self, loaded: LoadedModel, settings: TraceSettings | None = None):
         self.loaded = loaded
@@ -52,6 +74,10 @@ class Tracer:
         self._dtype = torch_dtype(self.settings.dtype)
         forward = inspect.signature(loaded.model.forward).parameters
         self._logits_kwargs = {"logits_to_keep": 1} if "logits_to_keep" in forward else {}
+        # transformers renames past_key_values to `cache` model by model (GPT-J already).
+        self._cache_kwarg = "cache" if "cache" in forward else "past_key_values"
+        self._suffix: bool | None = None  # decided by the probe on the first trace
+        self.suffix_fallback_reason: str | None = None
 
     # -- public ------------------------------------------------------------------------
     def prepare(self, fact: Fact) -> PreparedPrompt:
@@ -61,44 +87,77 @@ class Tracer:
         """Output of the embedding module for the prompt, (tokens, d)."""
         return self._clean_run(prepared, kinds=()).embeddings
 
+    @property
+    def uses_kv_suffix(self) -> bool | None:
+        """Whether restoration runs use the KV-suffix path (None until the first trace)."""
+        return self._suffix
+
     def trace(self, fact: Fact, noise: NoiseInfo | None = None, progress: Progress | None = None) -> Trace:
         """Trace one fact. `noise` overrides the per-fact calibration (fact sets share one)."""
+        return self._trace(self.prepare(fact), noise, progress)
+
+    def trace_many(self, facts: Sequence[Fact], noise: NoiseInfo | None = None, progress: Progress | None = None) -> list[Trace]:
+        """Trace several facts; `progress` counts the sites of all of them together."""
+        prepared = [self.prepare(fact) for fact in facts]
+        total = sum(self._site_count(p) for p in prepared)
+        traces: list[Trace] = []
+        offset = 0
+        for p in prepared:
+            shifted = None if progress is None else (lambda done, _all, base=offset: progress(base + done, total))
+            traces.append(self._trace(p, noise, shifted))
+            offset += self._site_count(p)
+        return traces
+
+    def noise_for(self, prepared: PreparedPrompt, embeddings: torch.Tensor) -> NoiseInfo:
+        if self.settings.noise is not None:
+            return NoiseInfo(std=float(self.settings.noise), calibration="given")
+        start, end = prepared.subject_range
+        return calibrate_noise([embeddings[start:end]], self.settings.noise_scale, f"this fact's {end - start} subject tokens")
+
+    # -- one fact ------------------------------------------------------------------------
+    def _trace(self, prepared: PreparedPrompt, noise: NoiseInfo | None, progress: Progress | None) -> Trace:
         import torch
 
         started = time.perf_counter()
-        prepared = self.prepare(fact)
+        fact = prepared.fact
         settings = self.settings
         n_layers = self.loaded.n_layers
+        n_tokens = len(prepared.token_ids)
+        start, end = prepared.subject_range
         with torch.inference_mode():
+            if self._suffix is None:
+                self._suffix = self._suffix_probe(prepared)
             clean = self._clean_run(prepared, settings.kinds)
             timings = {"clean": time.perf_counter() - started}
-            start, end = prepared.subject_range
             if noise is None:
                 noise = self.noise_for(prepared, clean.embeddings)
             draws = make_noise(settings.samples, end - start, clean.embeddings.shape[-1], noise.std, settings.seed)
             draws = draws.to(device=self.loaded.device, dtype=self._dtype)
 
             t0 = time.perf_counter()
-            p_corrupt = float(self._run(prepared, draws, sites=[(set(), 0)], kind="hidden", clean=clean).mean().item())
+            corrupted = self._corrupted_run(prepared, draws, keep=self._suffix)
             timings["corrupt"] = time.perf_counter() - t0
 
-            n_tokens = len(prepared.token_ids)
-            total = len(settings.kinds) * n_layers * (n_tokens - start)
+            total = self._site_count(prepared)
             done = 0
             ie: dict[str, tuple[tuple[float, ...], ...]] = {}
             for kind in settings.kinds:
                 t0 = time.perf_counter()
                 grid = [[0.0] * n_tokens for _ in range(n_layers)]
-                # Sites before the subject see no noise: their IE is exactly 0, no run needed.
-                sites = [(layer, token) for layer in range(n_layers) for token in range(start, n_tokens)]
-                for batch in _chunks(sites, self._sites_per_batch(n_tokens)):
-                    restore = [(set(restored_layers(kind, layer, n_layers, settings.window)), token) for layer, token in batch]
-                    probs = self._run(prepared, draws, restore, kind, clean)
-                    for (layer, token), p in zip(batch, probs.mean(dim=1).tolist()):
-                        grid[layer][token] = p - p_corrupt
-                    done += len(batch)
-                    if progress is not None:
-                        progress(done, total)
+                for offset, sites in self._site_groups(kind, prepared):
+
+                    def run(chunk: Sequence[Site], kind: str = kind, offset: int = offset) -> list[float]:
+                        nonlocal done
+                        probs = self._restore(prepared, draws, clean, corrupted, kind, offset, chunk)
+                        done += len(chunk)
+                        if progress is not None:
+                            progress(done, total)
+                        return probs.mean(dim=1).tolist()
+
+                    size = self._sites_per_batch(n_tokens, n_tokens - offset)
+                    for (layer, token), p in zip(sites, run_in_batches(sites, size, run, on_oom=_free_cuda_memory)):
+                        # Sites before the subject see no noise: their IE is exactly 0, never run.
+                        grid[layer][token] = p - corrupted.prob
                 ie[kind] = tuple(tuple(row) for row in grid)
                 timings[kind] = time.perf_counter() - t0
         timings["total"] = time.perf_counter() - started
@@ -117,7 +176,7 @@ class Tracer:
             target_id=prepared.target_id,
             top_token=tokenizer.decode([clean.top_id]),
             p_clean=clean.prob,
-            p_corrupt=p_corrupt,
+            p_corrupt=corrupted.prob,
             ie=ie,
             settings=settings.to_dict() | {"device": self.loaded.device},
             noise=noise,
@@ -125,18 +184,37 @@ class Tracer:
             versions=_versions(),
         )
 
-    def noise_for(self, prepared: PreparedPrompt, embeddings: torch.Tensor) -> NoiseInfo:
-        if self.settings.noise is not None:
-            return NoiseInfo(std=float(self.settings.noise), calibration="given")
-        start, end = prepared.subject_range
-        return calibrate_noise([embeddings[start:end]], self.settings.noise_scale, f"this fact's {end - start} subject tokens")
+    def _site_count(self, prepared: PreparedPrompt) -> int:
+        return len(self.settings.kinds) * self.loaded.n_layers * (len(prepared.token_ids) - prepared.subject_range[0])
+
+    def _site_groups(self, kind: str, prepared: PreparedPrompt) -> list[tuple[int, list[Site]]]:
+        """(offset, sites) groups, each run as batches of one suffix: per restored token on
+        the KV-suffix path (sites sorted by first layer that must run, so a batch wastes few
+        layers), one group of all sites from position 0 otherwise."""
+        n_layers = self.loaded.n_layers
+        tokens = range(prepared.subject_range[0], len(prepared.token_ids))
+        if not self._suffix:
+            return [(0, [(layer, token) for layer in range(n_layers) for token in tokens])]
+        first = lambda site: self._first_real_layer(kind, site[0])  # noqa: E731
+        return [(token, sorted(((layer, token) for layer in range(n_layers)), key=first)) for token in tokens]
+
+    def _first_real_layer(self, kind: str, layer: int) -> int:
+        """The first layer a restoration run must compute: layers before it see exactly the
+        corrupted run. A restored hidden state is the output of its layer, so that layer can
+        be replayed (with the restoration applied to the replayed output)."""
+        if kind == "hidden":
+            return layer + 1
+        return restored_layers(kind, layer, self.loaded.n_layers, self.settings.window).start
 
     # -- runs ----------------------------------------------------------------------------
-    def _forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+    def _forward(self, input_ids: torch.Tensor, cache: Any = None) -> torch.Tensor:
         """Probabilities (float32) at the last position for each row."""
         import torch
 
-        out = self.loaded.model(input_ids=input_ids, use_cache=False, **self._logits_kwargs)
+        kwargs: dict[str, Any] = {"use_cache": False}
+        if cache is not None:
+            kwargs = {"use_cache": True, self._cache_kwarg: cache}
+        out = self.loaded.model(input_ids=input_ids, **kwargs, **self._logits_kwargs)
         logits = out.logits[:, -1, :].float()
         return torch.softmax(logits, dim=-1)
 
@@ -173,65 +251,189 @@ class Tracer:
             embeddings=captured["embed"],
         )
 
-    def _run(
+    def _corrupted_run(self, prepared: PreparedPrompt, draws: torch.Tensor, keep: bool) -> _CorruptedRun:
+        """The `samples` noisy runs of the whole prompt; with `keep`, also every decoder
+        layer's output and the KV cache, which the suffix runs start from."""
+        import torch
+        from transformers import DynamicCache
+
+        samples, n_tokens = draws.shape[0], len(prepared.token_ids)
+        outputs: list[torch.Tensor] = []
+        rests: list[tuple[Any, ...] | None] = []
+        handles = []
+        if keep:
+            for layer in range(self.loaded.n_layers):
+                module = self.loaded.model.get_submodule(self.loaded.adapter.layer_path(layer))
+                handles.append(module.register_forward_hook(_output_keeper(outputs, rests)))
+        # A cache without the config: plain full-length layers (no sliding-window trimming),
+        # so every prefix length can be cut from it exactly.
+        cache = DynamicCache() if keep else None
+        input_ids = torch.tensor([prepared.token_ids], device=self.loaded.device).expand(samples, n_tokens)
+        edits = {self.loaded.adapter.embed: _noise_adder(draws, prepared.subject_range, n_tokens, offset=0, copies=1)}
+        try:
+            with edit_outputs(self.loaded.model, edits):
+                probs = self._forward(input_ids, cache)[:, prepared.target_id]
+        finally:
+            for handle in handles:
+                handle.remove()
+        _check_finite(probs, "the corrupted run")
+        keys_values = cache_tensors(cache) if cache is not None else []
+        return _CorruptedRun(prob=float(probs.mean().item()), outputs=outputs, output_rest=rests, keys_values=keys_values)
+
+    def _restore(
         self,
         prepared: PreparedPrompt,
         draws: torch.Tensor,
-        sites: Sequence[tuple[set[int], int]],
+        clean: _CleanRun | dict[tuple[str, int], torch.Tensor],
+        corrupted: _CorruptedRun,
         kind: str,
-        clean: _CleanRun,
+        offset: int,
+        sites: Sequence[Site],
     ) -> torch.Tensor:
-        """Corrupted runs with restorations: one group of `samples` rows per site, each
-        site being (layers restored, token). Returns probs of the target, (sites, samples)."""
+        """Corrupted runs with restorations, `samples` rows per site (row = site * samples +
+        sample), over prompt positions `offset`.. only. With offset > 0 (KV-suffix path)
+        every site restores token `offset` and the cache supplies positions < offset.
+        Returns the target's probabilities, (sites, samples)."""
         import torch
 
         adapter = self.loaded.adapter
+        states = clean.states if isinstance(clean, _CleanRun) else clean
         samples = draws.shape[0]
         n_tokens = len(prepared.token_ids)
-        start, end = prepared.subject_range
-        rows = len(sites) * samples
+        positions = n_tokens - offset
+        n_layers = self.loaded.n_layers
+        first = min(self._first_real_layer(kind, layer) for layer, _ in sites) if self._suffix else 0
 
-        def corrupt(t: torch.Tensor) -> torch.Tensor:
-            view = t.view(rows, n_tokens, t.shape[-1])
-            view[:, start:end] += draws.repeat(len(sites), 1, 1)
-            return t
-
-        edits: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {adapter.embed: corrupt}
-        for layer in range(self.loaded.n_layers):
-            targets = [(i, token) for i, (layers, token) in enumerate(sites) if layer in layers]
+        edits: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
+        if first == 0:
+            edits[adapter.embed] = _noise_adder(draws, prepared.subject_range, n_tokens, offset, copies=len(sites))
+        for layer in range(n_layers):
+            targets = [
+                (i, token)
+                for i, (site_layer, token) in enumerate(sites)
+                if layer in restored_layers(kind, site_layer, n_layers, self.settings.window)
+            ]
             if targets:
-                edits[adapter.site_path(kind, layer)] = _restorer(targets, samples, n_tokens, clean.states[(kind, layer)])
-        input_ids = torch.tensor([prepared.token_ids], device=self.loaded.device).expand(rows, n_tokens)
-        with edit_outputs(self.loaded.model, edits):
-            probs = self._forward(input_ids)[:, prepared.target_id]
+                edits[adapter.site_path(kind, layer)] = _restorer(targets, samples, positions, offset, states[(kind, layer)])
+        replays = self._replays(corrupted, first, offset, len(sites))
+        cache = suffix_cache(corrupted.keys_values, offset, len(sites), first) if self._suffix else None
+        input_ids = torch.tensor([prepared.token_ids[offset:]], device=self.loaded.device).expand(len(sites) * samples, positions)
+        layers = self.loaded.model.get_submodule(adapter.layers)
+        # Replace the layers first, so that hooks on a replayed layer land on its stand-in.
+        with replaced_layers(layers, replays), edit_outputs(self.loaded.model, edits):
+            probs = self._forward(input_ids, cache)[:, prepared.target_id]
         _check_finite(probs, f"a corrupted run ({kind})")
         return probs.view(len(sites), samples)
 
-    def _sites_per_batch(self, n_tokens: int) -> int:
+    def _replays(self, corrupted: _CorruptedRun, first: int, offset: int, copies: int) -> dict[int, Any]:
+        """Stand-ins for layers 0..first-1, all returning layer first-1's corrupted output at
+        positions offset.. (what the first computed layer reads; earlier ones are ignored)."""
+        if first == 0:
+            return {}
+        main = corrupted.outputs[first - 1][:, offset:].repeat(copies, 1, 1)
+        rest = corrupted.output_rest[first - 1]
+        output = main if rest is None else (main, *rest)
+        # One stand-in per layer: a hook on one replayed layer must not fire for the others.
+        return {layer: replay_layer(output) for layer in range(first)}
+
+    def _suffix_probe(self, prepared: PreparedPrompt) -> bool:
+        """Whether this model gives the same result on the KV-suffix path as on the whole
+        prompt: one noiseless run of the prompt, then its second half through the suffix
+        machinery (two copies, layer 0 replayed, the cache for the first half). A model that
+        ignores or mangles the cache, or whose layers cannot be replayed, fails it and every
+        trace then runs whole prompts. The one place this is decided."""
+        import torch
+
+        ids = (list(prepared.token_ids) * 2)[: max(2, len(prepared.token_ids))]
+        probe = replace(prepared, token_ids=tuple(ids))
+        width = self.loaded.model.get_submodule(self.loaded.adapter.embed).weight.shape[-1]
+        zero = torch.zeros((1, 1, width), device=self.loaded.device, dtype=self._dtype)
+        previous = self._suffix
+        try:
+            self._suffix = True
+            # Noise 0 on token 0: the "corrupted" run is the clean one.
+            base = self._corrupted_run(replace(probe, subject_range=(0, 1)), zero, keep=True)
+            offset = len(ids) // 2
+            states = {("hidden", 0): base.outputs[0][0]}
+            probs = self._restore(replace(probe, subject_range=(0, 1)), zero, states, base, "hidden", offset, [(0, offset), (0, offset)])
+            tolerance = 1e-4 if self._dtype == torch.float32 else 2e-2
+            error = float((probs - base.prob).abs().max().item())
+            if error > tolerance:
+                self.suffix_fallback_reason = f"KV-suffix probe differs from the whole prompt by {error:.3g}"
+                return False
+            return True
+        except Exception as exc:  # noqa: BLE001 - any failure means: use the plain path
+            self.suffix_fallback_reason = f"KV-suffix probe failed: {type(exc).__name__}: {exc}"
+            return False
+        finally:
+            self._suffix = previous
+
+    def _sites_per_batch(self, n_tokens: int, positions: int) -> int:
+        """Sites per forward: the setting, or as many as a memory budget allows; on a CPU
+        also capped where bigger forwards stop paying off."""
         if self.settings.batch_size is not None:
             return self.settings.batch_size
-        # About 256 rows of activations per forward keeps a CPU busy without swapping.
-        return max(1, 256 // (self.settings.samples * max(1, n_tokens // 16)))
+        element = torch_dtype(self.settings.dtype).itemsize
+        rows = auto_batch_rows(self.loaded.model.config, n_tokens, positions, self.loaded.device, element)
+        if not self.loaded.device.startswith("cuda"):
+            rows = min(rows, cpu_rows_cap(positions))
+        return max(1, rows // self.settings.samples)
+
+
+def _output_keeper(outputs: list[Any], rests: list[Any]) -> Callable[..., None]:
+    def hook(_module: Any, _inputs: Any, output: Any) -> None:
+        outputs.append(main_tensor(output).detach().clone())
+        rests.append(tuple(output[1:]) if isinstance(output, tuple) else None)
+
+    return hook
+
+
+def _noise_adder(
+    draws: torch.Tensor, subject_range: tuple[int, int], n_tokens: int, offset: int, copies: int
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Add the noise draws to the subject's embeddings, for `copies` groups of `samples`
+    rows that start at prompt position `offset`."""
+    start, end = subject_range
+    lo = max(start, offset)
+
+    def edit(t: torch.Tensor) -> torch.Tensor:
+        if lo >= end:
+            return t
+        view = t.view(-1, n_tokens - offset, t.shape[-1])
+        view[:, lo - offset : end - offset] += draws[:, lo - start :].repeat(copies, 1, 1)
+        return t
+
+    return edit
 
 
 def _restorer(
-    targets: list[tuple[int, int]], samples: int, n_tokens: int, clean_state: torch.Tensor
+    targets: list[tuple[int, int]], samples: int, positions: int, offset: int, clean_state: torch.Tensor
 ) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Set the rows of each target site back to the clean value at its token."""
+    """Set the rows of each target site back to the clean value at its token (the module
+    output covers prompt positions offset..offset+positions-1)."""
     import torch
 
-    site_index = torch.tensor([i for i, _ in targets], device=clean_state.device)
-    tokens = torch.tensor([t for _, t in targets], device=clean_state.device)
-    row_index = (site_index[:, None] * samples + torch.arange(samples, device=clean_state.device)[None, :]).reshape(-1)
+    device = clean_state.device
+    site_index = torch.tensor([i for i, _ in targets], device=device)
+    tokens = torch.tensor([t for _, t in targets], device=device)
+    row_index = (site_index[:, None] * samples + torch.arange(samples, device=device)[None, :]).reshape(-1)
     token_index = tokens.repeat_interleave(samples)
     values = clean_state[token_index]
+    token_index = token_index - offset
 
     def edit(t: torch.Tensor) -> torch.Tensor:
-        view = t.view(-1, n_tokens, t.shape[-1])
+        view = t.view(-1, positions, t.shape[-1])
         view[row_index, token_index] = values.to(view.dtype)
         return t
 
     return edit
+
+
+def _free_cuda_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _check_finite(probs: torch.Tensor, where: str) -> None:
@@ -239,10 +441,6 @@ def _check_finite(probs: torch.Tensor, where: str) -> None:
 
     if not bool(torch.isfinite(probs).all()):
         raise TraceError(f"non-finite probabilities (NaN or inf) in {where}; try --dtype float32")
-
-
-def _chunks(items: list[Any], size: int) -> list[list[Any]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def _versions() -> dict[str, str]:

@@ -1,0 +1,210 @@
+"""Naive loop (tests/reference_tracer.py) vs. the fast tracer, side by side in one process.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py              # SmolLM2, 3 facts, naive + fast
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --quick      # fast only, plus the scaling runs
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --scaling    # time vs prompt length and layer count
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --gpt2xl-shape --device cuda --facts 20
+
+Prints seconds per fact, the ratio, max |IE difference| and peak memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from fact_locator.facts import Fact  # noqa: E402
+from fact_locator.tracing.settings import KINDS, TraceSettings  # noqa: E402
+from fact_locator.tracing.tracer import Tracer  # noqa: E402
+
+FACTS = [
+    Fact("The Colosseum", "{} is located in the country of", "Italy", id="short-subject-first"),
+    Fact("The Eiffel Tower", "{} is a famous landmark in the city of", "Paris", id="10-subject-first"),
+    Fact("the Colosseum", "In Rome, {} is located in the country of", "Italy", id="12-subject-middle"),
+    Fact("the Space Needle", "Every year many tourists visit {}, which is located in the city of", "Seattle", id="15-subject-middle"),
+    Fact("Toyota", "According to the records we have, the company {} was founded in the country of", "Japan", id="long-subject-middle"),
+]
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def load_smollm2(device: str, dtype: str) -> Any:
+    from fact_locator.models.loading import load_model
+
+    return load_model("smollm2-135m", device=device, dtype=dtype, progress=False)
+
+
+def timed(fn: Any) -> tuple[Any, float]:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    out = fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return out, time.perf_counter() - t0
+
+
+def compare(loaded: Any, facts: list[Fact], samples: int, window: int, naive: bool) -> None:
+    from reference_tracer import reference_trace
+
+    tracer = Tracer(loaded, TraceSettings(samples=samples, window=window, dtype=loaded.identity.dtype))
+    print(f"{'fact':22} {'tokens':>6} {'subject':>8} {'fast s':>8} {'naive s':>8} {'ratio':>6} {'max|dIE|':>9} {'peak RSS MiB':>12}")
+    total_fast = total_naive = 0.0
+    for fact in facts:
+        trace, fast_s = timed(lambda: tracer.trace(fact))
+        naive_s, diff = float("nan"), float("nan")
+        if naive:
+            ref, naive_s = timed(lambda: reference_trace(loaded, fact, KINDS, samples, trace.noise.std, window, 0))
+            diff = max(abs(a - b) for k in KINDS for ra, rb in zip(trace.ie[k], ref["ie"][k]) for a, b in zip(ra, rb))
+            total_naive += naive_s
+        total_fast += fast_s
+        print(
+            f"{fact.id:22} {len(trace.tokens):6d} {str(trace.subject_range):>8} {fast_s:8.2f} {naive_s:8.2f} "
+            f"{naive_s / fast_s:6.1f} {diff:9.1e} {peak_rss_mib():12.0f}",
+            flush=True,
+        )
+    if naive:
+        print(f"all facts: fast {total_fast:.1f} s, naive {total_naive:.1f} s, ratio {total_naive / total_fast:.1f}x")
+    print(f"KV-suffix path: {tracer.uses_kv_suffix} {tracer.suffix_fallback_reason or ''}")
+    if torch.cuda.is_available():
+        print(f"peak CUDA memory: {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")
+
+
+def prompt_length_scaling(loaded: Any, samples: int, window: int) -> None:
+    """Subject first, relation made longer and longer."""
+    print("\n# time vs prompt length (SmolLM2, fast tracer, subject first)")
+    tracer = Tracer(loaded, TraceSettings(samples=samples, window=window))
+    tail = " which is a place that many people from all over the world like to visit, in the country of"
+    words = tail.split(" ")
+    for n in (4, 8, 14, 20):
+        fact = Fact("The Colosseum", "{}" + " ".join(words[: n + 1]), "Italy")
+        trace, s = timed(lambda: tracer.trace(fact))
+        print(f"tokens {len(trace.tokens):3d}: {s:6.2f} s", flush=True)
+
+
+def layer_scaling(samples: int, window: int, naive_layers: int | None) -> None:
+    """Random-weight Llama configs at SmolLM2's width with 8/16/32 layers."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from fact_locator.models.loading import from_objects
+
+    print("\n# time vs layer count (random Llama, d=576, 10-token prompt, fast tracer)")
+    tok = AutoTokenizer.from_pretrained(str(Path.home() / ".cache/fact-locator/models/smollm2-135m"))
+    fact = FACTS[1]
+    for layers in (8, 16, 32):
+        config = LlamaConfig(
+            vocab_size=len(tok), hidden_size=576, intermediate_size=1536, num_hidden_layers=layers,
+            num_attention_heads=9, num_key_value_heads=3, tie_word_embeddings=True,
+        )
+        torch.manual_seed(0)
+        loaded = from_objects(LlamaForCausalLM(config).eval(), tok, name=f"llama-{layers}L")
+        tracer = Tracer(loaded, TraceSettings(samples=samples, window=window))
+        trace, s = timed(lambda: tracer.trace(fact))
+        line = f"layers {layers:2d}: fast {s:6.2f} s"
+        if naive_layers == layers:
+            from reference_tracer import reference_trace
+
+            _, n = timed(lambda: reference_trace(loaded, fact, KINDS, samples, trace.noise.std, window, 0))
+            line += f", naive {n:6.2f} s, ratio {n / s:.1f}x"
+        print(line, flush=True)
+
+
+def gpt2xl_shape(device: str, dtype: str, n_facts: int, samples: int, window: int) -> None:
+    """GPT-2 XL's shape (48 layers, d=1600, random weights): N facts x 3 kinds, extrapolated
+    to 1000 facts. Without a GPU only the FLOPs of the fast tracer are counted."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from tiny_models import tiny_tokenizer
+
+    config = GPT2Config(n_layer=48, n_embd=1600, n_head=25, n_positions=1024, vocab_size=50257)
+    facts = (FACTS * ((n_facts + len(FACTS) - 1) // len(FACTS)))[:n_facts]
+    flops = sum(fast_tracer_flops(config, 12 + i % 4, 2 + i % 3, samples, window) for i in range(len(facts)))
+    print(f"\n# GPT-2 XL shape: {config.n_layer} layers, d={config.n_embd}")
+    print(f"fast tracer FLOPs: {flops / len(facts) / 1e12:.2f} TFLOP per fact (3 kinds, {samples} samples, window {window}); "
+          f"1000 facts: {flops / len(facts) * 1000 / 1e15:.1f} PFLOP")
+    if not device.startswith("cuda"):
+        print("no GPU here: at 40% of an H100's 989 TFLOP/s dense bf16 that is "
+              f"{flops / len(facts) * 1000 / (0.4 * 989e12) / 60:.1f} min for 1000 facts (estimate)")
+        return
+    from fact_locator.models.loading import from_objects
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(config).eval()
+    # The tiny tokenizer's ids all lie inside GPT-2's vocabulary: prompts of realistic length.
+    loaded = from_objects(model, tiny_tokenizer(), name="gpt2-xl-shape", device=device, dtype=dtype)
+    tracer = Tracer(loaded, TraceSettings(samples=samples, window=window, dtype=dtype))
+    tracer.trace(facts[0])  # warm-up
+    _, s = timed(lambda: tracer.trace_many(facts))
+    print(f"{len(facts)} facts in {s:.1f} s: {s / len(facts):.2f} s per fact; 1000 facts: {s / len(facts) * 1000 / 60:.1f} min")
+    print(f"peak CUDA memory: {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
+
+
+def fast_tracer_flops(config: Any, n_tokens: int, start: int, samples: int, window: int) -> float:
+    """Multiply-adds x 2 of the restoration runs of the fast tracer, for a GPT-2-like model:
+    per site, the suffix positions t.. times the layers from its first computed one."""
+    d, layers, vocab = config.n_embd, config.n_layer, config.vocab_size
+    per_token_layer = 2 * 12 * d * d  # attention 4 d^2 + MLP 8 d^2, multiply-add = 2 FLOPs
+    total = 0.0
+    for t in range(start, n_tokens):
+        suffix = n_tokens - t
+        for layer in range(layers):
+            firsts = {"hidden": layer + 1, "mlp": max(0, layer - window // 2), "attn": max(0, layer - window // 2)}
+            for first in firsts.values():
+                total += samples * (suffix * (layers - first) * per_token_layer + 2 * d * vocab)
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--facts", type=int, default=3, help="how many of the benchmark facts (max 5; any N for --gpt2xl-shape)")
+    parser.add_argument("--samples", type=int, default=10)
+    parser.add_argument("--window", type=int, default=10)
+    parser.add_argument("--quick", action="store_true", help="fast tracer only (no naive loop)")
+    parser.add_argument("--scaling", action="store_true", help="only the prompt-length and layer-count runs")
+    parser.add_argument("--gpt2xl-shape", action="store_true")
+    parser.add_argument("--only", default=None, help="comma-separated fact ids to run (default: the first --facts)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"machine: {cpu_name()}, {torch.get_num_threads()} torch threads; torch {torch.__version__}; device {args.device}, {args.dtype}")
+    if args.gpt2xl_shape:
+        gpt2xl_shape(args.device, args.dtype, args.facts, args.samples, args.window)
+        return
+    loaded = load_smollm2(args.device, args.dtype)
+    if not args.scaling:
+        print(f"\n# SmolLM2-135M, 3 kinds, {args.samples} samples, window {args.window}")
+        facts = [f for f in FACTS if f.id in args.only.split(",")] if args.only else FACTS[: args.facts]
+        compare(loaded, facts, args.samples, args.window, naive=not args.quick)
+    if args.quick or args.scaling:
+        prompt_length_scaling(loaded, args.samples, args.window)
+        layer_scaling(args.samples, args.window, naive_layers=8 if args.scaling else None)
+
+
+if __name__ == "__main__":
+    main()

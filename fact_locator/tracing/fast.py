@@ -1,0 +1,166 @@
+"""Building blocks of the fast exact tracer.
+
+A restoration run at token `t` only differs from the corrupted run at positions >= t, and
+(for a site whose first restored layer is `f`) only from layer `f` on. So a batch of sites
+that share `t` runs just the suffix positions t..T-1, reads the corrupted run's keys and
+values for positions < t from a KV cache, and replaces the decoder layers before the
+batch's first restored layer by replay layers that hand back the corrupted run's output.
+Everything here is architecture-generic; whether a model supports it is decided once, by
+`Tracer` running a probe (see `tracer._suffix_probe`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "CPU_BUDGET_BYTES",
+    "auto_batch_rows",
+    "cache_tensors",
+    "cpu_rows_cap",
+    "is_out_of_memory",
+    "replaced_layers",
+    "replay_layer",
+    "run_in_batches",
+    "suffix_cache",
+]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+CPU_BUDGET_BYTES = 1 << 30  # 1 GiB of activations per forward on a CPU
+CUDA_BUDGET_FRACTION = 0.5  # of the free GPU memory
+# On a CPU, bigger forwards stop paying off at about this many (row, position) pairs,
+# while sites batched together all start at the batch's earliest layer (wasted layers).
+CPU_TOKEN_ROWS = 256
+
+
+def replay_layer(output: Any) -> torch.nn.Module:
+    """A stand-in for a decoder layer that need not run: it returns `output` (the corrupted
+    run's output for the batch's rows and positions) whatever its inputs."""
+    return _replay_class()(output)
+
+
+@lru_cache(maxsize=1)
+def _replay_class() -> type:
+    import torch
+
+    class ReplayLayer(torch.nn.Module):
+        def __init__(self, output: Any) -> None:
+            super().__init__()
+            self.output = output
+
+        def forward(self, *_args: Any, **_kwargs: Any) -> Any:
+            return self.output
+
+    return ReplayLayer
+
+
+@contextmanager
+def replaced_layers(layers: Any, replacements: Mapping[int, Any]) -> Iterator[None]:
+    """Swap entries of a ModuleList for the duration; the originals always come back."""
+    originals = {i: layers[i] for i in replacements}
+    try:
+        for i, module in replacements.items():
+            layers[i] = module
+        yield
+    finally:
+        for i, module in originals.items():
+            layers[i] = module
+
+
+def suffix_cache(keys_values: Sequence[tuple[torch.Tensor, torch.Tensor]], token: int, copies: int, first_real: int) -> Any:
+    """A DynamicCache holding the corrupted run's keys/values for positions < `token`,
+    repeated `copies` times along the batch (row = copy * samples + sample). Layers before
+    `first_real` never run (they are replayed), so they keep the un-repeated tensors: the
+    cache only needs them to report its length. None when there is no prefix."""
+    from transformers import DynamicCache
+
+    if token == 0:
+        return None
+    data = []
+    for i, (k, v) in enumerate(keys_values):
+        k, v = k[:, :, :token], v[:, :, :token]
+        if i >= first_real and copies > 1:
+            k, v = k.repeat(copies, 1, 1, 1), v.repeat(copies, 1, 1, 1)
+        data.append((k, v))
+    return DynamicCache(ddp_cache_data=data)
+
+
+def cache_tensors(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(keys, values) per layer, (batch, heads, positions, head_dim), of a filled cache."""
+    return [(layer.keys, layer.values) for layer in cache.layers]
+
+
+# -- batch sizing and out-of-memory handling --------------------------------------------------
+
+
+def auto_batch_rows(config: Any, n_tokens: int, suffix: int, device: str, element_bytes: int) -> int:
+    """How many rows one forward may take: a memory budget divided by an estimate of the
+    bytes one row needs (KV cache of every layer, the widest activations of one layer,
+    attention scores and the float32 logits of one position)."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    d = _first_int(text, ("hidden_size", "n_embd", "d_model"), 768)
+    inter = _first_int(text, ("intermediate_size", "n_inner", "ffn_dim"), 4 * d) or 4 * d
+    layers = _first_int(text, ("num_hidden_layers", "n_layer"), 12)
+    heads = _first_int(text, ("num_attention_heads", "n_head"), 12)
+    vocab = _first_int(text, ("vocab_size",), 50000)
+    per_row = element_bytes * (2 * layers * d * n_tokens + suffix * (6 * d + 3 * inter + heads * n_tokens)) + 8 * vocab
+    return max(1, _budget(device) // per_row)
+
+
+def cpu_rows_cap(suffix: int) -> int:
+    return max(1, CPU_TOKEN_ROWS // max(1, suffix))
+
+
+def _budget(device: str) -> int:
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        free, _total = torch.cuda.mem_get_info(torch.device(device))
+        return int(free * CUDA_BUDGET_FRACTION)
+    return CPU_BUDGET_BYTES
+
+
+def _first_int(config: Any, names: Sequence[str], default: int) -> int:
+    for name in names:
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return default
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    import torch
+
+    oom_type = getattr(torch, "OutOfMemoryError", None)
+    if oom_type is not None and isinstance(exc, oom_type):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def run_in_batches(items: Sequence[T], size: int, run: Callable[[Sequence[T]], Sequence[R]], on_oom: Callable[[], None] | None = None) -> list[R]:
+    """`run` over consecutive chunks of at most `size` items, results concatenated. A chunk
+    that runs out of memory is retried at half the size (and later chunks keep the smaller
+    size); one item that still does not fit re-raises."""
+    results: list[R] = []
+    i = 0
+    while i < len(items):
+        chunk = items[i : i + size]
+        try:
+            results.extend(run(chunk))
+        except (RuntimeError, MemoryError) as exc:
+            if not is_out_of_memory(exc) or size == 1:
+                raise
+            size = max(1, size // 2)
+            if on_oom is not None:
+                on_oom()
+            continue
+        i += len(chunk)
+    return results

@@ -1,0 +1,207 @@
+"""The fast tracer (KV suffix, replayed layers, batched sites) equals the plain reference
+loop to 1e-5, on every tiny architecture and on SmolLM2-135M."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+import torch
+from reference_tracer import reference_trace
+from tiny_models import TINY_CONFIGS, tiny_loaded
+
+from fact_locator.facts import Fact
+from fact_locator.tracing import fast
+from fact_locator.tracing.settings import KINDS, TraceSettings
+from fact_locator.tracing.tracer import Tracer
+
+TOL = 1e-5
+
+SUBJECT_FIRST = Fact("The Colosseum", "{} is located in the country of", "Italy")
+SUBJECT_MIDDLE = Fact("the Eiffel Tower", "In Paris, {} is located in the city of", "Paris")
+SUBJECT_LAST = Fact("Dante Alighieri", "The mother tongue of {}", "Italian")
+
+
+@pytest.fixture(scope="module", params=sorted(TINY_CONFIGS))
+def tiny(request: pytest.FixtureRequest) -> Any:
+    return tiny_loaded(request.param)
+
+
+def likeliest_target(loaded: Any, fact: Fact) -> Fact:
+    """The fact with the corpus word the (random) model finds likeliest as its target, so
+    that probabilities, and with them the IEs, are large enough to compare."""
+    from tiny_models import CORPUS
+
+    words = sorted({w for line in CORPUS for w in line.split()})
+    tracer = Tracer(loaded, TraceSettings(samples=1))
+    with torch.inference_mode():
+        best = max(words, key=lambda w: tracer._clean_run(tracer.prepare(replace(fact, target=w)), ()).prob)
+    return replace(fact, target=best)
+
+
+def assert_equal_to_reference(loaded: Any, fact: Fact, samples: int = 3, window: int = 2, batch_size: int | None = None) -> float:
+    """Trace with the engine and the reference; return the largest |IE| seen."""
+    if loaded.identity.name.startswith("tiny-"):
+        fact = likeliest_target(loaded, fact)
+    tracer = Tracer(loaded, TraceSettings(samples=samples, window=window, batch_size=batch_size))
+    trace = tracer.trace(fact)
+    ref = reference_trace(loaded, fact, KINDS, samples, trace.noise.std, window, 0)
+    assert trace.subject_range == ref["subject_range"]
+    assert trace.p_clean == pytest.approx(ref["p_clean"], abs=TOL)
+    assert trace.p_corrupt == pytest.approx(ref["p_corrupt"], abs=TOL)
+    largest = 0.0
+    for kind in KINDS:
+        ours, theirs = torch.tensor(trace.ie[kind]), torch.tensor(ref["ie"][kind])
+        assert ours.shape == theirs.shape
+        diff = (ours - theirs).abs().max().item()
+        assert diff <= TOL, f"{kind}: max |IE - reference| = {diff:.3g}"
+        largest = max(largest, theirs.abs().max().item())
+    return largest
+
+
+@pytest.mark.parametrize("fact", [SUBJECT_FIRST, SUBJECT_MIDDLE, SUBJECT_LAST], ids=["first", "middle", "last"])
+@pytest.mark.parametrize("window", [2, 7])
+def test_equals_reference_every_architecture(tiny: Any, fact: Fact, window: int) -> None:
+    largest = assert_equal_to_reference(tiny, fact, window=window)
+    assert largest > 1e-4, "every IE is ~0: the comparison would say nothing"
+
+
+@pytest.mark.parametrize("batch_size", [1, 1000])
+def test_equals_reference_any_batch_size(tiny: Any, batch_size: int) -> None:
+    assert assert_equal_to_reference(tiny, SUBJECT_MIDDLE, batch_size=batch_size) > 1e-4
+
+
+@pytest.mark.parametrize("arch", sorted(TINY_CONFIGS))
+def test_equals_reference_four_layers(arch: str) -> None:
+    loaded = tiny_loaded(arch, layers=4)
+    for fact in (SUBJECT_FIRST, SUBJECT_MIDDLE):
+        assert assert_equal_to_reference(loaded, fact, window=2) > 1e-4
+
+
+def test_kv_suffix_is_used_on_every_tiny_architecture(tiny: Any) -> None:
+    tracer = Tracer(tiny, TraceSettings(samples=2, kinds=("hidden",)))
+    tracer.trace(SUBJECT_FIRST)
+    assert tracer.uses_kv_suffix, tracer.suffix_fallback_reason
+
+
+def test_fallback_path_equals_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model that fails the probe runs whole prompts, and still gets the same numbers."""
+    loaded = tiny_loaded("llama", layers=4)
+    monkeypatch.setattr(Tracer, "_suffix_probe", lambda self, prepared: False)
+    tracer = Tracer(loaded, TraceSettings(samples=3, window=2))
+    trace = tracer.trace(SUBJECT_MIDDLE)
+    assert tracer.uses_kv_suffix is False
+    ref = reference_trace(loaded, SUBJECT_MIDDLE, KINDS, 3, trace.noise.std, 2, 0)
+    for kind in KINDS:
+        assert (torch.tensor(trace.ie[kind]) - torch.tensor(ref["ie"][kind])).abs().max().item() <= TOL
+
+
+def test_probe_rejects_a_model_that_ignores_the_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    loaded = tiny_loaded("llama")
+    tracer = Tracer(loaded, TraceSettings(samples=2))
+    # Pretend the forward has no cache argument: the suffix then runs as if it were the prompt.
+    monkeypatch.setattr(tracer, "_cache_kwarg", "not_a_cache")
+    original = loaded.model.forward
+
+    def forward(*args: Any, not_a_cache: Any = None, **kwargs: Any) -> Any:
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(loaded.model, "forward", forward)
+    trace = tracer.trace(SUBJECT_FIRST)
+    assert tracer.uses_kv_suffix is False
+    assert "probe" in (tracer.suffix_fallback_reason or "")
+    assert trace.ie["hidden"]
+
+
+def test_batch_size_does_not_change_results() -> None:
+    loaded = tiny_loaded("gpt2", layers=4)
+    traces = [Tracer(loaded, TraceSettings(samples=4, window=3, batch_size=b)).trace(SUBJECT_MIDDLE) for b in (1, 3, 64, None)]
+    for other in traces[1:]:
+        assert other.p_corrupt == pytest.approx(traces[0].p_corrupt, abs=1e-6)
+        for kind in KINDS:
+            assert (torch.tensor(other.ie[kind]) - torch.tensor(traces[0].ie[kind])).abs().max().item() <= 1e-6
+
+
+def test_trace_many_equals_trace_one_by_one() -> None:
+    loaded = tiny_loaded("qwen2")
+    tracer = Tracer(loaded, TraceSettings(samples=2, window=2))
+    seen: list[tuple[int, int]] = []
+    many = tracer.trace_many([SUBJECT_FIRST, SUBJECT_MIDDLE], progress=lambda done, total: seen.append((done, total)))
+    singles = [tracer.trace(f) for f in (SUBJECT_FIRST, SUBJECT_MIDDLE)]
+    assert [t.ie for t in many] == [t.ie for t in singles]
+    assert seen[-1][0] == seen[-1][1] and len({total for _, total in seen}) == 1
+
+
+def test_hooks_and_layers_come_back_after_a_trace() -> None:
+    loaded = tiny_loaded("llama", layers=4)
+    layers = list(loaded.model.model.layers)
+    Tracer(loaded, TraceSettings(samples=2)).trace(SUBJECT_MIDDLE)
+    assert list(loaded.model.model.layers) == layers
+    assert all(not m._forward_hooks for m in loaded.model.modules())
+
+
+# -- out-of-memory handling ----------------------------------------------------------------
+
+
+def test_out_of_memory_halves_the_batch_and_retries() -> None:
+    calls: list[int] = []
+    frees: list[int] = []
+
+    def forward(chunk: Any) -> list[int]:
+        calls.append(len(chunk))
+        if len(chunk) > 3:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return [x * 2 for x in chunk]
+
+    items = list(range(20))
+    assert fast.run_in_batches(items, 16, forward, on_oom=lambda: frees.append(1)) == [x * 2 for x in items]
+    assert calls[:3] == [16, 8, 4] and set(calls[3:]) <= {2}
+    assert len(frees) == 3
+
+
+def test_out_of_memory_runtime_error_message_counts_too() -> None:
+    def forward(chunk: Any) -> list[int]:
+        if len(chunk) > 1:
+            raise RuntimeError("CUDA error: out of memory")
+        return list(chunk)
+
+    assert fast.run_in_batches([1, 2, 3], 4, forward) == [1, 2, 3]
+
+
+def test_other_errors_and_a_single_item_that_does_not_fit_are_raised() -> None:
+    def broken(chunk: Any) -> list[int]:
+        raise RuntimeError("shape mismatch")
+
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        fast.run_in_batches([1, 2], 2, broken)
+
+    def never_fits(chunk: Any) -> list[int]:
+        raise torch.OutOfMemoryError("out of memory")
+
+    with pytest.raises(torch.OutOfMemoryError):
+        fast.run_in_batches([1, 2], 2, never_fits)
+
+
+def test_automatic_batch_size_follows_the_memory_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    loaded = tiny_loaded("llama")
+    config = loaded.model.config
+    rows = fast.auto_batch_rows(config, n_tokens=10, suffix=5, device="cpu", element_bytes=4)
+    monkeypatch.setattr(fast, "CPU_BUDGET_BYTES", fast.CPU_BUDGET_BYTES // 4)
+    assert fast.auto_batch_rows(config, n_tokens=10, suffix=5, device="cpu", element_bytes=4) == pytest.approx(rows / 4, rel=0.01)
+    assert fast.auto_batch_rows(config, n_tokens=100, suffix=100, device="cpu", element_bytes=4) < rows
+
+
+# -- the real model ------------------------------------------------------------------------------
+
+
+@pytest.mark.real_model
+def test_equals_reference_on_smollm2() -> None:
+    from fact_locator.models.loading import load_model
+
+    loaded = load_model("smollm2-135m", device="cpu", progress=False)
+    # A 4-token prompt with the subject after the first token keeps the naive loop (3 kinds x
+    # 30 layers x 4 tokens forwards) under a minute, and still tests the cached prefix.
+    fact = Fact("Rome", "In {} people speak", "Italian")
+    largest = assert_equal_to_reference(loaded, fact, samples=2, window=10)
+    assert largest > 1e-2
