@@ -188,7 +188,7 @@ def _trace(args: argparse.Namespace) -> int:
     trace = _with_progress(tracer, fact, enabled=not args.no_progress)
     render_trace(trace, Console())
     if args.json is not None:
-        write_atomic(args.json, trace.to_json(indent=1))
+        _write_output("--json", args.json, lambda: write_atomic(args.json, trace.to_json(indent=1)))
         print(f"trace written to {args.json}")
     return 0
 
@@ -233,9 +233,19 @@ def _size(n: int) -> str:
 def _report(args: argparse.Namespace) -> int:
     from fact_locator.report.html import render_results_file
 
-    render_results_file(args.results, args.output)
+    if args.output.is_dir():
+        raise UsageError(f"-o {args.output}: is a directory, give a file path")
+    _write_output("-o", args.output, lambda: render_results_file(args.results, args.output))
     print(f"report written to {args.output}")
     return 0
+
+
+def _write_output(flag: str, path: Path, write: Any) -> None:
+    """Run `write` (an atomic write: never a half-written file); an OS error is one line."""
+    try:
+        write()
+    except OSError as exc:
+        raise UsageError(f"{flag} {path}: cannot write it ({exc.strerror or exc})") from None
 
 
 def _sweep(args: argparse.Namespace) -> int:

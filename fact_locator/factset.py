@@ -236,6 +236,12 @@ class _Reader:
             raise self.error(f"{name} must be a string, got {type(value).__name__} {value!r}{hint}", node)
         if not empty_ok and not value.strip():
             raise self.error(f"{name} is empty", node)
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:  # "\ud83d" escapes: a tokenizer cannot take them
+            raise self.error(
+                f"{name} holds a lone surrogate {value[exc.start]!r} (a JSON-style '\\uD83D' escape?); "
+                f"write the character itself or a '\\U0001F5FC'-style escape", node) from None
         return value
 
     def tags(self, node: Any, name: str) -> tuple[str, ...]:

@@ -73,8 +73,14 @@ def _wrap_load_errors(spec: str) -> Iterator[None]:
         yield
     except FactLocatorError:
         raise
-    except (OSError, ValueError, KeyError, RuntimeError, ImportError) as exc:
+    except Exception as exc:
+        # safetensors raises its own SafetensorError (not an OSError) for a truncated file.
+        if not isinstance(exc, (OSError, ValueError, KeyError, RuntimeError, ImportError)) and \
+                type(exc).__name__ != "SafetensorError":
+            raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if type(exc).__name__ == "SafetensorError":
+            first = f"a *.safetensors file is truncated or corrupt ({first})"
         raise ModelLoadError(f"cannot load model {spec!r}: {first}") from exc
 
 

@@ -43,11 +43,26 @@ __all__ = ["render_html", "render_results_file", "write_html"]
 TEMPLATES = Path(__file__).parent / "templates"
 
 
+# Bidirectional-text controls (LRE..RLO, LRI..PDI, LRM/RLM, ALM): escaping < > & " ' leaves
+# them in, and a raw U+202E in a subject would reverse the text shown after it (a spoofed
+# report). Every output is shown with them as visible `\\u202e` escapes, which are also valid
+# escapes inside the page's JSON data.
+_BIDI = dict.fromkeys([*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C])
+_BIDI_TABLE = {code: f"\\u{code:04x}" for code in _BIDI}
+
+
+def _finalize(value: Any) -> Any:
+    if isinstance(value, str) and any(ord(ch) in _BIDI for ch in value):
+        return type(value)(str.translate(value, _BIDI_TABLE))  # a Markup stays Markup
+    return value
+
+
 @lru_cache(maxsize=1)
 def _environment() -> Environment:
     env = Environment(
         loader=FileSystemLoader(str(TEMPLATES)),
         autoescape=True,
+        finalize=_finalize,
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
