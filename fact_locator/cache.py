@@ -74,12 +74,14 @@ class TraceCache:
     def key(model_fingerprint: str, fact: Fact, settings: dict, noise_std: float | None, version: str) -> str:
         """sha256 of the canonical JSON (sorted keys) of everything a trace depends on.
 
-        The fact enters by subject, relation and target only: its id and tags do not change
+        The fact enters by what changes the numbers (subject, relation, target, distractor,
+        replacement subjects), not by id and tags: they do not change
         the numbers, so renaming a fact keeps its cached trace (the trace's `fact_id` is
         the one it was first traced under)."""
         payload = {
             "model": model_fingerprint,
-            "fact": {"subject": fact.subject, "relation": fact.relation, "target": fact.target},
+            "fact": {"subject": fact.subject, "relation": fact.relation, "target": fact.target,
+                     "distractor": fact.distractor, "replacements": list(fact.replacements)},
             "settings": _canonical(dict(settings)),
             "noise_std": noise_std,
             "version": version,

@@ -20,9 +20,15 @@ class Fact:
     target: str
     id: str | None = None
     tags: tuple[str, ...] = field(default=())
+    # For the logit_diff metric: the wrong answer the target is measured against.
+    distractor: str | None = None
+    # For symmetric token replacement: subjects to swap in (those of the same token length).
+    replacements: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
         check_fact_fields(self.subject, self.relation, self.target)
+        if self.distractor is not None and (not isinstance(self.distractor, str) or not self.distractor.strip()):
+            raise FactError(f"distractor must be a non-empty string, got {self.distractor!r}")
 
     @property
     def prompt(self) -> str:

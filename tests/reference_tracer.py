@@ -16,7 +16,12 @@ def _main(output: Any) -> torch.Tensor:
     return output[0] if isinstance(output, tuple) else output
 
 
-def reference_trace(loaded: Any, fact: Fact, kinds: tuple[str, ...], samples: int, noise_std: float, window: int, seed: int) -> dict[str, Any]:
+def reference_trace(
+    loaded: Any, fact: Fact, kinds: tuple[str, ...], samples: int, noise_std: float, window: int, seed: int,
+    metric: str = "prob", draws: torch.Tensor | None = None,
+) -> dict[str, Any]:
+    """`metric`: prob, logprob or logit_diff (against fact.distractor); `draws` replaces the
+    Gaussian noise (e.g. symmetric-token-replacement deltas, one row per sample)."""
     model, adapter, tok = loaded.model, loaded.adapter, loaded.tokenizer
     prompt = fact.prompt
     enc = tok(prompt, return_offsets_mapping=True)
@@ -26,6 +31,15 @@ def reference_trace(loaded: Any, fact: Fact, kinds: tuple[str, ...], samples: in
     start, end = subj[0], subj[-1] + 1
     n_tokens, n_layers = ids.shape[1], adapter.num_layers(model)
     target_id = tok(prompt + " " + fact.target)["input_ids"][n_tokens]
+    distractor_id = tok(prompt + " " + fact.distractor)["input_ids"][n_tokens] if fact.distractor else None
+
+    def measure(logits: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()
+        if metric == "prob":
+            return torch.softmax(logits, -1)[:, target_id]
+        if metric == "logprob":
+            return torch.log_softmax(logits, -1)[:, target_id]
+        return logits[:, target_id] - logits[:, distractor_id]
 
     # Clean run: record every site output.
     clean: dict[tuple[str, int], torch.Tensor] = {}
@@ -36,12 +50,13 @@ def reference_trace(loaded: Any, fact: Fact, kinds: tuple[str, ...], samples: in
                 clean[key] = _main(out).detach().clone().reshape(1, n_tokens, -1)
             handles.append(model.get_submodule(adapter.site_path(kind, layer)).register_forward_hook(rec))
     with torch.no_grad():
-        p_clean = torch.softmax(model(ids).logits[0, -1].float(), -1)[target_id].item()
+        p_clean = measure(model(ids).logits[:, -1])[0].item()
     for h in handles:
         h.remove()
 
     width = model.get_submodule(adapter.embed).weight.shape[1]
-    noise = make_noise(samples, end - start, width, noise_std, seed)
+    noise = make_noise(samples, end - start, width, noise_std, seed) if draws is None else draws
+    samples = noise.shape[0]
 
     def run(kind: str | None, layers: range, token: int) -> float:
         hs = []
@@ -63,8 +78,8 @@ def reference_trace(loaded: Any, fact: Fact, kinds: tuple[str, ...], samples: in
                 hs.append(model.get_submodule(adapter.site_path(kind, layer)).register_forward_hook(restore))
         try:
             with torch.no_grad():
-                logits = model(ids.repeat(samples, 1)).logits[:, -1].float()
-            return torch.softmax(logits, -1)[:, target_id].mean().item()
+                logits = model(ids.repeat(samples, 1)).logits[:, -1]
+            return measure(logits).mean().item()
         finally:
             for h in hs:
                 h.remove()

@@ -19,6 +19,8 @@ class PreparedPrompt:
     subject_range: tuple[int, int]
     target_id: int
     target_token: str
+    # First token of the fact's distractor (logit_diff metric), if it has one.
+    distractor_id: int | None = None
 
 
 def prepare_prompt(tokenizer: Any, fact: Fact, max_length: int | None = None) -> PreparedPrompt:
@@ -39,6 +41,7 @@ def prepare_prompt(tokenizer: Any, fact: Fact, max_length: int | None = None) ->
         raise FactError(f"subject {fact.subject!r} covers no token of the prompt {prompt!r}")
     subject_range = (subject_positions[0], subject_positions[-1] + 1)
     target_id = _first_target_token(tokenizer, prompt, ids, fact.target)
+    distractor_id = None if fact.distractor is None else _first_target_token(tokenizer, prompt, ids, fact.distractor)
     return PreparedPrompt(
         fact=fact,
         token_ids=tuple(ids),
@@ -46,6 +49,7 @@ def prepare_prompt(tokenizer: Any, fact: Fact, max_length: int | None = None) ->
         subject_range=subject_range,
         target_id=target_id,
         target_token=tokenizer.decode([target_id]),
+        distractor_id=distractor_id,
     )
 
 

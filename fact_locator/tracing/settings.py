@@ -7,10 +7,14 @@ from typing import Any
 
 from fact_locator.errors import UsageError
 
-__all__ = ["DTYPES", "KINDS", "TraceSettings", "parse_kinds"]
+__all__ = ["CORRUPTIONS", "DTYPES", "KINDS", "METRICS", "TraceSettings", "parse_kinds"]
 
 KINDS: tuple[str, ...] = ("hidden", "mlp", "attn")
 DTYPES: tuple[str, ...] = ("float32", "float16", "bfloat16")
+# Gaussian noise (ROME), uniform noise of the same std, or symmetric token replacement.
+CORRUPTIONS: tuple[str, ...] = ("gaussian", "uniform", "str")
+# The effect measured: P(o), log P(o), or logit(o) - logit(distractor).
+METRICS: tuple[str, ...] = ("prob", "logprob", "logit_diff")
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,8 @@ class TraceSettings:
     seed: int = 0
     device: str = "auto"
     dtype: str = "float32"
+    corruption: str = "gaussian"
+    metric: str = "prob"
     # Sites per batched forward; None sizes batches from a memory budget.
     batch_size: int | None = None
 
@@ -39,6 +45,10 @@ class TraceSettings:
             raise UsageError(f"noise must be a positive number (a standard deviation), got {self.noise!r}")
         if not (isinstance(self.noise_scale, (int, float)) and self.noise_scale > 0):
             raise UsageError(f"noise_scale must be a positive number, got {self.noise_scale!r}")
+        if self.corruption not in CORRUPTIONS:
+            raise UsageError(f"unknown corruption {self.corruption!r}: choose one of {', '.join(CORRUPTIONS)}")
+        if self.metric not in METRICS:
+            raise UsageError(f"unknown metric {self.metric!r}: choose one of {', '.join(METRICS)}")
         if self.dtype not in DTYPES:
             raise UsageError(f"unknown dtype {self.dtype!r}: choose one of {', '.join(DTYPES)}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:") or self.device == "mps"):

@@ -94,11 +94,18 @@ class Trace:
     timings: dict[str, float] = field(default_factory=dict, compare=False)
     versions: dict[str, str] = field(default_factory=dict, compare=False)
     version: int = TRACE_SCHEMA_VERSION
+    # The metric the effects are measured in (settings.metric) and its clean / corrupted
+    # values; for the default "prob" they equal p_clean and p_corrupt.
+    metric: str = "prob"
+    clean_value: float | None = None
+    corrupt_value: float | None = None
 
     # -- derived values ----------------------------------------------------------------
     @property
     def te(self) -> float:
-        """Total effect, the paper's sign: P(o) - P*(o)."""
+        """Total effect, the paper's sign: P(o) - P*(o) (or the same in the trace's metric)."""
+        if self.clean_value is not None and self.corrupt_value is not None:
+            return self.clean_value - self.corrupt_value
         return self.p_clean - self.p_corrupt
 
     @property
@@ -188,6 +195,9 @@ class Trace:
                 timings=dict(data.get("timings", {})),
                 versions=dict(data.get("versions", {})),
                 version=version,
+                metric=str(data.get("metric", "prob")),
+                clean_value=_optional_float(data.get("clean_value")),
+                corrupt_value=_optional_float(data.get("corrupt_value")),
             )
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise ResultsError(f"not a fact-locator trace: {type(exc).__name__}: {exc}") from exc
@@ -209,3 +219,7 @@ class Trace:
             raise ResultsError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from exc
         except ResultsError as exc:
             raise ResultsError(f"{path}: {exc}") from exc
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)

@@ -9,12 +9,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from fact_locator.errors import TraceError
+from fact_locator.errors import FactError, TraceError
 from fact_locator.facts import Fact
 from fact_locator.models.loading import LoadedModel, torch_dtype
 from fact_locator.tracing.corruption import calibrate_noise, make_noise
 from fact_locator.tracing.fast import auto_batch_rows, cache_tensors, cpu_rows_cap, replaced_layers, replay_layer, run_in_batches, suffix_cache
 from fact_locator.tracing.hooks import edit_outputs, main_tensor
+from fact_locator.tracing.metrics import check_metric, metric_values
 from fact_locator.tracing.prompt import PreparedPrompt, prepare_prompt
 from fact_locator.tracing.settings import TraceSettings
 from fact_locator.tracing.trace import NoiseInfo, Trace
@@ -39,6 +40,7 @@ def restored_layers(kind: str, layer: int, n_layers: int, window: int) -> range:
 @dataclass
 class _CleanRun:
     prob: float
+    value: float  # the metric's value
     top_id: int
     states: dict[tuple[str, int], torch.Tensor]  # (kind, layer) -> (tokens, d)
     embeddings: torch.Tensor  # (tokens, d), output of the embedding module
@@ -47,6 +49,7 @@ class _CleanRun:
 @dataclass
 class _CorruptedRun:
     prob: float  # P*(o), averaged over the samples
+    value: float  # the metric, averaged over the samples
     # Kept only for the KV-suffix path: per decoder layer, its main output (samples, tokens, d),
     # the rest of its output tuple (None when it returns a bare tensor), and its keys/values.
     outputs: list[torch.Tensor]
@@ -108,6 +111,53 @@ class Tracer:
             offset += self._site_count(p)
         return traces
 
+    def _corruption(self, prepared: PreparedPrompt, clean: _CleanRun, noise: NoiseInfo | None) -> tuple[torch.Tensor, NoiseInfo]:
+        """The additive corruption of the subject's embeddings, one row per sample: noise
+        draws, or for symmetric token replacement the difference between a replacement
+        subject's embeddings and the subject's (one row per usable replacement)."""
+        settings = self.settings
+        start, end = prepared.subject_range
+        if settings.corruption == "str":
+            draws, noise = self._replacement_deltas(prepared, clean.embeddings)
+        else:
+            if noise is None:
+                noise = self.noise_for(prepared, clean.embeddings)
+            draws = make_noise(settings.samples, end - start, clean.embeddings.shape[-1], noise.std, settings.seed, settings.corruption)
+        return draws.to(device=self.loaded.device, dtype=self._dtype), noise
+
+    def _replacement_deltas(self, prepared: PreparedPrompt, embeddings: torch.Tensor) -> tuple[torch.Tensor, NoiseInfo]:
+        """Replacements whose prompt tokenizes to the same length, with the same tokens
+        outside the subject span, up to `samples` of them, in the order given."""
+        import torch
+
+        fact = prepared.fact
+        start, end = prepared.subject_range
+        deltas, used = [], []
+        for subject in fact.replacements:
+            if len(deltas) == self.settings.samples:
+                break
+            if subject == fact.subject or not subject.strip():
+                continue
+            other = prepare_prompt(self.loaded.tokenizer, replace(fact, subject=subject, replacements=()), self.loaded.max_length)
+            same_frame = (
+                other.subject_range == (start, end)
+                and other.token_ids[:start] == prepared.token_ids[:start]
+                and other.token_ids[end:] == prepared.token_ids[end:]
+            )
+            if same_frame:
+                deltas.append(self._clean_run(other, kinds=()).embeddings[start:end] - embeddings[start:end])
+                used.append(subject)
+        if not deltas:
+            raise FactError(
+                f"fact {fact.label!r}: symmetric token replacement needs another subject of {end - start} token(s) "
+                f"that fits the prompt; none of {len(fact.replacements)} candidate(s) does (give `replacements:` "
+                "in the fact, or more facts of the same relation)"
+            )
+        stacked = torch.stack(deltas).float()
+        info = NoiseInfo(std=float(stacked.std().item()) if stacked.numel() > 1 else 0.0,
+                         calibration=f"symmetric token replacement with {len(used)} subject(s): {', '.join(used)}")
+        return stacked, info
+
     def noise_for(self, prepared: PreparedPrompt, embeddings: torch.Tensor) -> NoiseInfo:
         if self.settings.noise is not None:
             return NoiseInfo(std=float(self.settings.noise), calibration="given")
@@ -124,15 +174,13 @@ class Tracer:
         n_layers = self.loaded.n_layers
         n_tokens = len(prepared.token_ids)
         start, end = prepared.subject_range
+        check_metric(settings.metric, prepared)
         with torch.inference_mode():
             if self._suffix is None:
                 self._suffix = self._suffix_probe(prepared)
             clean = self._clean_run(prepared, settings.kinds)
             timings = {"clean": time.perf_counter() - started}
-            if noise is None:
-                noise = self.noise_for(prepared, clean.embeddings)
-            draws = make_noise(settings.samples, end - start, clean.embeddings.shape[-1], noise.std, settings.seed)
-            draws = draws.to(device=self.loaded.device, dtype=self._dtype)
+            draws, noise = self._corruption(prepared, clean, noise)
 
             t0 = time.perf_counter()
             corrupted = self._corrupted_run(prepared, draws, keep=self._suffix)
@@ -157,7 +205,7 @@ class Tracer:
                     size = self._sites_per_batch(n_tokens, n_tokens - offset)
                     for (layer, token), p in zip(sites, run_in_batches(sites, size, run, on_oom=_free_cuda_memory)):
                         # Sites before the subject see no noise: their IE is exactly 0, never run.
-                        grid[layer][token] = p - corrupted.prob
+                        grid[layer][token] = p - corrupted.value
                 ie[kind] = tuple(tuple(row) for row in grid)
                 timings[kind] = time.perf_counter() - t0
         timings["total"] = time.perf_counter() - started
@@ -182,6 +230,9 @@ class Tracer:
             noise=noise,
             timings=timings,
             versions=_versions(),
+            metric=settings.metric,
+            clean_value=clean.value,
+            corrupt_value=corrupted.value,
         )
 
     def _site_count(self, prepared: PreparedPrompt) -> int:
@@ -208,15 +259,13 @@ class Tracer:
 
     # -- runs ----------------------------------------------------------------------------
     def _forward(self, input_ids: torch.Tensor, cache: Any = None) -> torch.Tensor:
-        """Probabilities (float32) at the last position for each row."""
-        import torch
-
+        """Logits at the last position for each row, in float32 (softmax and effects are
+        computed in float32 whatever the model's dtype)."""
         kwargs: dict[str, Any] = {"use_cache": False}
         if cache is not None:
             kwargs = {"use_cache": True, self._cache_kwarg: cache}
         out = self.loaded.model(input_ids=input_ids, **kwargs, **self._logits_kwargs)
-        logits = out.logits[:, -1, :].float()
-        return torch.softmax(logits, dim=-1)
+        return out.logits[:, -1, :].float()
 
     def _clean_run(self, prepared: PreparedPrompt, kinds: Sequence[str]) -> _CleanRun:
         import torch
@@ -242,10 +291,12 @@ class Tracer:
                 edits[adapter.site_path(kind, layer)] = keep((kind, layer))
         input_ids = torch.tensor([prepared.token_ids], device=self.loaded.device)
         with torch.inference_mode(), edit_outputs(self.loaded.model, edits):
-            probs = self._forward(input_ids)[0]
-        _check_finite(probs, "the clean run")
+            logits = self._forward(input_ids)
+        self._check_finite(logits, "the clean run", prepared)
+        probs = torch.softmax(logits[0], dim=-1)
         return _CleanRun(
             prob=float(probs[prepared.target_id].item()),
+            value=float(metric_values(self.settings.metric, logits, prepared)[0].item()),
             top_id=int(probs.argmax().item()),
             states=states,
             embeddings=captured["embed"],
@@ -272,13 +323,18 @@ class Tracer:
         edits = {self.loaded.adapter.embed: _noise_adder(draws, prepared.subject_range, n_tokens, offset=0, copies=1)}
         try:
             with edit_outputs(self.loaded.model, edits):
-                probs = self._forward(input_ids, cache)[:, prepared.target_id]
+                logits = self._forward(input_ids, cache)
         finally:
             for handle in handles:
                 handle.remove()
-        _check_finite(probs, "the corrupted run")
+        self._check_finite(logits, "the corrupted run", prepared)
+        probs = torch.softmax(logits, dim=-1)[:, prepared.target_id]
+        values = metric_values(self.settings.metric, logits, prepared)
         keys_values = cache_tensors(cache) if cache is not None else []
-        return _CorruptedRun(prob=float(probs.mean().item()), outputs=outputs, output_rest=rests, keys_values=keys_values)
+        return _CorruptedRun(
+            prob=float(probs.mean().item()), value=float(values.mean().item()),
+            outputs=outputs, output_rest=rests, keys_values=keys_values,
+        )
 
     def _restore(
         self,
@@ -293,7 +349,7 @@ class Tracer:
         """Corrupted runs with restorations, `samples` rows per site (row = site * samples +
         sample), over prompt positions `offset`.. only. With offset > 0 (KV-suffix path)
         every site restores token `offset` and the cache supplies positions < offset.
-        Returns the target's probabilities, (sites, samples)."""
+        Returns the metric's values (the target's probabilities by default), (sites, samples)."""
         import torch
 
         adapter = self.loaded.adapter
@@ -321,9 +377,9 @@ class Tracer:
         layers = self.loaded.model.get_submodule(adapter.layers)
         # Replace the layers first, so that hooks on a replayed layer land on its stand-in.
         with replaced_layers(layers, replays), edit_outputs(self.loaded.model, edits):
-            probs = self._forward(input_ids, cache)[:, prepared.target_id]
-        _check_finite(probs, f"a corrupted run ({kind})")
-        return probs.view(len(sites), samples)
+            logits = self._forward(input_ids, cache)
+        self._check_finite(logits, f"a restoration run ({kind})", prepared)
+        return metric_values(self.settings.metric, logits, prepared).view(len(sites), samples)
 
     def _replays(self, corrupted: _CorruptedRun, first: int, offset: int, copies: int) -> dict[int, Any]:
         """Stand-ins for layers 0..first-1, all returning layer first-1's corrupted output at
@@ -357,7 +413,7 @@ class Tracer:
             states = {("hidden", 0): base.outputs[0][0]}
             probs = self._restore(replace(probe, subject_range=(0, 1)), zero, states, base, "hidden", offset, [(0, offset), (0, offset)])
             tolerance = 1e-4 if self._dtype == torch.float32 else 2e-2
-            error = float((probs - base.prob).abs().max().item())
+            error = float((probs - base.value).abs().max().item()) / max(1.0, abs(base.value))
             if error > tolerance:
                 self.suffix_fallback_reason = f"KV-suffix probe differs from the whole prompt by {error:.3g}"
                 return False
@@ -367,6 +423,39 @@ class Tracer:
             return False
         finally:
             self._suffix = previous
+
+    def _check_finite(self, logits: torch.Tensor, where: str, prepared: PreparedPrompt) -> None:
+        """NaN or inf fails the trace, naming the first layer whose output has it."""
+        import torch
+
+        if bool(torch.isfinite(logits).all()):
+            return
+        layer = self._first_nonfinite_layer(prepared)
+        at = f"; it first appears in the output of layer {layer} ({self.loaded.adapter.layer_path(layer)})" if layer is not None else ""
+        raise TraceError(
+            f"non-finite logits (NaN or inf) in {where} of {prepared.fact.label!r} with dtype {self.settings.dtype}{at}; "
+            "try --dtype float32, or check the weights"
+        )
+
+    def _first_nonfinite_layer(self, prepared: PreparedPrompt) -> int | None:
+        """Re-run the clean prompt, checking each decoder layer's output."""
+        import torch
+
+        found: list[int] = []
+
+        def check(layer: int) -> Callable[[torch.Tensor], None]:
+            def edit(t: torch.Tensor) -> None:
+                if not found and not bool(torch.isfinite(t).all()):
+                    found.append(layer)
+
+            return edit
+
+        adapter = self.loaded.adapter
+        edits = {adapter.layer_path(layer): check(layer) for layer in range(self.loaded.n_layers)}
+        input_ids = torch.tensor([prepared.token_ids], device=self.loaded.device)
+        with torch.inference_mode(), edit_outputs(self.loaded.model, edits):
+            self._forward(input_ids)
+        return found[0] if found else None
 
     def _sites_per_batch(self, n_tokens: int, positions: int) -> int:
         """Sites per forward: the setting, or as many as a memory budget allows; on a CPU
@@ -434,13 +523,6 @@ def _free_cuda_memory() -> None:
 
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-
-
-def _check_finite(probs: torch.Tensor, where: str) -> None:
-    import torch
-
-    if not bool(torch.isfinite(probs).all()):
-        raise TraceError(f"non-finite probabilities (NaN or inf) in {where}; try --dtype float32")
 
 
 def _versions() -> dict[str, str]:
