@@ -6,11 +6,12 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
 from fact_locator.errors import FactLocatorError, UsageError
-from fact_locator.tracing.settings import DTYPES, KINDS, TraceSettings, parse_kinds
+from fact_locator.tracing.settings import CORRUPTIONS, DTYPES, KINDS, METRICS, TraceSettings, parse_kinds
 
 __all__ = ["add_trace_options", "main"]
 
@@ -86,6 +87,11 @@ def add_trace_options(add: Any, prefix: str = "") -> None:
         help="cpu, cuda, cuda:N or auto. Default: %(default)r")
     add(f"--{prefix}dtype", choices=DTYPES, default=defaults.dtype, metavar="DTYPE",
         help=f"one of {', '.join(DTYPES)}. Default: %(default)r")
+    add(f"--{prefix}corruption", choices=CORRUPTIONS, default=defaults.corruption, metavar="MODE",
+        help="gaussian noise (ROME), uniform noise of the same std, or str (symmetric token replacement: "
+             "the subject swapped for another of the same token length). Default: %(default)r")
+    add(f"--{prefix}metric", choices=METRICS, default=defaults.metric, metavar="METRIC",
+        help="what is measured: prob (P of the target), logprob, or logit_diff (target minus distractor). Default: %(default)r")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,7 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--relation", help="relation template with one {} where the subject goes")
     where.add_argument("--prompt", help="a full prompt that contains the subject")
     trace.add_argument("--target", required=True, help="the expected answer (its first token is traced)")
+    trace.add_argument("--distractor", help="a wrong answer, for --metric logit_diff")
+    trace.add_argument("--replacement", action="append", default=[], metavar="SUBJECT",
+                       help="a subject to swap in for --corruption str (repeat it; those of the same token length are used)")
     add_trace_options(trace.add_argument)
+    trace.add_argument("--method", choices=("exact", "atp"), default="exact",
+                       help="exact causal tracing, or atp: attribution patching, an approximate one-pass screen. Default: %(default)r")
+    trace.add_argument("--severed", action="store_true",
+                       help="also restore hidden states with the later MLP / attention outputs held corrupted (the paper's Figure 3)")
     trace.add_argument("--json", type=Path, metavar="PATH", help="write the trace as JSON to PATH")
     trace.add_argument("--trust-remote-code", action="store_true", help="allow a hub model's own code (off by default)")
     trace.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -175,9 +188,10 @@ def _trace(args: argparse.Namespace) -> int:
         fact = Fact(subject=args.subject, relation=args.relation, target=args.target)
     else:
         fact = Fact.from_prompt(args.prompt, args.subject, args.target)
+    fact = replace(fact, distractor=args.distractor, replacements=tuple(args.replacement))
     settings = TraceSettings(
         kinds=args.kinds, samples=args.samples, noise=args.noise, window=args.window,
-        seed=args.seed, device=args.device, dtype=args.dtype,
+        seed=args.seed, device=args.device, dtype=args.dtype, corruption=args.corruption, metric=args.metric,
     )
     if args.json is not None and args.json.is_dir():
         raise UsageError(f"--json {args.json}: is a directory, give a file path")
@@ -185,12 +199,35 @@ def _trace(args: argparse.Namespace) -> int:
                         trust_remote_code=args.trust_remote_code, progress=not args.no_progress)
     tracer = Tracer(loaded, settings)
     tracer.prepare(fact)  # bad prompts fail before the progress bar appears
-    trace = _with_progress(tracer, fact, enabled=not args.no_progress)
-    render_trace(trace, Console())
+    if args.method == "atp":
+        from fact_locator.tracing.attribution import attribution_patch
+
+        trace = attribution_patch(tracer, fact)
+    else:
+        trace = _with_progress(tracer, fact, enabled=not args.no_progress)
+    console = Console()
+    render_trace(trace, console)
+    if args.severed:
+        _print_severed(tracer, fact, trace, console)
     if args.json is not None:
         _write_output("--json", args.json, lambda: write_atomic(args.json, trace.to_json(indent=1)))
         print(f"trace written to {args.json}")
     return 0
+
+
+def _print_severed(tracer: Any, fact: Any, trace: Any, console: Any) -> None:
+    from fact_locator.tracing.severed import severed_trace
+
+    severed = severed_trace(tracer, fact, noise=trace.noise)
+    token = severed.subject_range[1] - 1
+    column = [row[token] for row in severed.ie["hidden"]]
+    layer = max(range(len(column)), key=column.__getitem__)
+    console.print()
+    console.print(f"[bold]severed paths[/bold] at the last subject token {severed.tokens[token]!r} "
+                  f"(hidden-state peak: layer {layer}, IE {column[layer]:.4f})", soft_wrap=True)
+    for kind in ("mlp", "attn"):
+        console.print(f"  later {kind} outputs held corrupted: IE {severed.ie[kind][layer][token]:.4f}; "
+                      f"share of the effect through {kind}: {severed.share_through(kind, token):.1%}", soft_wrap=True)
 
 
 def _with_progress(tracer: Any, fact: Any, enabled: bool) -> Any:

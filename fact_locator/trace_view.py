@@ -17,10 +17,14 @@ def render_trace(trace: Trace, console: Any) -> None:
     from rich.text import Text
 
     console.print(f"[bold]{trace.prompt}[/bold] -> target {trace.target_token!r} (model's top-1: {trace.top_token!r})")
+    method = trace.settings.get("method")
+    if method:
+        console.print(f"[bold yellow]{method}[/bold yellow]")
     console.print(
-        f"p_clean = {trace.p_clean:.4f}   p_corrupt = {trace.p_corrupt:.4f}   TE = {trace.te:.4f}   "
-        f"noise std = {trace.noise.std:.4g} ({trace.noise.calibration})"
+        f"p_clean = {trace.p_clean:.4f}   p_corrupt = {trace.p_corrupt:.4f}   TE = {trace.te:.4f}"
+        + (f" (in {trace.metric}: clean {trace.clean_value:.4f}, corrupted {trace.corrupt_value:.4f})" if trace.metric != "prob" else "")
     )
+    console.print(f"corruption: {trace.settings.get('corruption', 'gaussian')}, std {trace.noise.std:.4g} ({trace.noise.calibration})")
     start, end = trace.subject_range
     label_width = min(24, max(len(repr(t)) for t in trace.tokens) + 2)
     for kind in trace.kinds:

@@ -109,3 +109,29 @@ def test_models_lists_the_built_ins(tmp_path, capsys):
     code, out, err = run_cli(["models", "--cache-dir", str(tmp_path)], capsys)
     assert code == 0
     assert "smollm2-135m" in out and "gemma3-270m" in out
+
+
+def test_trace_options_for_metrics_corruptions_atp_and_severed_paths(tiny_dir, tmp_path, capsys):
+    out_json = tmp_path / "t.json"
+    code, out, err = run_cli(["trace", "--subject", "Mount Fuji", "--relation", "{} is located in the country of",
+                              "--target", "Japan", "--distractor", "Italy", "--metric", "logit_diff",
+                              "--corruption", "str", "--replacement", "Mount Rome", "--replacement", "Toyota",
+                              "--kinds", "hidden", "--window", "2", "--model", str(tiny_dir), "--device", "cpu",
+                              "--no-progress", "--json", str(out_json)], capsys)
+    assert code == 0, err
+    data = json.loads(out_json.read_text())
+    assert data["metric"] == "logit_diff" and data["settings"]["corruption"] == "str"
+    assert data["noise"]["calibration"] == "symmetric token replacement with 1 subject(s): Mount Rome"
+    code, out, err = run_cli([*TRACE, "--model", str(tiny_dir), "--device", "cpu", "--no-progress", "--severed",
+                              "--kinds", "hidden", "--samples", "2"], capsys)
+    assert code == 0, err
+    assert "share of the effect through mlp" in out and "share of the effect through attn" in out
+    code, out, err = run_cli([*TRACE, "--model", str(tiny_dir), "--device", "cpu", "--method", "atp", "--no-progress"], capsys)
+    assert code == 0 and "atp (approximate" in out
+
+
+def test_unknown_metric_and_corruption_are_one_line(capsys):
+    for args, message in ((["--metric", "rank"], "argument --metric: invalid choice: 'rank'"),
+                          (["--corruption", "blur"], "argument --corruption: invalid choice: 'blur'")):
+        code, out, err = run_cli([*TRACE, *args], capsys)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from fact_locator.errors import UsageError
 from fact_locator.facts import Fact
 from fact_locator.tracing.corruption import make_noise
 from fact_locator.tracing.hooks import edit_outputs
@@ -75,7 +76,9 @@ def severed_trace(tracer: Tracer, fact: Fact, sever: tuple[str, ...] = SEVERABLE
         model(input_ids=ids, use_cache=False)
     if noise is None:
         noise = tracer.noise_for(prepared, clean["embed"][0])
-    draws = make_noise(samples, end - start, clean["embed"].shape[-1], noise.std, settings.seed)
+    if settings.corruption not in ("gaussian", "uniform"):
+        raise UsageError(f"severed paths are traced with noise (gaussian or uniform), not corruption {settings.corruption!r}")
+    draws = make_noise(samples, end - start, clean["embed"].shape[-1], noise.std, settings.seed, settings.corruption)
     draws = draws.to(device=loaded.device, dtype=clean["embed"].dtype)
 
     def add_noise(rows: int) -> Callable[[torch.Tensor], torch.Tensor]:
