@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from fact_locator.tracing.trace import TokenCategory, Trace
 
-__all__ = ["FIGURE2_CATEGORIES", "Aggregate", "aggregate"]
+if TYPE_CHECKING:
+    from fact_locator.confidence import Interval
+
+__all__ = ["FIGURE2_CATEGORIES", "INTERVAL_CATEGORIES", "INTERVAL_LEVEL", "Aggregate", "aggregate"]
+
+# Bootstrap intervals (over facts, seeded) are kept for the ATE and for the max AIE of each
+# kind at these categories (one position per fact: a fact is one sample).
+INTERVAL_CATEGORIES: tuple[str, ...] = ("last_subject", "last")
+INTERVAL_LEVEL = 0.95
+INTERVAL_SEED = 0
 
 FIGURE2_CATEGORIES: tuple[TokenCategory, ...] = (
     TokenCategory.FIRST_SUBJECT,
@@ -29,6 +38,29 @@ class Aggregate:
     mean_p_clean: float
     mean_p_corrupt: float
     aie: dict[str, dict[str, tuple[float, ...]]]
+    # Per-fact values the intervals resample: "ate" -> each fact's TE; "aie:<kind>:<category>"
+    # -> each fact's IE at the layer where the mean peaks (that layer under "layers").
+    samples: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    layers: dict[str, int] = field(default_factory=dict)
+    # 95% bootstrap intervals of those means, as Interval.to_dict() ("ate", "aie:mlp:last", ...).
+    intervals: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @staticmethod
+    def interval_key(kind: str, category: TokenCategory | str) -> str:
+        return f"aie:{kind}:{TokenCategory(category).value}"
+
+    def interval(self, key: str, level: float = INTERVAL_LEVEL) -> Interval | None:
+        """The bootstrap interval of `key` ('ate' or interval_key(...)) at `level`; None when
+        the aggregate has no per-fact values for it."""
+        from fact_locator.confidence import DEFAULT_RESAMPLES, Interval, bootstrap_mean
+
+        stored = self.intervals.get(key)
+        if stored is not None and abs(float(stored["level"]) - level) < 1e-12:
+            return Interval(**stored)
+        values = self.samples.get(key)
+        if not values:
+            return None
+        return bootstrap_mean(values, level, DEFAULT_RESAMPLES, INTERVAL_SEED)
 
     def curve(self, kind: str, category: TokenCategory | str) -> tuple[float, ...]:
         category = TokenCategory(category).value
@@ -51,6 +83,9 @@ class Aggregate:
             "mean_p_clean": self.mean_p_clean,
             "mean_p_corrupt": self.mean_p_corrupt,
             "aie": {k: {c: list(v) for c, v in cats.items()} for k, cats in self.aie.items()},
+            "samples": {k: list(v) for k, v in self.samples.items()},
+            "layers": dict(self.layers),
+            "intervals": {k: dict(v) for k, v in self.intervals.items()},
         }
 
     @classmethod
@@ -61,12 +96,16 @@ class Aggregate:
             mean_p_clean=float(data["mean_p_clean"]),
             mean_p_corrupt=float(data["mean_p_corrupt"]),
             aie={k: {c: tuple(float(x) for x in v) for c, v in cats.items()} for k, cats in data["aie"].items()},
+            samples={k: tuple(float(x) for x in v) for k, v in (data.get("samples") or {}).items()},
+            layers={k: int(v) for k, v in (data.get("layers") or {}).items()},
+            intervals={k: dict(v) for k, v in (data.get("intervals") or {}).items()},
         )
 
 
-def aggregate(traces: Sequence[Trace]) -> Aggregate:
+def aggregate(traces: Sequence[Trace], intervals: bool = False) -> Aggregate:
     """ROME's averaging: each middle/further position is its own sample; a one-token
-    subject counts as first and last subject token. Traces must share layers and kinds."""
+    subject counts as first and last subject token. Traces must share layers and kinds.
+    With `intervals`, also 95% bootstrap intervals over facts (see `INTERVAL_CATEGORIES`)."""
     if not traces:
         raise ValueError("no traces to aggregate")
     n_layers = traces[0].n_layers
@@ -87,10 +126,33 @@ def aggregate(traces: Sequence[Trace]) -> Aggregate:
                 per_category[category.value] = tuple(s / count for s in sums)
         aie[kind] = per_category
     n = len(traces)
+    samples: dict[str, tuple[float, ...]] = {}
+    layers: dict[str, int] = {}
+    found: dict[str, dict[str, Any]] = {}
+    if intervals:
+        from fact_locator.confidence import DEFAULT_RESAMPLES, bootstrap_mean
+
+        samples["ate"] = tuple(t.te for t in traces)
+        for kind in kinds:
+            for category in INTERVAL_CATEGORIES:
+                curve = aie[kind].get(category)
+                if curve is None:
+                    continue
+                layer = max(range(n_layers), key=curve.__getitem__)
+                key = Aggregate.interval_key(kind, category)
+                samples[key] = tuple(
+                    sum(t.ie[kind][layer][p] for p in t.positions(category)) / len(t.positions(category))
+                    for t in traces if t.positions(category))
+                layers[key] = layer
+        for key, values in samples.items():
+            found[key] = bootstrap_mean(values, INTERVAL_LEVEL, DEFAULT_RESAMPLES, INTERVAL_SEED).to_dict()
     return Aggregate(
         n_facts=n,
         ate=sum(t.te for t in traces) / n,
         mean_p_clean=sum(t.p_clean for t in traces) / n,
         mean_p_corrupt=sum(t.p_corrupt for t in traces) / n,
         aie=aie,
+        samples=samples,
+        layers=layers,
+        intervals=found,
     )

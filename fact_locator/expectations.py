@@ -436,6 +436,9 @@ def _missing_category(agg: Aggregate, category: str, ident: str) -> Outcome | No
 @dataclass(frozen=True)
 class AteThreshold(_Base):
     threshold: Threshold
+    # With a level, the bootstrap interval's bound is compared (the lower bound for >= / >,
+    # the upper one for <= / <), not the point estimate.
+    level: float | None = None
     scope: Scope = field(default="aggregate", init=False)
 
     @property
@@ -444,12 +447,16 @@ class AteThreshold(_Base):
 
     @property
     def description(self) -> str:
+        if self.level is not None:
+            return f"the {_bound_name(self.threshold)} bound of ATE's {self.level:.0%} interval {self.threshold}"
         return f"ATE {self.threshold}"
 
     def check(self, target: Any) -> Outcome:
         if (bad := _wrong_target(self.id, self.scope, target)) is not None:
             return bad
         agg: Aggregate = target
+        if self.level is not None:
+            return _interval_outcome(self.id, "ATE", agg, "ate", self.threshold, self.level, {})
         passed = self.threshold.holds(agg.ate)
         message = (
             f"{self.id}: ATE = {agg.ate:.3f} over {_facts(agg.n_facts)} (mean P(o) {agg.mean_p_clean:.3f}, "
@@ -459,11 +466,36 @@ class AteThreshold(_Base):
                                          "threshold": self.threshold.value})
 
 
+def _bound_name(threshold: Threshold) -> str:
+    return "lower" if threshold.op in (">=", ">") else "upper"
+
+
+def _interval_outcome(ident: str, what: str, agg: Aggregate, key: str, threshold: Threshold, level: float,
+                      observed: dict[str, Any]) -> Outcome:
+    """Compare the bound of a bootstrap interval of the aggregate with `threshold`."""
+    interval = agg.interval(key, level)
+    if interval is None:
+        return Outcome(False, f"{ident}: no per-fact values for a {level:.0%} interval of {what} "
+                              "(the aggregate was built without intervals)", {"level": level, **observed})
+    bound_name = _bound_name(threshold)
+    bound = interval.low if bound_name == "lower" else interval.high
+    passed = threshold.holds(bound)
+    message = (
+        f"{ident}: {what} = {interval.estimate:.3f}, {level:.0%} interval [{interval.low:.3f}, {interval.high:.3f}] "
+        f"over {_facts(interval.n)} (bootstrap, {interval.resamples} resamples); expected the {bound_name} bound "
+        f"{threshold}: {'holds' if passed else 'does not hold'}"
+    )
+    return Outcome(passed, message, {**observed, "estimate": interval.estimate, "low": interval.low, "high": interval.high,
+                                     "level": level, "n_facts": interval.n, "op": threshold.op,
+                                     "threshold": threshold.value})
+
+
 @dataclass(frozen=True)
 class AieAtLeast(_Base):
     kind: str
     category: str
     minimum: float
+    level: float | None = None  # compare the lower bound of the bootstrap interval at this level
     scope: Scope = field(default="aggregate", init=False)
 
     @property
@@ -481,6 +513,11 @@ class AieAtLeast(_Base):
             return bad
         agg: Aggregate = target
         layer, value = agg.max_aie(self.kind, self.category)
+        if self.level is not None:
+            key = Aggregate.interval_key(self.kind, self.category)
+            what = f"max {self.kind} AIE at {self.category} (layer {agg.layers.get(key, layer)})"
+            return _interval_outcome(self.id, what, agg, key, Threshold(">=", self.minimum), self.level,
+                                     {"kind": self.kind, "category": self.category, "layer": agg.layers.get(key, layer)})
         passed = value >= self.minimum
         message = (
             f"{self.id}: max {self.kind} AIE at {self.category} = {value:.3f} at layer {layer} "
@@ -593,14 +630,25 @@ def stronger(kind_a: str, kind_b: str, category: TokenCategory | str) -> Expecta
     return Stronger(_kind(kind_a), _kind(kind_b), _category(category))
 
 
-def ate_at_least(x: float, *, strict: bool = False) -> Expectation:
-    """Aggregate: ATE >= x (ATE > x when `strict`)."""
-    return AteThreshold(Threshold(">" if strict else ">=", _number("the ATE threshold", x)))
+def ate_at_least(x: float, *, strict: bool = False, level: float | None = None) -> Expectation:
+    """Aggregate: ATE >= x (ATE > x when `strict`); with `level`, the lower bound of the
+    bootstrap interval at that level (needs an aggregate built with intervals)."""
+    return AteThreshold(Threshold(">" if strict else ">=", _number("the ATE threshold", x)),
+                        None if level is None else _checked_level(level))
 
 
-def aie_at_least(kind: str, category: TokenCategory | str, x: float) -> Expectation:
-    """Aggregate: the max over layers of `kind`'s AIE at `category` is >= x."""
-    return AieAtLeast(_kind(kind), _category(category), _number("min", x))
+def aie_at_least(kind: str, category: TokenCategory | str, x: float, *, level: float | None = None) -> Expectation:
+    """Aggregate: the max over layers of `kind`'s AIE at `category` is >= x; with `level`,
+    the lower bound of its bootstrap interval (categories last_subject and last)."""
+    return AieAtLeast(_kind(kind), _category(category), _number("min", x),
+                      None if level is None else _checked_level(level))
+
+
+def _checked_level(level: float) -> float:
+    try:
+        return _level(level)
+    except _ArgError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def max_aie_greater(kind_a: str, category_a: TokenCategory | str, kind_b: str, category_b: TokenCategory | str) -> Expectation:
@@ -733,13 +781,44 @@ def _parse_te(value: Any) -> Expectation:
     return TeThreshold(_arg_threshold("te", value))
 
 
+_AT_LEVEL = re.compile(r"^(?P<cmp>.*?)\s+at\s+(?P<num>\d+(?:\.\d*)?|\.\d+)\s*%\s*$")
+
+
+def _level(value: Any, key: str | None = None) -> float:
+    """A confidence level: 0.95, or 95 / '95%' as a percentage."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            value = float(value.strip()[:-1]) / 100.0
+        except ValueError:
+            raise _ArgError(f"cannot read the level {value!r}: write 0.95 or '95%'", key) from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise _ArgError(f"the level must be a number such as 0.95, got {_show(value)}", key)
+    level = float(value)
+    if level >= 1:
+        level /= 100.0
+    if not 0.5 <= level < 1:
+        raise _ArgError(f"the level must be between 50% and 100% (such as 0.95), got {value!r}", key)
+    return level
+
+
+def _threshold_at_level(name: str, value: Any) -> tuple[Threshold, float | None]:
+    """'>= 0.15' or '>= 0.15 at 95%' (the interval's bound at that level)."""
+    if isinstance(value, str):
+        match = _AT_LEVEL.match(value)
+        if match:
+            return _arg_threshold(name, match["cmp"]), _level(f"{match['num']}%")
+    return _arg_threshold(name, value), None
+
+
 def _parse_ate(value: Any) -> Expectation:
     if isinstance(value, dict):
-        args = _args("ate", value, (), ("min",))
+        args = _args("ate", value, (), ("min", "level"))
         if "min" not in args:
             raise _ArgError("needs a threshold: ate: \">= 0.15\" or ate: {min: 0.15}")
-        return AteThreshold(Threshold(">=", _arg_number(args, "min")))
-    return AteThreshold(_arg_threshold("ate", value))
+        level = _level(args["level"], "level") if "level" in args else None
+        return AteThreshold(Threshold(">=", _arg_number(args, "min")), level)
+    threshold, level = _threshold_at_level("ate", value)
+    return AteThreshold(threshold, level)
 
 
 def _parse_ie(value: Any) -> Expectation:
@@ -748,8 +827,17 @@ def _parse_ie(value: Any) -> Expectation:
 
 
 def _parse_aie(value: Any) -> Expectation:
-    args = _args("aie", value, ("kind", "at", "min"))
-    return AieAtLeast(_arg_kind(args, "kind"), _arg_category(args, "at"), _arg_number(args, "min"))
+    from fact_locator.aggregate import INTERVAL_CATEGORIES
+
+    args = _args("aie", value, ("kind", "at", "min"), ("level",))
+    category = _arg_category(args, "at")
+    level = None
+    if "level" in args:
+        level = _level(args["level"], "level")
+        if category not in INTERVAL_CATEGORIES:
+            raise _ArgError(f"an interval ('level') is kept only at {' and '.join(INTERVAL_CATEGORIES)}, "
+                            f"not at {category}", "at")
+    return AieAtLeast(_arg_kind(args, "kind"), category, _arg_number(args, "min"), level)
 
 
 def _parse_stronger(value: Any) -> Expectation:

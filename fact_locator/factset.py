@@ -22,8 +22,8 @@ from fact_locator.facts import Fact, check_fact_fields
 __all__ = ["FactSet", "FactSpec", "UNKNOWN_RULES", "load_factset", "parse_factset", "slugify"]
 
 TOP_KEYS = ("name", "description", "settings", "tags", "unknown", "min_p_clean", "expect", "aggregate", "facts")
-FACT_KEYS = ("id", "subject", "relation", "target", "tags", "known", "expect")
-SETTING_KEYS = ("model", "samples", "window", "noise", "noise_scale", "kinds", "seed")
+FACT_KEYS = ("id", "subject", "relation", "target", "tags", "known", "expect", "distractor", "replacements")
+SETTING_KEYS = ("model", "samples", "window", "noise", "noise_scale", "kinds", "seed", "corruption", "metric")
 UNKNOWN_RULES = ("skip", "fail", "trace")
 _STOPWORDS = frozenset(
     "a an the is are was were be been of in on at to by for with and or as from its it his her their "
@@ -256,6 +256,21 @@ class _Reader:
                 raise self.error(f"each of {name} must be a non-empty string, got {item!r}", item_node)
         return tuple(dict.fromkeys(value))
 
+    def replacements(self, node: Any, subject: str) -> tuple[str, ...]:
+        """`replacements:` a list of other subjects for symmetric token replacement."""
+        if not isinstance(node, self.yaml.SequenceNode):
+            raise self.error(
+                f"replacements must be a list of subjects such as [Toyota, Honda], got {_kind_name(node)}", node)
+        out: list[str] = []
+        for item in node.value:
+            value = self.string(item, "each of replacements")
+            if value == subject:
+                raise self.error(f"replacements: {value!r} is the fact's own subject", item)
+            out.append(value)
+        if not out:
+            raise self.error("replacements is empty: list at least one other subject", node)
+        return tuple(dict.fromkeys(out))
+
     def expectations(self, node: Any, scope: str, what: str) -> tuple[ExpectationSpec, ...]:
         if not isinstance(node, self.yaml.SequenceNode):
             raise self.error(f"{what} must be a list of expectations ('- te: \">= 0.2\"'), got {_kind_name(node)}", node)
@@ -360,6 +375,10 @@ class _Reader:
                         raise UsageError(f"{key} must be a positive number, got {type(value).__name__} {value!r}")
                     value = float(value)
                     TraceSettings(**{key: value})
+                elif key in ("corruption", "metric"):
+                    if not isinstance(value, str):
+                        raise UsageError(f"{key} must be a string, got {type(value).__name__} {value!r}")
+                    TraceSettings(**{key: value})
                 else:  # samples, window, seed
                     TraceSettings(**{key: value})
             except UsageError as exc:
@@ -410,7 +429,8 @@ class _Reader:
                 while fact_id in taken:
                     fact_id, n = f"{base}-{n}", n + 1
                 taken.add(fact_id)
-            pairs = {k: v for k, v in pairs.items() if k not in ("tags", "expect", "known") or not self._is_null(v[1])}
+            pairs = {k: v for k, v in pairs.items()
+                     if k not in ("tags", "expect", "known", "distractor", "replacements") or not self._is_null(v[1])}
             tags = self.tags(pairs["tags"][1], "tags") if "tags" in pairs else ()
             known = None
             if "known" in pairs:
@@ -418,6 +438,9 @@ class _Reader:
                 if known is not None and not isinstance(known, bool):
                     raise self.error(f"known must be true or false, got {known!r}", pairs["known"][1])
             exps = self.expectations(pairs["expect"][1], "fact", "expect") if "expect" in pairs else ()
-            fact = Fact(subject=subject, relation=relation, target=target, id=fact_id, tags=tags)
+            distractor = self.string(pairs["distractor"][1], "distractor") if "distractor" in pairs else None
+            replacements = self.replacements(pairs["replacements"][1], subject) if "replacements" in pairs else ()
+            fact = Fact(subject=subject, relation=relation, target=target, id=fact_id, tags=tags,
+                        distractor=distractor, replacements=replacements)
             specs.append(FactSpec(fact=fact, line=_line(item), expectations=exps, known=known))
         return tuple(specs)

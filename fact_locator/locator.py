@@ -37,7 +37,8 @@ UNKNOWN_RULES = ("skip", "fail", "trace")
 PYTHON_PREFIX = "python:"
 # Settings that change the numbers of a trace (batch_size does not; device does, slightly).
 _KEY_EXCLUDE = ("batch_size",)
-_TRACE_FIELDS = ("kinds", "samples", "noise", "noise_scale", "window", "seed", "batch_size")
+_TRACE_FIELDS = ("kinds", "samples", "noise", "noise_scale", "window", "seed", "batch_size", "corruption", "metric")
+METHODS = ("exact", "atp")
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,11 @@ class Locator:
         use_cache: bool = True,
         model_from_factset: bool = True,
         on_trace: Callable[[Fact, Trace, bool], None] | None = None,
+        method: str = "exact",
     ):
+        if method not in METHODS:
+            raise UsageError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
+        self.method = method
         self.model_spec = model
         self.device = device
         self.dtype = dtype
@@ -248,12 +253,15 @@ class Locator:
         loaded = self.load(spec)
         data = {k: v for k, v in settings.to_dict().items() if k not in _KEY_EXCLUDE}
         data["device"] = loaded.device
+        if self.method != "exact":  # exact keys stay as they were: no method in them means exact
+            data["method"] = self.method
         return TraceCache.key(loaded.identity.fingerprint, fact, data, noise.std, __version__)
 
     def trace(self, fact: Fact, factset: FactSet | None = None, settings: TraceSettings | None = None) -> Trace:
         """The fact's trace, from the cache when it has it; written there as soon as it is computed."""
         spec = self.model_for(factset)
         settings = settings or self.settings_for(factset)
+        fact = self.fact_for(fact, factset, settings)
         noise = self.noise_for(factset, settings)
         if noise is None:  # a lone fact: calibrate on its own subject, as the tracer does
             tracer = self.tracer(settings, spec)
@@ -271,7 +279,13 @@ class Locator:
             # The key ignores ids (they do not change the numbers): label the trace as asked.
             trace = replace(trace, fact_id=fact.id)
         if trace is None:
-            trace = self.tracer(settings, spec).trace(fact, noise=noise)
+            tracer = self.tracer(settings, spec)
+            if self.method == "atp":
+                from fact_locator.tracing.attribution import attribution_patch
+
+                trace = attribution_patch(tracer, fact, noise)
+            else:
+                trace = tracer.trace(fact, noise=noise)
             if key is not None:
                 self.cache.put(key, trace)  # at once: an interrupted run keeps what it traced
         with self._lock:
@@ -280,6 +294,32 @@ class Locator:
         if self.on_trace is not None:
             self.on_trace(fact, trace, cached)
         return trace
+
+
+    def fact_for(self, fact: Fact, factset: FactSet | None, settings: TraceSettings) -> Fact:
+        """The fact as traced: under symmetric token replacement without its own
+        `replacements:`, the other subjects of its fact set (in file order) are its candidates."""
+        if settings.corruption != "str" or fact.replacements or factset is None:
+            return fact
+        others = tuple(dict.fromkeys(s.fact.subject for s in factset.facts if s.fact.subject != fact.subject))
+        return replace(fact, replacements=others)
+
+    def severed(self, fact: Fact, factset: FactSet | None = None) -> dict[str, Any]:
+        """Severed-path shares at the last subject token: the fraction of the hidden-state
+        effect there that goes through the later MLPs / attention, and the hidden peak."""
+        from fact_locator.tracing.severed import severed_trace
+
+        spec = self.model_for(factset)
+        settings = self.settings_for(factset)
+        noise = self.noise_for(factset, settings)
+        tracer = self.tracer(settings, spec)
+        severed = severed_trace(tracer, self.fact_for(fact, factset, settings), noise=noise)
+        token = severed.subject_range[1] - 1
+        column = [row[token] for row in severed.ie["hidden"]]
+        layer = max(range(len(column)), key=column.__getitem__)
+        return {"token": token, "mlp_share": severed.share_through("mlp", token),
+                "attn_share": severed.share_through("attn", token),
+                "hidden_peak": {"layer": layer, "ie": column[layer]}}
 
 
 def load_python_model(spec: str, device: str = "auto", dtype: str = "float32") -> LoadedModel:

@@ -41,6 +41,8 @@ class FactResult:
     status: str = "traced"  # traced | unknown (the model does not know it) | error
     status_reason: str = ""
     outcomes: list[AuditOutcome] = field(default_factory=list)
+    # --fl-severed: {"token", "mlp_share", "attn_share", "hidden_peak": {"layer", "ie"}} at the last subject token.
+    severed: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

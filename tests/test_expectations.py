@@ -372,3 +372,69 @@ def test_parser_errors_carry_file_and_line(item, scope, message):
     assert info.value.line == 21
     assert message in str(info.value), str(info.value)
     assert str(info.value).startswith("sets/geo.yaml:21: ")
+
+
+# -- bootstrap intervals ------------------------------------------------------------------------
+@pytest.fixture
+def agg_ci():
+    traces = [make_trace({"mlp": {(1, 2): 0.2 + 0.05 * i}}, p_clean=0.5 + 0.05 * i, p_corrupt=0.1, fact_id=f"f{i}")
+              for i in range(6)]
+    return aggregate(traces, intervals=True)
+
+
+def test_aggregate_keeps_seeded_intervals_and_round_trips(agg_ci):
+    from fact_locator.aggregate import Aggregate
+
+    iv = agg_ci.intervals["ate"]
+    assert iv["level"] == 0.95 and iv["n"] == 6 and iv["low"] < agg_ci.ate < iv["high"]
+    assert set(agg_ci.intervals) >= {"ate", "aie:mlp:last_subject", "aie:mlp:last", "aie:hidden:last"}
+    assert agg_ci.layers["aie:mlp:last_subject"] == 1
+    again = Aggregate.from_dict(agg_ci.to_dict())
+    assert again == agg_ci
+    # an old results file (no samples, no intervals) still loads
+    data = agg_ci.to_dict()
+    for key in ("samples", "layers", "intervals"):
+        data.pop(key)
+    assert Aggregate.from_dict(data).intervals == {}
+
+
+def test_ate_lower_bound_expectation_parses_and_checks(agg_ci):
+    iv = agg_ci.intervals["ate"]
+    passing = parse_expectation({"ate": f">= {iv['low'] - 0.01:.4f} at 95%"}, "s.yaml", 3, "aggregate").expectation
+    assert_outcome(check(passing, agg_ci), True, "ate: ATE = 0.525, 95% interval [", "over 6 facts",
+                   "expected the lower bound >=", ": holds")
+    # the estimate clears the threshold but the lower bound does not
+    failing = parse_expectation({"ate": f">= {agg_ci.ate - 0.001:.4f} at 95%"}, "s.yaml", 3, "aggregate").expectation
+    outcome = check(failing, agg_ci)
+    assert_outcome(outcome, False, "does not hold", f"[{iv['low']:.3f}, {iv['high']:.3f}]")
+    assert check(ate_at_least(agg_ci.ate - 0.001), agg_ci).passed  # the point estimate alone passes
+    # another level is bootstrapped from the per-fact values
+    wide = check(ate_at_least(0.0, level=0.99), agg_ci)
+    assert wide.passed and "99% interval" in wide.message and wide.observed["low"] <= iv["low"]
+
+
+def test_aie_lower_bound_expectation(agg_ci):
+    spec = parse_expectation({"aie": {"kind": "mlp", "at": "last_subject", "min": 0.1, "level": 0.95}},
+                             "s.yaml", 3, "aggregate")
+    assert_outcome(check(spec.expectation, agg_ci), True, "max mlp AIE at last_subject (layer 1) = 0.325, 95% interval")
+    high = aie_at_least("mlp", "last_subject", 0.3, level=0.95)
+    assert_outcome(check(high, agg_ci), False, "expected the lower bound >= 0.300: does not hold")
+
+
+def test_interval_expectation_without_intervals_fails_clearly(agg):
+    assert_outcome(check(ate_at_least(0.1, level=0.95), agg), False, "no per-fact values for a 95% interval")
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ({"ate": ">= 0.1 at 120%"}, "level must be between 50% and 100%"),
+        ({"ate": ">= 0.1 at ninety"}, "cannot read the comparison"),
+        ({"aie": {"kind": "mlp", "at": "first_subject", "min": 0.1, "level": 0.95}}, "kept only at last_subject and last"),
+        ({"aie": {"kind": "mlp", "at": "last", "min": 0.1, "level": "high"}}, "the level must be a number such as 0.95"),
+    ],
+)
+def test_interval_expectation_parse_errors(value, fragment):
+    with pytest.raises(FactSetError) as info:
+        parse_expectation(value, "s.yaml", 7, "aggregate")
+    assert fragment in str(info.value) and str(info.value).startswith("s.yaml:7: ")

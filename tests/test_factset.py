@@ -468,3 +468,55 @@ def test_keys_written_without_a_value_count_as_absent(tmp_path):
         """)
     assert (fs.description, fs.settings, fs.tags, fs.expectations, fs.aggregate_expectations) == ("", {}, (), (), ())
     assert fs.facts[0].fact.tags == () and fs.facts[0].expectations == ()
+
+
+# -- method extensions: distractor, replacements, corruption and metric -------------------------
+METHOD_SET = """\
+settings:
+  corruption: str
+  metric: logit_diff
+facts:
+  - subject: Toyota
+    relation: "{} was founded in"
+    target: Japan
+    distractor: China
+    replacements: [Honda, Nissan, Honda]
+  - subject: Honda
+    relation: "{} was founded in"
+    target: Japan
+"""
+
+
+def test_distractor_replacements_and_method_settings_reach_the_fact(tmp_path):
+    fs = load(tmp_path, METHOD_SET)
+    assert fs.settings == {"corruption": "str", "metric": "logit_diff"}
+    first, second = fs.facts
+    assert first.fact.distractor == "China"
+    assert first.fact.replacements == ("Honda", "Nissan")  # deduplicated, in order
+    assert second.fact.distractor is None and second.fact.replacements == ()
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line", "fragment"),
+    [
+        ("  metric: logit_diff", "  metric: logits", 3, "settings.metric: unknown metric 'logits'"),
+        ("  corruption: str", "  corruption: noise", 2, "settings.corruption: unknown corruption 'noise'"),
+        ("  corruption: str", "  corruption: 3", 2, "settings.corruption: corruption must be a string"),
+        ("    distractor: China", "    distractor: 7", 8, "distractor must be a string"),
+        ("    distractor: China", '    distractor: "  "', 8, "distractor is empty"),
+        ("    replacements: [Honda, Nissan, Honda]", "    replacements: Honda", 9, "replacements must be a list"),
+        ("    replacements: [Honda, Nissan, Honda]", "    replacements: []", 9, "replacements is empty"),
+        ("    replacements: [Honda, Nissan, Honda]", "    replacements:\n      - Honda\n      - 5", 11,
+         "each of replacements must be a string"),
+        ("    replacements: [Honda, Nissan, Honda]", "    replacements: [Toyota]", 9, "the fact's own subject"),
+    ],
+)
+def test_method_keys_are_validated_with_their_line(tmp_path, old, new, line, fragment):
+    exc = error(tmp_path, METHOD_SET.replace(old, new))
+    assert exc.line == line, str(exc)
+    assert fragment in str(exc)
+
+
+def test_an_unknown_fact_key_lists_distractor_and_replacements(tmp_path):
+    exc = error(tmp_path, METHOD_SET.replace("distractor: China", "distracter: China"))
+    assert "did you mean 'distractor'?" in str(exc) and "replacements" in str(exc)

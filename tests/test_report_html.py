@@ -334,3 +334,38 @@ def test_odd_values_render():
     text = write_summary(odd_results(), color=False, width=100)
     assert "fact set empty" in text
     assert "odd<kind>" in text
+
+
+def test_method_badge_interval_and_severed_shown():
+    from dataclasses import replace
+
+    from report_fixtures import colosseum, eiffel, space_needle
+
+    from fact_locator.aggregate import aggregate
+    from fact_locator.report.terminal import write_summary
+
+    results = make_results()
+    plain = render_html(results, rendered_at="x")
+    assert "approximate (AtP)" not in plain and "at 95%" not in plain and "severed (last subject token)" not in plain
+    assert '<td class="mono">exact</td>' in plain and '<td class="mono">gaussian</td>' in plain
+
+    traces = [colosseum(), space_needle(), eiffel()]
+    atp = [replace(t, settings={**t.settings, "method": "atp (approximate: gradient attribution patching)"}) for t in traces]
+    landmarks = results.factsets[0]
+    for fact, trace in zip(landmarks.facts, atp):
+        fact.trace = trace
+    landmarks.facts[0].severed = {"token": 3, "mlp_share": 0.625, "attn_share": 0.125,
+                                  "hidden_peak": {"layer": 4, "ie": 0.3}}
+    landmarks.aggregate = aggregate(atp, intervals=True)
+    results.settings.update(metric="logprob", corruption="uniform")
+    page = render_html(results, rendered_at="x")
+    iv = landmarks.aggregate.intervals["ate"]
+    assert f"[{100 * iv['low']:.1f}%, {100 * iv['high']:.1f}%] at 95%" in page
+    assert page.count("approximate (AtP)") == 1 + 3  # the header and each approximate trace
+    assert '<td class="mono">logprob</td>' in page and '<td class="mono">uniform</td>' in page
+    assert "through MLP 62.5%, through attention 12.5% (hidden peak L4, IE 0.300)" in page
+
+    text = write_summary(results, color=False, width=200)
+    assert "metric logprob, corruption uniform, method atp [approximate (AtP)]" in text
+    assert f"[{100 * iv['low']:.1f}%, {100 * iv['high']:.1f}%] at 95%" in text
+    assert "severed colosseum: through MLP 62.5%" in text

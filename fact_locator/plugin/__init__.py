@@ -43,6 +43,7 @@ def pytest_configure(config: pytest.Config) -> None:
     except OptionError as exc:
         raise pytest.UsageError(f"fact-locator: {exc}") from None
     fl = FactLocatorSession(config, options)
+    fl.load_baseline()
     config.stash[SESSION_KEY] = fl
     if not config.pluginmanager.is_registered(_fixtures):
         config.pluginmanager.register(_fixtures, "fact_locator.fixtures")

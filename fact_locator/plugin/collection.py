@@ -46,6 +46,7 @@ __all__ = [
 CASE_KEY = pytest.StashKey[Case]()
 AGGREGATE_NODE = "aggregate"
 TRACE_ONLY = "trace"
+BASELINE = "baseline"
 
 
 # -- what an item does: shared with the fixtures ----------------------------------------------
@@ -71,9 +72,21 @@ def trace_fact(fl: FactLocatorSession, factset: FactSet, spec: FactSpec, item: p
         fl.record_fact(factset, spec, status="error", reason=str(exc))
         raise
     fl.record_fact(factset, spec, trace=trace, status="traced", reason=traced_reason(trace, factset))
+    severed_fact(fl, factset, spec)
     if item is not None:
         item.user_properties.extend(trace_properties(trace))
     return trace
+
+
+def severed_fact(fl: FactLocatorSession, factset: FactSet, spec: FactSpec) -> None:
+    """--fl-severed: the severed-path shares of a traced fact, once per fact."""
+    if not fl.options["severed"]:
+        return
+    key = (fl.relpath(factset.path), spec.id)
+    if key in fl.severed_done:
+        return
+    fl.severed_done.add(key)
+    fl.record_severed(factset, spec, fl.locator.severed(spec.fact, factset))
 
 
 def traced_reason(trace: Trace, factset: FactSet) -> str:
@@ -119,10 +132,11 @@ def aggregate_for(fl: FactLocatorSession, factset: FactSet) -> Aggregate:
             errors += 1
             continue
         fl.record_fact(factset, spec, trace=trace, status="traced", reason=traced_reason(trace, factset))
+        severed_fact(fl, factset, spec)
         traces.append(trace)
     if not traces:
         pytest.skip(f"fact set {factset.name}: no known fact to aggregate ({unknown} unknown, {errors} errors)")
-    agg = aggregate(traces)
+    agg = aggregate(traces, intervals=True)
     fl.aggregates[fl.relpath(factset.path)] = agg
     fl.record_aggregate(factset, agg)
     return agg
@@ -150,7 +164,8 @@ class FactSetFile(pytest.File):
             self.extra_keyword_matches.add(tag)
         for spec in factset.facts:
             yield FactNode.from_parent(self, name=spec.id, factset=factset, spec=spec)
-        if factset.aggregate_expectations:
+        baseline = fl.baseline_factset(factset)
+        if factset.aggregate_expectations or (baseline is not None and baseline.aggregate is not None):
             yield AggregateNode.from_parent(self, name=AGGREGATE_NODE, factset=factset)
 
 
@@ -168,9 +183,10 @@ class FactNode(pytest.Collector):
         expectations = self.factset.fact_expectations(self.spec)
         if not expectations:
             yield FactItem.from_parent(self, name=TRACE_ONLY, factset=self.factset, spec=self.spec, expectation=None)
-            return
         for name, exp in _unique_names(expectations):
             yield FactItem.from_parent(self, name=name, factset=self.factset, spec=self.spec, expectation=exp)
+        if get_session(self.config).baseline_fact(self.factset, self.spec.id) is not None:
+            yield BaselineItem.from_parent(self, name=BASELINE, factset=self.factset, spec=self.spec)
 
     def reportinfo(self) -> tuple[Path, int, str]:
         return self.path, self.spec.line - 1, f"fact: {self.spec.fact.subject} -> {self.spec.fact.target}"
@@ -186,6 +202,9 @@ class AggregateNode(pytest.Collector):
     def collect(self) -> Iterable[pytest.Item]:
         for name, exp in _unique_names(self.factset.aggregate_expectations):
             yield AggregateItem.from_parent(self, name=name, factset=self.factset, expectation=exp)
+        baseline = get_session(self.config).baseline_factset(self.factset)
+        if baseline is not None and baseline.aggregate is not None:
+            yield AggregateBaselineItem.from_parent(self, name=BASELINE, factset=self.factset)
 
 
 def _unique_names(specs: Iterable[ExpectationSpec]) -> Iterator[tuple[str, ExpectationSpec]]:
@@ -281,6 +300,78 @@ class AggregateItem(_AuditItem):
     def reportinfo(self) -> tuple[Path, int, str]:
         line = self.expectation.line if self.expectation is not None else self.factset.line
         return self.path, line - 1, f"fact set: {self.factset.name} (aggregate {self.name})"
+
+
+class BaselineItem(_AuditItem):
+    """--fl-baseline: the fact's trace against the baseline run's (BaselineRule.fact_failures)."""
+
+    def __init__(self, *, factset: FactSet, spec: FactSpec, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.factset = factset
+        self.spec = spec
+        self.expectation = None
+        fl = get_session(self.config)
+        self.stash[CASE_KEY] = Case(fl.relpath(factset.path), spec.id, BASELINE)
+
+    def runtest(self) -> None:
+        from fact_locator.compare import compare_traces
+
+        fl = get_session(self.config)
+        trace = trace_fact(fl, self.factset, self.spec, self)
+        before = fl.baseline_fact(self.factset, self.spec.id)
+        assert before is not None and before.trace is not None
+        comparison = compare_traces(self.factset.name, self.spec.id, before.trace, trace)
+        failures = fl.baseline_rule().fact_failures(comparison)
+        peaks = ", ".join(f"{p.kind} L{p.layer_before}->L{p.layer_after}" for p in comparison.peaks)
+        summary = f"TE {comparison.te_before:.3f} -> {comparison.te_after:.3f}; peaks {peaks}"
+        if failures:
+            message = f"baseline: {'; '.join(failures)} ({summary})"
+            self.stash[MESSAGE_KEY] = message
+            raise ExpectationFailed(message)
+        self.stash[MESSAGE_KEY] = f"baseline: holds ({summary})"
+
+    def _header(self) -> list[str]:
+        fact = self.spec.fact
+        where = get_session(self.config).options["baseline"]
+        return [f"{self._where(self.spec.line)}: fact {self.spec.id}: {fact.subject} -> {fact.target.strip()} "
+                f"against the baseline {where}"]
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, self.spec.line - 1, f"fact: {self.spec.fact.subject} -> {self.spec.fact.target} (baseline)"
+
+
+class AggregateBaselineItem(_AuditItem):
+    """--fl-baseline: the set's ATE against the baseline run's (BaselineRule.set_failures)."""
+
+    def __init__(self, *, factset: FactSet, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.factset = factset
+        self.expectation = None
+        fl = get_session(self.config)
+        self.stash[CASE_KEY] = Case(fl.relpath(factset.path), None, BASELINE, aggregate=True)
+
+    def runtest(self) -> None:
+        from fact_locator.compare import SetComparison
+
+        fl = get_session(self.config)
+        agg = aggregate_for(fl, self.factset)
+        before = fl.baseline_factset(self.factset)
+        assert before is not None and before.aggregate is not None
+        comparison = SetComparison(self.factset.name, before.aggregate.ate, agg.ate, ())
+        failures = fl.baseline_rule().set_failures(comparison)
+        summary = f"ATE {before.aggregate.ate:.3f} -> {agg.ate:.3f} over {agg.n_facts} fact(s)"
+        if failures:
+            message = f"baseline: {'; '.join(failures)} ({summary})"
+            self.stash[MESSAGE_KEY] = message
+            raise ExpectationFailed(message)
+        self.stash[MESSAGE_KEY] = f"baseline: holds ({summary})"
+
+    def _header(self) -> list[str]:
+        return [f"{self._where(self.factset.line)}: fact set {self.factset.name} (aggregate) against the baseline "
+                f"{get_session(self.config).options['baseline']}"]
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, self.factset.line - 1, f"fact set: {self.factset.name} (aggregate baseline)"
 
 
 class FactSetFiles:

@@ -32,12 +32,17 @@ __all__ = [
 UNKNOWN_RULES = ("skip", "fail", "trace")
 DEVICE_HINT = "auto, cpu, cuda, cuda:N or mps"
 DTYPES = ("float32", "float16", "bfloat16")
+CORRUPTIONS = ("gaussian", "uniform", "str")
+METRICS = ("prob", "logprob", "logit_diff")
+METHODS = ("exact", "atp")
 KINDS = ("hidden", "mlp", "attn")
 PYTHON_PREFIX = "python:"
 
 # Trace settings a fact set's `settings:` may set (device and dtype belong to the session:
 # one model is loaded per session).
-TRACE_KEYS = ("kinds", "samples", "noise", "noise_scale", "window", "seed", "batch_size")
+TRACE_KEYS = ("kinds", "samples", "noise", "noise_scale", "window", "seed", "batch_size", "corruption", "metric")
+# Options a fact set's `settings:` may also set (below cli/ini, above the default).
+FACTSET_SETTABLE = ("samples", "seed", "window", "kinds", "noise", "corruption", "metric")
 
 
 # -- parsers (argparse `type=`): raise ArgumentTypeError with a one-line reason -------------
@@ -93,7 +98,34 @@ def _int_parser(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def _choice_parser(name: str, choices: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        text = str(value).strip()
+        if text not in choices:
+            raise argparse.ArgumentTypeError(f"unknown {name} {text!r}: choose one of {', '.join(choices)}")
+        return text
+
+    parse.__name__ = name
+    return parse
+
+
+parse_corruption = _choice_parser("corruption", CORRUPTIONS)
+parse_metric = _choice_parser("metric", METRICS)
+parse_method = _choice_parser("method", METHODS)
+
+
+def parse_non_negative(value: str) -> float:
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not number >= 0 or number == float("inf"):
+        raise argparse.ArgumentTypeError(f"give a finite number >= 0, got {value!r}")
+    return number
+
+
 parse_samples = _int_parser(1)
+parse_layer_shift = _int_parser(0)
 parse_window = _int_parser(1)
 parse_seed = _int_parser(0)
 
@@ -186,6 +218,15 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "Noise standard deviation; 'auto' or unset: calibrated once per fact set as "
                "noise_scale (3) x the std of its subject-token embeddings.", "trace"),
     OptionSpec("kinds", "KINDS", parse_kinds, "hidden,mlp,attn", "Comma-separated sites to trace: hidden, mlp, attn.", "trace"),
+    OptionSpec("corruption", "KIND", parse_corruption, "gaussian",
+               "How the subject is corrupted: gaussian noise (ROME), uniform noise of the same std, or str "
+               "(symmetric token replacement: the fact's replacements:, else the other subjects of its set).", "trace"),
+    OptionSpec("metric", "METRIC", parse_metric, "prob",
+               "What effects measure: prob (P(o), ROME), logprob (log P(o)) or logit_diff "
+               "(logit(o) - logit(distractor); facts need distractor:).", "trace"),
+    OptionSpec("method", "METHOD", parse_method, "exact",
+               "exact: causal tracing; atp: attribution patching, a gradient approximation "
+               "(one backward pass per fact; traces are marked approximate).", "trace"),
     OptionSpec("cache-dir", "DIR", parse_path, None,
                "Trace cache root (traces go in DIR/traces; without it, the fact-locator cache folder, "
                "$FACT_LOCATOR_CACHE).", "run"),
@@ -197,6 +238,16 @@ OPTIONS: tuple[OptionSpec, ...] = (
     OptionSpec("unknown", "RULE", parse_unknown, None,
                "What to do with facts the model does not know (clean top-1 is not the target, or "
                "p_clean < min_p_clean): skip, fail or trace (unset: the fact set's unknown:, else skip).", "run"),
+    OptionSpec("severed", "", parse_bool, False,
+               "Also compute severed paths per traced fact: the shares of the last subject token's "
+               "hidden-state effect that go through the later MLPs and attention (in the results).", "run", flag=True),
+    OptionSpec("baseline", "PATH", parse_path, None,
+               "A results JSON of an earlier run: each traced fact it has gets a ::baseline item "
+               "(peaks must not move, TE must not drop) and each fact set an ::aggregate::baseline item.", "run"),
+    OptionSpec("baseline-max-layer-shift", "K", parse_layer_shift, 2,
+               "Baseline: the most layers a peak may move.", "run"),
+    OptionSpec("baseline-max-ate-drop", "X", parse_non_negative, 0.05, "Baseline: the most ATE may drop.", "run"),
+    OptionSpec("baseline-max-te-drop", "X", parse_non_negative, 0.1, "Baseline: the most a fact's TE may drop.", "run"),
 )
 
 DEFAULTS: dict[str, Any] = {spec.name: spec.default for spec in OPTIONS}
@@ -253,7 +304,7 @@ class ResolvedOptions:
         """Trace settings from the command line or ini, in TraceSettings' terms."""
         out: dict[str, Any] = {}
         for name, value in self.explicit.items():
-            if name in ("samples", "seed", "window"):
+            if name in ("samples", "seed", "window", "corruption", "metric"):
                 out[name] = value
             elif name == "kinds":
                 out["kinds"] = tuple(value.split(","))
@@ -263,7 +314,8 @@ class ResolvedOptions:
 
     def trace_defaults(self) -> dict[str, Any]:
         return {"samples": DEFAULTS["samples"], "seed": DEFAULTS["seed"], "window": DEFAULTS["window"],
-                "kinds": tuple(DEFAULTS["kinds"].split(",")), "noise": None}
+                "kinds": tuple(DEFAULTS["kinds"].split(",")), "noise": None,
+                "corruption": DEFAULTS["corruption"], "metric": DEFAULTS["metric"]}
 
     def to_dict(self) -> dict[str, Any]:
         return {"values": dict(self.values), "sources": dict(self.sources)}

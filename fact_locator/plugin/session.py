@@ -87,6 +87,46 @@ class FactLocatorSession:
         self.broken_factsets: set[str] = set()  # node ids of fact-set files that failed to load
         self._glob_files: set[Path] | None = None
         self.is_worker = hasattr(config, "workerinput")
+        self.baseline: RunResults | None = None
+        self.severed_done: set[tuple[str, str]] = set()
+
+    # -- baseline --------------------------------------------------------------------------------
+    def load_baseline(self) -> None:
+        """--fl-baseline: read the earlier run's results now; a bad file is one usage error."""
+        from fact_locator.compare import load_comparable
+        from fact_locator.errors import ResultsError
+
+        if self.options["baseline"] is None:
+            return
+        path = self.output_path("baseline")
+        assert path is not None
+        try:
+            self.baseline = load_comparable(path)
+        except (ResultsError, OSError, ValueError) as exc:
+            raise pytest.UsageError(f"fact-locator: --fl-baseline {self.options['baseline']}: {exc}") from None
+
+    def baseline_rule(self) -> Any:
+        from fact_locator.compare import BaselineRule
+
+        v = self.options.values
+        return BaselineRule(max_layer_shift=int(v["baseline-max-layer-shift"]),
+                            max_ate_drop=float(v["baseline-max-ate-drop"]), max_te_drop=float(v["baseline-max-te-drop"]))
+
+    def baseline_factset(self, factset: FactSet) -> FactSetResult | None:
+        """The baseline's fact set of the same name (or, failing that, the same path)."""
+        if self.baseline is None:
+            return None
+        by_name = [fs for fs in self.baseline.factsets if fs.name == factset.name]
+        if by_name:
+            return by_name[0]
+        path = self.relpath(factset.path)
+        return next((fs for fs in self.baseline.factsets if fs.path == path), None)
+
+    def baseline_fact(self, factset: FactSet, fact_id: str) -> FactResult | None:
+        fs = self.baseline_factset(factset)
+        if fs is None:
+            return None
+        return next((f for f in fs.facts if f.id == fact_id and f.trace is not None), None)
 
     # -- paths ---------------------------------------------------------------------------------
     def relpath(self, path: Path | str) -> str:
@@ -179,6 +219,7 @@ class FactLocatorSession:
                     cache_dir=cache_dir,
                     use_cache=not values["no-cache"],
                     model_from_factset=self.options.sources["model"] == "default",
+                    method=values["method"],
                     on_trace=lambda fact, trace, cached: self.config.hook.pytest_fl_trace(
                         config=self.config, fact=fact, trace=trace, cached=cached),
                 )
@@ -219,7 +260,7 @@ class FactLocatorSession:
         locator = self.locator
         settings = locator.settings_for(factset).to_dict()
         sources = {}
-        for name in ("samples", "seed", "window", "kinds", "noise"):
+        for name in ("samples", "seed", "window", "kinds", "noise", "corruption", "metric"):
             if self.options.sources[name] in ("cli", "ini"):
                 sources[name] = self.options.sources[name]
             elif name in factset.settings:
@@ -229,7 +270,7 @@ class FactLocatorSession:
         noise = locator.noise_for(factset)
         if self.options.sources["model"] == "default" and "model" in factset.settings:
             sources["model"] = "factset"
-        rec.settings = {**settings, "model": locator.model_for(factset), "unknown": self.unknown_rule(factset),
+        rec.settings = {**settings, "method": locator.method, "model": locator.model_for(factset), "unknown": self.unknown_rule(factset),
                         "min_p_clean": factset.min_p_clean, "sources": sources,
                         "noise_std": noise.std if noise is not None else None,
                         "noise_calibration": noise.calibration if noise is not None else "per fact"}
@@ -254,6 +295,11 @@ class FactLocatorSession:
             elif clean is not None:
                 result.status = "traced" if trace is not None or result.trace is not None else "unknown"
                 result.status_reason = clean.reason
+
+    def record_severed(self, factset: FactSet, spec: FactSpec, severed: dict[str, Any]) -> None:
+        self.record_fact(factset, spec)
+        with self._lock:
+            self._record_for(factset).facts[spec.id].severed = severed
 
     def record_aggregate(self, factset: FactSet, agg: Aggregate) -> None:
         self._record_for(factset).aggregate = agg
@@ -378,14 +424,26 @@ class FactLocatorSession:
                 value = "calibrated per fact set"
             return f"{name}={value}" + ("" if sources[name] == "default" else f" ({sources[name]})")
 
-        trace = ", ".join(show(n) for n in ("model", "device", "dtype", "samples", "seed", "window", "noise", "kinds"))
+        trace = ", ".join(show(n) for n in ("model", "device", "dtype", "samples", "seed", "window", "noise", "kinds",
+                                             "corruption", "metric", "method"))
         cache = "off" if values["no-cache"] else (values["cache-dir"] or "default")
         unknown = values["unknown"] or "per fact set (skip)"
-        return [
+        lines = [
             f"fact-locator: {trace}",
             f"fact-locator: factsets={values['factsets']}, cache={cache}, unknown={unknown}"
             + "; a fact set's settings: apply where no cli/ini value is given",
         ]
+        if values["method"] == "atp":
+            lines.append("fact-locator: method=atp: traces are approximate (attribution patching), not causal tracing")
+        extras = []
+        if values["severed"]:
+            extras.append("severed paths: on")
+        if values["baseline"] is not None:
+            extras.append(f"baseline={values['baseline']} (max layer shift {values['baseline-max-layer-shift']}, "
+                          f"max ATE drop {values['baseline-max-ate-drop']}, max TE drop {values['baseline-max-te-drop']})")
+        if extras:
+            lines.append("fact-locator: " + ", ".join(extras))
+        return lines
 
     def finish(self) -> None:
         self.finished_at = _now()
@@ -462,6 +520,8 @@ def merge_results(base: RunResults, other: RunResults) -> RunResults:
                 continue
             if have.trace is None and fact.trace is not None:
                 have.trace = fact.trace
+            if have.severed is None and fact.severed is not None:
+                have.severed = fact.severed
             if have.status != "traced" and fact.status == "traced" or not have.subject:
                 have.status, have.status_reason = fact.status, fact.status_reason
             if not have.subject:

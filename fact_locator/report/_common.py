@@ -134,3 +134,44 @@ def model_summary(model: dict[str, Any]) -> dict[str, str]:
 
 def pct(value: float | None, digits: int = 1) -> str:
     return "—" if value is None else f"{100 * value:.{digits}f}%"
+
+
+APPROXIMATE_BADGE = "approximate (AtP)"
+
+
+def is_approximate(trace: Trace | None) -> bool:
+    """A trace made by attribution patching (settings["method"] starts with 'atp')."""
+    return trace is not None and str(trace.settings.get("method", "")).startswith("atp")
+
+
+def run_method(settings: dict[str, Any], traces: list[Trace | None]) -> dict[str, str]:
+    """metric, corruption and method of a run: its settings, else its first trace's."""
+    first = next((t for t in traces if t is not None), None)
+    trace_settings = first.settings if first is not None else {}
+    method = str(settings.get("method") or ("atp" if is_approximate(first) else "exact"))
+    if any(is_approximate(t) for t in traces):
+        method = "atp"
+    return {
+        "metric": str(settings.get("metric") or trace_settings.get("metric") or (first.metric if first else "prob")),
+        "corruption": str(settings.get("corruption") or trace_settings.get("corruption") or "gaussian"),
+        "method": method,
+    }
+
+
+def interval_text(agg: Aggregate | None, key: str, scale: float = 100.0, unit: str = "%") -> str:
+    """' [low, high] 95%' for an aggregate's stored interval, '' without one."""
+    if agg is None or key not in agg.intervals:
+        return ""
+    iv = agg.intervals[key]
+    level = float(iv.get("level", 0.95))
+    return f" [{scale * float(iv['low']):.1f}{unit}, {scale * float(iv['high']):.1f}{unit}] at {level:.0%}"
+
+
+def severed_text(severed: dict[str, Any] | None) -> str:
+    if not severed:
+        return ""
+    peak = severed.get("hidden_peak") or {}
+    text = f"through MLP {pct(severed.get('mlp_share'))}, through attention {pct(severed.get('attn_share'))}"
+    if "layer" in peak:
+        text += f" (hidden peak L{peak['layer']}, IE {float(peak.get('ie', 0.0)):.3f})"
+    return text

@@ -15,7 +15,9 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from fact_locator.errors import ResultsError
 from fact_locator.report import svg
+from fact_locator.aggregate import Aggregate
 from fact_locator.report._common import (
+    APPROXIMATE_BADGE,
     OUTCOME_ORDER,
     PAPER_AIE_LAST_SUBJECT,
     PAPER_ATE,
@@ -27,13 +29,17 @@ from fact_locator.report._common import (
     aggregate_kinds,
     fact_outcome,
     fact_reason,
+    interval_text,
+    is_approximate,
     max_aie,
     model_summary,
     notable,
     peak,
     pct,
     rank,
+    run_method,
     set_outcome,
+    severed_text,
     trace_kinds,
 )
 from fact_locator.results import AuditOutcome, FactResult, FactSetResult, RunResults, write_atomic
@@ -135,8 +141,11 @@ def _fact_view(fact: FactResult, anchor: str, kinds: list[str]) -> dict[str, Any
             "subject_range": f"{trace.subject_range[0]}..{trace.subject_range[1] - 1}",
             "noise": f"{trace.noise.std:g} ({trace.noise.calibration})",
             "peaks": [(kind, str(site)) for kind in trace_kinds([trace]) if (site := peak(trace, kind)) is not None],
+            "metric": trace.metric,
+            "approximate": is_approximate(trace),
         }
         view["heatmaps"] = [svg.heatmap(trace, kind, svg.palette_for(kind, kinds)) for kind in trace_kinds([trace])]
+    view["severed"] = severed_text(fact.severed)
     return view
 
 
@@ -146,7 +155,7 @@ def _aggregate_rows(fs: FactSetResult) -> list[tuple[str, str, str]]:
         return []
     rows = [
         ("facts traced and averaged", str(agg.n_facts), str(PAPER_N_FACTS)),
-        ("ATE (P(o) − P*(o))", pct(agg.ate), pct(PAPER_ATE)),
+        ("ATE (P(o) − P*(o))", pct(agg.ate) + interval_text(agg, "ate"), pct(PAPER_ATE)),
         ("mean P(o), clean", pct(agg.mean_p_clean), pct(PAPER_P_CLEAN)),
         ("mean P*(o), corrupted", pct(agg.mean_p_corrupt), pct(PAPER_P_CORRUPT, 2)),
     ]
@@ -154,6 +163,7 @@ def _aggregate_rows(fs: FactSetResult) -> list[tuple[str, str, str]]:
         for category, label in (("last_subject", "last subject token"), ("last", "last token")):
             found = max_aie(agg, kind, category)
             ours = "—" if found is None else f"{pct(found[1])} (layer {found[0]})"
+            ours += interval_text(agg, Aggregate.interval_key(kind, category))
             paper = "—"
             if category == "last_subject" and kind in PAPER_AIE_LAST_SUBJECT:
                 layer, value = PAPER_AIE_LAST_SUBJECT[kind]
@@ -267,6 +277,8 @@ def _context(results: RunResults, rendered_at: str) -> dict[str, Any]:
     return {
         "model": model_summary(results.model),
         "model_items": [(k, _fmt(v)) for k, v in results.model.items()],
+        "method": run_method(results.settings, all_traces),
+        "approximate_badge": APPROXIMATE_BADGE,
         "settings": [(k, _fmt(v)) for k, v in results.settings.items()],
         "versions": [(k, _fmt(v)) for k, v in results.versions.items()],
         "started_at": results.started_at,

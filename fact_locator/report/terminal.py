@@ -16,7 +16,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from fact_locator.aggregate import Aggregate
 from fact_locator.report._common import (
+    APPROXIMATE_BADGE,
     OUTCOME_ORDER,
     PAPER_AIE_LAST_SUBJECT,
     PAPER_ATE,
@@ -25,11 +27,14 @@ from fact_locator.report._common import (
     aggregate_kinds,
     fact_outcome,
     fact_reason,
+    interval_text,
     max_aie,
     model_summary,
     notable,
     peak,
     pct,
+    run_method,
+    severed_text,
     trace_kinds,
 )
 from fact_locator.results import FactSetResult, RunResults
@@ -107,7 +112,7 @@ def _quiet_line(fs: FactSetResult) -> Text:
     traced = sum(1 for f in fs.facts if f.trace is not None)
     line = Text(f"{fs.name}: {_plural(len(fs.facts), 'fact')} ({traced} traced)")
     if fs.aggregate is not None:
-        line.append(f", ATE {pct(fs.aggregate.ate)} (paper {pct(PAPER_ATE)})")
+        line.append(f", ATE {pct(fs.aggregate.ate)}{interval_text(fs.aggregate, 'ate')} (paper {pct(PAPER_ATE)})")
     line.append(" · ")
     line.append_text(_counts_text(_set_counts(fs)))
     return line
@@ -146,11 +151,12 @@ def _aggregate_table(fs: FactSetResult) -> Table:
     table.add_column("this run", justify="right", overflow="fold")
     table.add_column(f"{PAPER_MODEL} (paper)", justify="right", overflow="fold")
     table.add_row("facts", str(agg.n_facts), str(PAPER_N_FACTS))
-    table.add_row("ATE", pct(agg.ate), pct(PAPER_ATE))
+    table.add_row("ATE", pct(agg.ate) + interval_text(agg, "ate"), pct(PAPER_ATE))
     for kind in aggregate_kinds(agg):
         for category, label in (("last_subject", "last subject"), ("last", "last token")):
             found = max_aie(agg, kind, category)
             ours = "—" if found is None else f"{pct(found[1])} (L{found[0]})"
+            ours += interval_text(agg, Aggregate.interval_key(kind, category))
             paper = "—"
             if category == "last_subject" and kind in PAPER_AIE_LAST_SUBJECT:
                 layer, value = PAPER_AIE_LAST_SUBJECT[kind]
@@ -177,9 +183,12 @@ def write_summary(
         settings = results.settings
         head = Text("fact-locator ", style="bold")
         head.append(f"{model['name']} ({model['architecture']}, {model['n_layers']} layers, {model['fingerprint']})")
-        shown = [f"{key} {settings[key]}" for key in ("samples", "window", "metric", "seed") if key in settings]
-        if shown:
-            head.append(" · " + ", ".join(shown))
+        shown = [f"{key} {settings[key]}" for key in ("samples", "window", "seed") if key in settings]
+        method = run_method(settings, [f.trace for fs in results.factsets for f in fs.facts])
+        shown += [f"metric {method['metric']}", f"corruption {method['corruption']}", f"method {method['method']}"]
+        head.append(" · " + ", ".join(shown))
+        if method["method"] == "atp":
+            head.append(f" [{APPROXIMATE_BADGE}]", style="bold yellow")
         console.print(head)
         for fs in results.factsets:
             console.print()
@@ -197,6 +206,8 @@ def write_summary(
                     line.append(f"{fact.id} ({what}): {fact_reason(fact)}")
                     console.print(line)
                     continue
+                if fact.severed:
+                    console.print(Text(f"  severed {fact.id}: {severed_text(fact.severed)}"))
                 for outcome in notable(fact.outcomes):
                     if outcome.outcome in ("failed", "error", "xpassed"):
                         line = Text(f"  {outcome.outcome.upper()} ", style=OUTCOME_STYLE.get(outcome.outcome, ""))

@@ -23,3 +23,10 @@ def broken() -> Any:
 
 def not_a_model() -> Any:
     return 42
+
+
+def llama_seed1(device: str = "cpu", dtype: str = "float32") -> Any:
+    """The same tiny llama with other random weights: a 'fine-tuned' model for baseline tests."""
+    from tiny_models import tiny_loaded
+
+    return tiny_loaded("llama", seed=1)

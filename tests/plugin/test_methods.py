@@ -1,0 +1,138 @@
+"""Method extensions as plugin settings: --fl-metric/--fl-corruption (and a fact set's
+settings:), --fl-method atp, --fl-severed, --fl-baseline, and interval expectations."""
+
+from __future__ import annotations
+
+from conftest import GEO
+
+INTERVALS = GEO.replace('aggregate:\n  - ate: ">= -1"\n',
+                        'aggregate:\n  - ate: ">= -1 at 95%"\n  - ate: {min: 0.99, level: 0.95, id: ate-high}\n')
+
+
+def _facts(data: dict) -> dict:
+    return {f["id"]: f for fs in data["factsets"] for f in fs["facts"]}
+
+
+def test_metric_from_the_factset_then_the_command_line(fl):
+    fl.factset("geo", GEO.replace("unknown: trace\n", "unknown: trace\nsettings:\n  metric: logprob\n"))
+    result = fl.run("--fl-json", "results.json")
+    result.assert_outcomes(passed=3, xfailed=1)
+    data = fl.results()
+    assert {f["trace"]["metric"] for f in _facts(data).values()} == {"logprob"}
+    fs_settings = data["settings"]["factset_settings"]["factsets/geo.yaml"]
+    assert fs_settings["metric"] == "logprob" and fs_settings["sources"]["metric"] == "factset"
+    assert fs_settings["sources"]["corruption"] == "default"
+
+    result = fl.run("--fl-json", "results.json", "--fl-metric", "prob", "--fl-corruption", "uniform")
+    result.stdout.fnmatch_lines(["*corruption=uniform (cli), metric=prob (cli), method=exact*"])
+    data = fl.results()
+    assert {f["trace"]["metric"] for f in _facts(data).values()} == {"prob"}
+    assert {f["trace"]["settings"]["corruption"] for f in _facts(data).values()} == {"uniform"}
+    assert data["settings"]["metric"] == "prob" and data["settings"]["sources"]["metric"] == "cli"
+
+
+def test_ini_metric_beats_the_factset(fl):
+    fl.ini(fl_metric="prob", fl_corruption="uniform")
+    fl.factset("geo", GEO.replace("unknown: trace\n", "unknown: trace\nsettings:\n  metric: logprob\n"))
+    result = fl.run("--fl-json", "results.json")
+    result.stdout.fnmatch_lines(["*corruption=uniform (ini), metric=prob (ini)*"])
+    data = fl.results()
+    assert {f["trace"]["metric"] for f in _facts(data).values()} == {"prob"}
+    assert data["settings"]["factset_settings"]["factsets/geo.yaml"]["sources"]["metric"] == "ini"
+
+
+def test_bad_method_options_are_usage_errors(fl):
+    fl.factset("geo", GEO)
+    result = fl.run("--fl-metric", "logits")
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(["*unknown metric 'logits': choose one of prob, logprob, logit_diff*"])
+    result = fl.run("--fl-baseline", "missing.json")
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(["*fact-locator: --fl-baseline missing.json: *missing.json: file not found*"])
+    (fl.pytester.path / "bad.json").write_text("{not json")
+    result = fl.run("--fl-baseline", "bad.json")
+    assert result.ret == 4
+    result.stderr.fnmatch_lines(["*--fl-baseline bad.json: *invalid JSON*"])
+
+
+def test_atp_marks_traces_approximate_and_intervals_are_checked(fl):
+    fl.factset("geo", INTERVALS)
+    result = fl.run("--fl-method", "atp", "--fl-json", "results.json", "--fl-html", "report.html", "-rA")
+    result.stdout.fnmatch_lines_random([
+        "*method=atp (cli)*",
+        "*method=atp: traces are approximate*",
+        "*ate-high: ATE = *, 95% interval [[]*, *[]] over 2 facts*expected the lower bound >= 0.990: does not hold*",
+    ])
+    result.assert_outcomes(passed=3, failed=1, xfailed=1)
+    data = fl.results()
+    assert all(f["trace"]["settings"]["method"].startswith("atp") for f in _facts(data).values())
+    agg = data["factsets"][0]["aggregate"]
+    assert agg["intervals"]["ate"]["level"] == 0.95 and len(agg["samples"]["ate"]) == 2
+    html = (fl.pytester.path / "report.html").read_text()
+    assert "approximate (AtP)" in html and "at 95%" in html
+    # the exact method does not reuse the approximate traces: the method is in the cache key
+    fl.log.unlink()
+    fl.run("--fl-json", "results.json")
+    assert sorted(fl.traced()) == ["colosseum", "toyota"]
+    assert not any("method" in f["trace"]["settings"] for f in _facts(fl.results()).values())
+
+
+def test_severed_shares_go_in_the_results_and_reports(fl):
+    fl.factset("geo", GEO)
+    result = fl.run("--fl-severed", "--fl-json", "results.json", "--fl-html", "report.html")
+    result.stdout.fnmatch_lines(["*severed paths: on*", "*severed colosseum: through MLP *, through attention *"])
+    facts = _facts(fl.results())
+    for fact in facts.values():
+        severed = fact["severed"]
+        assert set(severed) == {"token", "mlp_share", "attn_share", "hidden_peak"}
+        assert isinstance(severed["mlp_share"], float) and "layer" in severed["hidden_peak"]
+    assert "severed (last subject token)" in (fl.pytester.path / "report.html").read_text()
+
+
+def test_without_severed_there_are_no_shares(fl):
+    fl.factset("geo", GEO)
+    fl.run("--fl-json", "results.json")
+    assert all(f["severed"] is None for f in _facts(fl.results()).values())
+
+
+def test_baseline_passes_against_itself_and_fails_for_another_model(fl):
+    fl.factset("geo", GEO)
+    fl.run("--fl-json", "a.json").assert_outcomes(passed=3, xfailed=1)
+
+    result = fl.run("--fl-baseline", "a.json", "-v")
+    result.stdout.fnmatch_lines_random([
+        "*geo.yaml::colosseum::baseline PASSED*",
+        "*geo.yaml::toyota::baseline PASSED*",
+        "*geo.yaml::aggregate::baseline PASSED*",
+    ])
+    result.assert_outcomes(passed=6, xfailed=1)
+
+    result = fl.run("--fl-model", "python:fl_tiny:llama_seed1", "--fl-baseline", "a.json",
+                    "--fl-baseline-max-layer-shift", "0", "--fl-baseline-max-te-drop", "0",
+                    "--fl-json", "b.json", "--fl-html", "b.html")
+    result.stdout.fnmatch_lines(["*baseline=a.json (max layer shift 0, max ATE drop 0.05, max TE drop 0.0)*"])
+    data = fl.results("b.json")
+    baseline = [o for f in _facts(data).values() for o in f["outcomes"] if o["expectation"] == "baseline"]
+    assert len(baseline) == 2
+    failed = [o for o in baseline if o["outcome"] == "failed"]
+    assert failed, baseline
+    for o in failed:
+        assert o["message"].startswith("baseline: ")
+        assert "peak moved" in o["message"] or "TE dropped" in o["message"]
+    result.stdout.fnmatch_lines(["*FAILED*::baseline*"])
+    assert "baseline: " in (fl.pytester.path / "b.html").read_text()
+
+
+def test_str_replacements_default_to_the_other_subjects_of_the_set(tmp_path):
+    from fact_locator.factset import parse_factset
+    from fact_locator.locator import Locator
+    from fact_locator.tracing.settings import TraceSettings
+
+    fs = parse_factset(GEO.replace("    target: Japan\n", "    target: Japan\n    replacements: [Honda]\n"),
+                       tmp_path / "geo.yaml")
+    locator = Locator(model="python:fl_tiny:llama")
+    colosseum, toyota = (s.fact for s in fs.facts)
+    str_settings = TraceSettings(corruption="str")
+    assert locator.fact_for(colosseum, fs, str_settings).replacements == ("Toyota",)
+    assert locator.fact_for(toyota, fs, str_settings).replacements == ("Honda",)  # its own replacements: win
+    assert locator.fact_for(colosseum, fs, TraceSettings()).replacements == ()
