@@ -35,3 +35,14 @@ def test_atp_leaves_the_weights_as_they_were():
     assert all(p.requires_grad for p in loaded.model.parameters())
     assert all(p.grad is None for p in loaded.model.parameters())
     assert all(not m._forward_hooks for m in loaded.model.modules())
+
+
+def test_atp_measures_the_chosen_metric():
+    fact = Fact("The Colosseum", "{} is located in the country of", "Italy", distractor="Paris")
+    tracer = Tracer(tiny_loaded("gpt2"), TraceSettings(kinds="hidden", samples=3, window=2, noise=1e-3, metric="logit_diff"))
+    exact, approx = tracer.trace(fact), attribution_patch(tracer, fact)
+    assert approx.metric == "logit_diff"
+    assert approx.clean_value == pytest.approx(exact.clean_value, abs=1e-5)
+    assert approx.corrupt_value == pytest.approx(exact.corrupt_value, abs=1e-5)
+    a, b = np.array(exact.ie["hidden"]).ravel(), np.array(approx.ie["hidden"]).ravel()
+    assert np.corrcoef(a, b)[0, 1] > 0.9

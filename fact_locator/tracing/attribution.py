@@ -13,9 +13,11 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from fact_locator.errors import UsageError
 from fact_locator.facts import Fact
 from fact_locator.tracing.corruption import make_noise
 from fact_locator.tracing.hooks import edit_outputs
+from fact_locator.tracing.metrics import check_metric, metric_values
 from fact_locator.tracing.trace import NoiseInfo, Trace
 from fact_locator.tracing.tracer import Tracer, restored_layers
 
@@ -45,10 +47,14 @@ def attribution_patch(tracer: Tracer, fact: Fact, noise: NoiseInfo | None = None
     with torch.no_grad(), edit_outputs(model, {adapter.embed: _capture(embedded.append, n_tokens)} | {
         path: _capture(lambda t, key=key: clean.__setitem__(key, t), n_tokens) for key, path in paths.items()
     }):
-        clean_probs = _probs(model(input_ids=ids, use_cache=False).logits)[0]
+        clean_logits = model(input_ids=ids, use_cache=False).logits[:, -1, :].float()
+    clean_probs = torch.softmax(clean_logits, dim=-1)[0]
     if noise is None:
         noise = tracer.noise_for(prepared, embedded[0][0])
-    draws = make_noise(settings.samples, end - start, embedded[0].shape[-1], noise.std, settings.seed)
+    if settings.corruption not in ("gaussian", "uniform"):
+        raise UsageError(f"attribution patching is traced with noise (gaussian or uniform), not corruption {settings.corruption!r}")
+    check_metric(settings.metric, prepared)
+    draws = make_noise(settings.samples, end - start, embedded[0].shape[-1], noise.std, settings.seed, settings.corruption)
     draws = draws.to(device=loaded.device, dtype=embedded[0].dtype)
 
     corrupted: dict[tuple[str, int], torch.Tensor] = {}
@@ -71,8 +77,10 @@ def attribution_patch(tracer: Tracer, fact: Fact, noise: NoiseInfo | None = None
         for p in model.parameters():
             p.requires_grad_(False)
         with torch.enable_grad(), edit_outputs(model, {adapter.embed: corrupt} | {p: keep(k) for k, p in paths.items()}):
-            probs = _probs(model(input_ids=ids.expand(rows, n_tokens), use_cache=False).logits)[:, prepared.target_id]
-            probs.sum().backward()  # each row then holds d P_row / d its own activations
+            logits = model(input_ids=ids.expand(rows, n_tokens), use_cache=False).logits[:, -1, :].float()
+            values = metric_values(settings.metric, logits, prepared)
+            values.sum().backward()  # each row then holds d metric_row / d its own activations
+            probs = torch.softmax(logits.detach(), dim=-1)[:, prepared.target_id]
         ie = {}
         with torch.no_grad():
             per_layer = {
@@ -108,6 +116,9 @@ def attribution_patch(tracer: Tracer, fact: Fact, noise: NoiseInfo | None = None
         settings=settings.to_dict() | {"device": loaded.device, "method": ATP_METHOD},
         noise=noise,
         timings={"total": time.perf_counter() - started},
+        metric=settings.metric,
+        clean_value=float(metric_values(settings.metric, clean_logits, prepared)[0].item()),
+        corrupt_value=float(values.detach().mean().item()),
     )
 
 
@@ -121,9 +132,3 @@ def _capture(store: Callable[[torch.Tensor], object], n_tokens: int) -> Callable
 def _as_tokens(t: torch.Tensor, n_tokens: int) -> torch.Tensor:
     """(rows, tokens, d) whatever the module's layout (OPT's fc2 is (rows * tokens, d))."""
     return t.reshape(-1, n_tokens, t.shape[-1])
-
-
-def _probs(logits: torch.Tensor) -> torch.Tensor:
-    import torch
-
-    return torch.softmax(logits[:, -1, :].float(), dim=-1)
