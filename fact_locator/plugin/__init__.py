@@ -7,6 +7,8 @@ Importing this module never imports torch or transformers: `pytest --help` stays
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", _fixtures.MARKER_HELP)
+    share_cpu_threads(getattr(config, "workerinput", None))
     try:
         options = resolve_options(config.getoption, config.getini)
     except OptionError as exc:
@@ -49,6 +52,16 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(_fixtures, "fact_locator.fixtures")
     if config.pluginmanager.hasplugin("xdist") and not is_worker(config):
         config.pluginmanager.register(XdistMerge(fl), "fact_locator.xdist")
+
+
+def share_cpu_threads(workerinput: dict | None) -> None:
+    """Give each xdist worker its share of the cores before torch is imported: two workers
+    with a thread per core each oversubscribe the CPU, and OpenMP's spinning threads then make
+    every forward many times slower. A user's OMP_NUM_THREADS wins."""
+    if workerinput is None:
+        return
+    workers = int(workerinput.get("workercount", 1) or 1)
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:

@@ -106,3 +106,20 @@ def test_noise_is_calibrated_once_per_fact_set_or_given(fl):
     data = fl.results()
     assert {f["trace"]["noise"]["std"] for f in data["factsets"][0]["facts"]} == {0.5}
     assert data["settings"]["sources"]["noise"] == "cli"
+
+
+def test_each_xdist_worker_gets_its_share_of_the_cores(monkeypatch):
+    import os
+
+    from fact_locator.plugin import share_cpu_threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    share_cpu_threads({"workercount": 2})
+    assert os.environ["OMP_NUM_THREADS"] == "4"
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's choice wins
+    share_cpu_threads({"workercount": 8})
+    assert os.environ["OMP_NUM_THREADS"] == "3"
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    share_cpu_threads(None)  # not a worker: torch keeps its default
+    assert "OMP_NUM_THREADS" not in os.environ
