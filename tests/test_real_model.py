@@ -45,3 +45,16 @@ def test_the_noise_and_its_calibration_are_recorded(colosseum):
     assert colosseum.noise.std > 0
     assert "3 x std of subject-token embeddings" in colosseum.noise.calibration
     assert colosseum.settings["samples"] == 10 and colosseum.settings["window"] == 10
+
+
+def test_gemma3_adds_bos_yet_the_subject_span_and_noise_are_right():
+    """Gemma's tokenizer adds a BOS token and its embedding module scales by sqrt(d): the span
+    must skip the BOS, and noise calibrated on the module's output must still destroy the fact."""
+    loaded = load_model("gemma3-270m", device="cpu", progress=False)
+    tracer = Tracer(loaded, TraceSettings(kinds="mlp", samples=3))
+    trace = tracer.trace(Fact("The Colosseum", "{} is located in the country of", "Italy"))
+    assert trace.tokens[0] == "<bos>" and trace.subject_range[0] == 1
+    assert "".join(trace.tokens[slice(*trace.subject_range)]) == "The Colosseum"
+    assert trace.known and trace.te > 0.3
+    layer, token, value = trace.peak("mlp")
+    assert trace.subject_range[0] <= token < trace.subject_range[1] and value > 0.05
