@@ -215,7 +215,7 @@ def _trace(args: argparse.Namespace) -> int:
 def _print_severed(tracer: Any, fact: Any, trace: Any, console: Any) -> None:
     from fact_locator.tracing.severed import severed_trace
 
-    severed = severed_trace(tracer, fact, noise=trace.noise)
+    severed = severed_trace(tracer, fact, noise=trace.noise, tokens="last_subject")
     token = severed.subject_range[1] - 1
     column = [row[token] for row in severed.ie["hidden"]]
     layer = max(range(len(column)), key=column.__getitem__)

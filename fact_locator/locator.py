@@ -313,7 +313,7 @@ class Locator:
         settings = self.settings_for(factset)
         noise = self.noise_for(factset, settings)
         tracer = self.tracer(settings, spec)
-        severed = severed_trace(tracer, self.fact_for(fact, factset, settings), noise=noise)
+        severed = severed_trace(tracer, self.fact_for(fact, factset, settings), noise=noise, tokens="last_subject")
         token = severed.subject_range[1] - 1
         column = [row[token] for row in severed.ie["hidden"]]
         layer = max(range(len(column)), key=column.__getitem__)

@@ -88,3 +88,12 @@ def test_the_share_through_mlps_is_a_fraction_of_the_plain_effect(setup):
     _, _, _, severed = setup
     share = severed.share_through("mlp", severed.subject_range[1] - 1)
     assert -1.0 < share < 2.0  # severing can also raise the effect slightly; it is reported, not clipped
+
+
+def test_the_last_subject_token_alone_gives_the_same_column(setup):
+    _, tracer, _, severed = setup
+    token = severed.subject_range[1] - 1
+    only = severed_trace(tracer, FACT, tokens="last_subject")
+    for kind in ("hidden", "mlp", "attn"):
+        assert [row[token] for row in only.ie[kind]] == pytest.approx([row[token] for row in severed.ie[kind]], abs=1e-6)
+    assert only.share_through("mlp", token) == pytest.approx(severed.share_through("mlp", token), abs=1e-6)

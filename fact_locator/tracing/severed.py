@@ -52,8 +52,13 @@ class SeveredTrace:
         return asdict(self)
 
 
-def severed_trace(tracer: Tracer, fact: Fact, sever: tuple[str, ...] = SEVERABLE, noise: NoiseInfo | None = None) -> SeveredTrace:
-    """Plain and severed hidden-state effects for every layer and token from the subject on."""
+def severed_trace(
+    tracer: Tracer, fact: Fact, sever: tuple[str, ...] = SEVERABLE, noise: NoiseInfo | None = None,
+    tokens: str = "all",
+) -> SeveredTrace:
+    """Plain and severed hidden-state effects for every layer, at every token from the subject
+    on (`tokens="all"`) or only at the last subject token (`"last_subject"`, the paper's
+    Figure 3 and a few times cheaper); cells not run stay 0."""
     import torch
 
     loaded, settings = tracer.loaded, tracer.settings
@@ -76,6 +81,8 @@ def severed_trace(tracer: Tracer, fact: Fact, sever: tuple[str, ...] = SEVERABLE
         model(input_ids=ids, use_cache=False)
     if noise is None:
         noise = tracer.noise_for(prepared, clean["embed"][0])
+    if tokens not in ("all", "last_subject"):
+        raise UsageError(f"severed paths: tokens must be 'all' or 'last_subject', got {tokens!r}")
     if settings.corruption not in ("gaussian", "uniform"):
         raise UsageError(f"severed paths are traced with noise (gaussian or uniform), not corruption {settings.corruption!r}")
     draws = make_noise(samples, end - start, clean["embed"].shape[-1], noise.std, settings.seed, settings.corruption)
@@ -99,7 +106,7 @@ def severed_trace(tracer: Tracer, fact: Fact, sever: tuple[str, ...] = SEVERABLE
     ie: dict[str, tuple[tuple[float, ...], ...]] = {}
     for mode in ("hidden", *sever):
         grid = [[0.0] * n_tokens for _ in range(n_layers)]
-        for token in range(start, n_tokens):
+        for token in (range(start, n_tokens) if tokens == "all" else [end - 1]):
             rows = n_layers * samples  # one group of samples per restored layer
             edits: dict[str, Callable[[torch.Tensor], Any]] = {adapter.embed: add_noise(rows)}
             for layer in range(n_layers):
