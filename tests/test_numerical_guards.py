@@ -1,0 +1,30 @@
+"""NaN or inf in a trace fails it, naming the first layer where it appeared."""
+
+import pytest
+import torch
+
+from fact_locator.errors import TraceError
+from fact_locator.facts import Fact
+from fact_locator.tracing.settings import TraceSettings
+from fact_locator.tracing.tracer import Tracer
+from tiny_models import tiny_loaded
+
+FACT = Fact("The Colosseum", "{} is located in the country of", "Italy")
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_broken_weights_name_the_layer(arch):
+    loaded = tiny_loaded(arch, layers=4)
+    mlp = loaded.model.get_submodule(loaded.adapter.site_path("mlp", 2))
+    with torch.no_grad():
+        next(mlp.parameters()).fill_(float("nan"))
+    with pytest.raises(TraceError) as info:
+        Tracer(loaded, TraceSettings(kinds="hidden", samples=2)).trace(FACT)
+    message = str(info.value)
+    assert "non-finite logits (NaN or inf) in the clean run" in message
+    assert f"first appears in the output of layer 2 ({loaded.adapter.layer_path(2)})" in message
+
+
+def test_healthy_weights_trace_without_complaint():
+    trace = Tracer(tiny_loaded("llama"), TraceSettings(kinds="hidden", samples=2)).trace(FACT)
+    assert all(v == v for row in trace.ie["hidden"] for v in row)  # no NaN
