@@ -144,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("after", type=Path, help="results or trace JSON to compare with it")
     add_baseline_options(compare.add_argument)
     compare.add_argument("--check", action="store_true", help="exit 1 when the baseline rule is broken")
+    compare.add_argument("--html", type=Path, metavar="PATH", help="also render the comparison as a self-contained HTML page")
     return parser
 
 
@@ -347,6 +348,11 @@ def _compare(args: argparse.Namespace) -> int:
     for label, keys in (("only in " + str(args.before), comparison.only_before), ("only in " + str(args.after), comparison.only_after)):
         if keys:
             console.print(f"{label}: {', '.join(keys)}")
+    if args.html is not None:
+        from fact_locator.report.comparison import write_comparison
+
+        _write_output("--html", args.html, lambda: write_comparison(comparison, rule, args.html))
+        console.print(f"comparison written to {args.html}")
     console.print(f"{broken} regression(s) under the baseline rule (max layer shift {rule.max_layer_shift}, "
                   f"max ATE drop {rule.max_ate_drop}, max TE drop {rule.max_te_drop})")
     return 1 if (args.check and broken) else 0

@@ -65,3 +65,17 @@ def test_a_missing_or_truncated_file_is_one_line(tmp_path, capsys):
     bad.write_text(json.dumps({"kind": "fact-locator-results"})[:20])
     assert main(["compare", str(bad), str(bad)]) == 2
     assert "bad.json: truncated or invalid JSON" in capsys.readouterr().err
+
+
+def test_the_comparison_renders_as_a_self_contained_page(tmp_path):
+    a, b, page = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "cmp.html"
+    run_of(BASE).save(a)
+    run_of(MOVED).save(b)
+    assert main(["compare", str(a), str(b), "--html", str(page)]) == 0
+    html = page.read_text()
+    assert html.count('<tr class="fact-row">') == 1
+    assert "L0 last_subject &rarr; L1 last" in html and "1 regression(s)" in html
+    assert "http://" not in html and "https://" not in html
+    run_of(BASE, name="<b>set</b>").save(a)
+    assert main(["compare", str(a), str(a), "--html", str(page)]) == 0
+    assert "<b>set</b>" not in page.read_text() and "&lt;b&gt;set&lt;/b&gt;" in page.read_text()
