@@ -167,6 +167,23 @@ def interval_text(agg: Aggregate | None, key: str, scale: float = 100.0, unit: s
     return f" [{scale * float(iv['low']):.1f}{unit}, {scale * float(iv['high']):.1f}{unit}] at {level:.0%}"
 
 
+def aie_rows(agg: Aggregate, layer_word: str) -> list[tuple[str, str, str, str]]:
+    """(kind, category, this run, the paper) for the max AIE of each kind at the last subject
+    token and at the last token, with intervals; `layer_word` is "layer " or "L"."""
+    rows = []
+    for kind in aggregate_kinds(agg):
+        for category in ("last_subject", "last"):
+            found = max_aie(agg, kind, category)
+            ours = "—" if found is None else f"{pct(found[1])} ({layer_word}{found[0]})"
+            ours += interval_text(agg, Aggregate.interval_key(kind, category))
+            paper = "—"
+            if category == "last_subject" and kind in PAPER_AIE_LAST_SUBJECT:
+                layer, value = PAPER_AIE_LAST_SUBJECT[kind]
+                paper = pct(value) + (f" ({layer_word}~{layer})" if layer is not None else "")
+            rows.append((kind, category, ours, paper))
+    return rows
+
+
 def severed_text(severed: dict[str, Any] | None) -> str:
     if not severed:
         return ""

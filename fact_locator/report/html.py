@@ -15,11 +15,9 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from fact_locator.errors import ResultsError
 from fact_locator.report import svg
-from fact_locator.aggregate import Aggregate
 from fact_locator.report._common import (
     APPROXIMATE_BADGE,
     OUTCOME_ORDER,
-    PAPER_AIE_LAST_SUBJECT,
     PAPER_ATE,
     PAPER_MODEL,
     PAPER_N_FACTS,
@@ -27,11 +25,11 @@ from fact_locator.report._common import (
     PAPER_P_CLEAN,
     PAPER_P_CORRUPT,
     aggregate_kinds,
+    aie_rows,
     fact_outcome,
     fact_reason,
     interval_text,
     is_approximate,
-    max_aie,
     model_summary,
     notable,
     peak,
@@ -159,16 +157,8 @@ def _aggregate_rows(fs: FactSetResult) -> list[tuple[str, str, str]]:
         ("mean P(o), clean", pct(agg.mean_p_clean), pct(PAPER_P_CLEAN)),
         ("mean P*(o), corrupted", pct(agg.mean_p_corrupt), pct(PAPER_P_CORRUPT, 2)),
     ]
-    for kind in aggregate_kinds(agg):
-        for category, label in (("last_subject", "last subject token"), ("last", "last token")):
-            found = max_aie(agg, kind, category)
-            ours = "—" if found is None else f"{pct(found[1])} (layer {found[0]})"
-            ours += interval_text(agg, Aggregate.interval_key(kind, category))
-            paper = "—"
-            if category == "last_subject" and kind in PAPER_AIE_LAST_SUBJECT:
-                layer, value = PAPER_AIE_LAST_SUBJECT[kind]
-                paper = pct(value) + (f" (layer ~{layer})" if layer is not None else "")
-            rows.append((f"max AIE {kind} at {label}", ours, paper))
+    labels = {"last_subject": "last subject token", "last": "last token"}
+    rows += [(f"max AIE {kind} at {labels[category]}", ours, paper) for kind, category, ours, paper in aie_rows(agg, "layer ")]
     return rows
 
 

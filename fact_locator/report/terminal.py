@@ -16,19 +16,16 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from fact_locator.aggregate import Aggregate
 from fact_locator.report._common import (
     APPROXIMATE_BADGE,
     OUTCOME_ORDER,
-    PAPER_AIE_LAST_SUBJECT,
     PAPER_ATE,
     PAPER_MODEL,
     PAPER_N_FACTS,
-    aggregate_kinds,
+    aie_rows,
     fact_outcome,
     fact_reason,
     interval_text,
-    max_aie,
     model_summary,
     notable,
     peak,
@@ -152,16 +149,9 @@ def _aggregate_table(fs: FactSetResult) -> Table:
     table.add_column(f"{PAPER_MODEL} (paper)", justify="right", overflow="fold")
     table.add_row("facts", str(agg.n_facts), str(PAPER_N_FACTS))
     table.add_row("ATE", pct(agg.ate) + interval_text(agg, "ate"), pct(PAPER_ATE))
-    for kind in aggregate_kinds(agg):
-        for category, label in (("last_subject", "last subject"), ("last", "last token")):
-            found = max_aie(agg, kind, category)
-            ours = "—" if found is None else f"{pct(found[1])} (L{found[0]})"
-            ours += interval_text(agg, Aggregate.interval_key(kind, category))
-            paper = "—"
-            if category == "last_subject" and kind in PAPER_AIE_LAST_SUBJECT:
-                layer, value = PAPER_AIE_LAST_SUBJECT[kind]
-                paper = pct(value) + (f" (L~{layer})" if layer is not None else "")
-            table.add_row(f"max AIE {kind} @ {label}", ours, paper)
+    labels = {"last_subject": "last subject", "last": "last token"}
+    for kind, category, ours, paper in aie_rows(agg, "L"):
+        table.add_row(f"max AIE {kind} @ {labels[category]}", ours, paper)
     return table
 
 
