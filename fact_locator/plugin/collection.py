@@ -324,11 +324,7 @@ class BaselineItem(_AuditItem):
         failures = fl.baseline_rule().fact_failures(comparison)
         peaks = ", ".join(f"{p.kind} L{p.layer_before}->L{p.layer_after}" for p in comparison.peaks)
         summary = f"TE {comparison.te_before:.3f} -> {comparison.te_after:.3f}; peaks {peaks}"
-        if failures:
-            message = f"baseline: {'; '.join(failures)} ({summary})"
-            self.stash[MESSAGE_KEY] = message
-            raise ExpectationFailed(message)
-        self.stash[MESSAGE_KEY] = f"baseline: holds ({summary})"
+        _baseline_verdict(self, failures, summary)
 
     def _header(self) -> list[str]:
         fact = self.spec.fact
@@ -338,6 +334,14 @@ class BaselineItem(_AuditItem):
 
     def reportinfo(self) -> tuple[Path, int, str]:
         return self.path, self.spec.line - 1, f"fact: {self.spec.fact.subject} -> {self.spec.fact.target} (baseline)"
+
+
+def _baseline_verdict(item: pytest.Item, failures: list[str], summary: str) -> None:
+    """Record the baseline check's message on the item; raise when the rule is broken."""
+    if failures:
+        item.stash[MESSAGE_KEY] = message = f"baseline: {'; '.join(failures)} ({summary})"
+        raise ExpectationFailed(message)
+    item.stash[MESSAGE_KEY] = f"baseline: holds ({summary})"
 
 
 class AggregateBaselineItem(_AuditItem):
@@ -360,11 +364,7 @@ class AggregateBaselineItem(_AuditItem):
         comparison = SetComparison(self.factset.name, before.aggregate.ate, agg.ate, ())
         failures = fl.baseline_rule().set_failures(comparison)
         summary = f"ATE {before.aggregate.ate:.3f} -> {agg.ate:.3f} over {agg.n_facts} fact(s)"
-        if failures:
-            message = f"baseline: {'; '.join(failures)} ({summary})"
-            self.stash[MESSAGE_KEY] = message
-            raise ExpectationFailed(message)
-        self.stash[MESSAGE_KEY] = f"baseline: holds ({summary})"
+        _baseline_verdict(self, failures, summary)
 
     def _header(self) -> list[str]:
         return [f"{self._where(self.factset.line)}: fact set {self.factset.name} (aggregate) against the baseline "
