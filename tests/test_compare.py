@@ -79,3 +79,4 @@ def test_the_comparison_renders_as_a_self_contained_page(tmp_path):
     run_of(BASE, name="<b>set</b>").save(a)
     assert main(["compare", str(a), str(a), "--html", str(page)]) == 0
     assert "<b>set</b>" not in page.read_text() and "&lt;b&gt;set&lt;/b&gt;" in page.read_text()
+
