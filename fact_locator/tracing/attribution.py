@@ -19,7 +19,7 @@ from fact_locator.tracing.corruption import make_noise
 from fact_locator.tracing.hooks import edit_outputs
 from fact_locator.tracing.metrics import check_metric, metric_values
 from fact_locator.tracing.trace import NoiseInfo, Trace
-from fact_locator.tracing.tracer import Tracer, restored_layers
+from fact_locator.tracing.tracer import Tracer, prompt_fields, restored_layers
 
 if TYPE_CHECKING:
     import torch
@@ -98,17 +98,7 @@ def attribution_patch(tracer: Tracer, fact: Fact, noise: NoiseInfo | None = None
         for p, flag in zip(model.parameters(), requires):
             p.requires_grad_(flag)
     return Trace(
-        model=loaded.identity,
-        fact_id=fact.id,
-        subject=fact.subject,
-        relation=fact.relation,
-        prompt=fact.prompt,
-        tokens=prepared.tokens,
-        token_ids=prepared.token_ids,
-        subject_range=prepared.subject_range,
-        target=fact.target,
-        target_token=prepared.target_token,
-        target_id=prepared.target_id,
+        **prompt_fields(loaded, prepared),
         top_token=loaded.tokenizer.decode([int(clean_probs.argmax().item())]),
         p_clean=float(clean_probs[prepared.target_id].item()),
         p_corrupt=float(probs.mean().item()),

@@ -23,7 +23,7 @@ from fact_locator.tracing.trace import NoiseInfo, Trace
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["Progress", "Tracer", "restored_layers"]
+__all__ = ["Progress", "Tracer", "prompt_fields", "restored_layers"]
 
 # Called with (sites done, sites in all) as the restoration runs progress.
 Progress = Callable[[int, int], None]
@@ -169,7 +169,6 @@ class Tracer:
         import torch
 
         started = time.perf_counter()
-        fact = prepared.fact
         settings = self.settings
         n_layers = self.loaded.n_layers
         n_tokens = len(prepared.token_ids)
@@ -211,17 +210,7 @@ class Tracer:
         timings["total"] = time.perf_counter() - started
         tokenizer = self.loaded.tokenizer
         return Trace(
-            model=self.loaded.identity,
-            fact_id=fact.id,
-            subject=fact.subject,
-            relation=fact.relation,
-            prompt=fact.prompt,
-            tokens=prepared.tokens,
-            token_ids=prepared.token_ids,
-            subject_range=prepared.subject_range,
-            target=fact.target,
-            target_token=prepared.target_token,
-            target_id=prepared.target_id,
+            **prompt_fields(self.loaded, prepared),
             top_token=tokenizer.decode([clean.top_id]),
             p_clean=clean.prob,
             p_corrupt=corrupted.prob,
@@ -523,6 +512,24 @@ def _free_cuda_memory() -> None:
 
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def prompt_fields(loaded: LoadedModel, prepared: PreparedPrompt) -> dict[str, Any]:
+    """The Trace fields that say what was traced (model, fact, tokens), not what was measured."""
+    fact = prepared.fact
+    return {
+        "model": loaded.identity,
+        "fact_id": fact.id,
+        "subject": fact.subject,
+        "relation": fact.relation,
+        "prompt": fact.prompt,
+        "tokens": prepared.tokens,
+        "token_ids": prepared.token_ids,
+        "subject_range": prepared.subject_range,
+        "target": fact.target,
+        "target_token": prepared.target_token,
+        "target_id": prepared.target_id,
+    }
 
 
 def _versions() -> dict[str, str]:
