@@ -123,6 +123,33 @@ def test_batch_size_does_not_change_results() -> None:
             assert (torch.tensor(other.ie[kind]) - torch.tensor(traces[0].ie[kind])).abs().max().item() <= 1e-6
 
 
+def test_sites_run_a_layer_only_once_they_have_started() -> None:
+    """A batch holds sites with different first layers (sorted). A layer below a site's
+    first restored layer runs only the rows of the sites that have started; the others
+    take the corrupted run's output (and the IEs still equal the reference, above)."""
+    loaded = tiny_loaded("llama", layers=4)
+    rows_seen: dict[int, set[int]] = {}
+
+    def record(index: int) -> Any:
+        def hook(_module: Any, args: Any, kwargs: Any) -> None:
+            hidden = args[0] if args else kwargs["hidden_states"]
+            rows_seen.setdefault(index, set()).add(hidden.shape[0])
+
+        return hook
+
+    handles = [layer.register_forward_pre_hook(record(i), with_kwargs=True) for i, layer in enumerate(loaded.model.model.layers)]
+    try:
+        # hidden sites at layers 0..3 start at layers 1..4: one batch of 4 sites per token
+        Tracer(loaded, TraceSettings(samples=3, kinds=("hidden",), batch_size=4)).trace(SUBJECT_LAST)
+    finally:
+        for handle in handles:
+            handle.remove()
+    # 1 row: the clean run; 3: the corrupted run. The suffix probe (1 sample, 2 sites) adds
+    # 1 row at layer 1 and 2 rows above. Restoration runs: layer 1 runs the first site's 3
+    # rows, layer 2 two sites' 6, layer 3 three sites' 9; no layer ever runs all 12 rows.
+    assert rows_seen == {0: {1, 3}, 1: {1, 3}, 2: {1, 2, 3, 6}, 3: {1, 2, 3, 9}}
+
+
 def test_trace_many_equals_trace_one_by_one() -> None:
     loaded = tiny_loaded("qwen2")
     tracer = Tracer(loaded, TraceSettings(samples=2, window=2))

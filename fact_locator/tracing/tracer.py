@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import time
+from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -13,7 +14,7 @@ from fact_locator.errors import FactError, TraceError
 from fact_locator.facts import Fact
 from fact_locator.models.loading import LoadedModel, torch_dtype
 from fact_locator.tracing.corruption import calibrate_noise, make_noise
-from fact_locator.tracing.fast import auto_batch_rows, cache_tensors, cpu_rows_cap, replaced_layers, replay_layer, run_in_batches, suffix_cache
+from fact_locator.tracing.fast import auto_batch_rows, cache_tensors, cpu_rows_cap, replaced_layers, replay_layer, run_in_batches, staggered_layer, suffix_cache
 from fact_locator.tracing.hooks import edit_outputs, main_tensor
 from fact_locator.tracing.metrics import check_metric, metric_values
 from fact_locator.tracing.prompt import PreparedPrompt, prepare_prompt
@@ -347,7 +348,10 @@ class Tracer:
         n_tokens = len(prepared.token_ids)
         positions = n_tokens - offset
         n_layers = self.loaded.n_layers
-        first = min(self._first_real_layer(kind, layer) for layer, _ in sites) if self._suffix else 0
+        firsts = [self._first_real_layer(kind, layer) if self._suffix else 0 for layer, _ in sites]
+        if firsts != sorted(firsts):
+            raise ValueError("sites of one restoration run must be sorted by their first computed layer")
+        first = firsts[0]
 
         edits: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
         if first == 0:
@@ -364,6 +368,7 @@ class Tracer:
         cache = suffix_cache(corrupted.keys_values, offset, len(sites), first) if self._suffix else None
         input_ids = torch.tensor([prepared.token_ids[offset:]], device=self.loaded.device).expand(len(sites) * samples, positions)
         layers = self.loaded.model.get_submodule(adapter.layers)
+        replays |= self._staggered(layers, corrupted, cache, firsts, offset, samples)
         # Replace the layers first, so that hooks on a replayed layer land on its stand-in.
         with replaced_layers(layers, replays), edit_outputs(self.loaded.model, edits):
             logits = self._forward(input_ids, cache)
@@ -381,12 +386,24 @@ class Tracer:
         # One stand-in per layer: a hook on one replayed layer must not fire for the others.
         return {layer: replay_layer(output) for layer in range(first)}
 
+    def _staggered(self, layers: Any, corrupted: _CorruptedRun, cache: Any, firsts: Sequence[int], offset: int, samples: int) -> dict[int, Any]:
+        """Stand-ins for the layers between the batch's first and last site's first computed
+        layer: each runs only the rows of the sites that have started (sites are sorted by
+        first layer, so these are the leading rows) and hands back the corrupted run's
+        output for the rest."""
+        out = {}
+        for index in range(firsts[0], firsts[-1]):
+            started = bisect_right(firsts, index)
+            replayed = corrupted.outputs[index][:, offset:].repeat(len(firsts) - started, 1, 1)
+            out[index] = staggered_layer(layers[index], len(firsts) * samples, started * samples, replayed, cache, index)
+        return out
+
     def _suffix_probe(self, prepared: PreparedPrompt) -> bool:
         """Whether this model gives the same result on the KV-suffix path as on the whole
         prompt: one noiseless run of the prompt, then its second half through the suffix
-        machinery (two copies, layer 0 replayed, the cache for the first half). A model that
-        ignores or mangles the cache, or whose layers cannot be replayed, fails it and every
-        trace then runs whole prompts. The one place this is decided."""
+        machinery (two sites: layer 0 replayed, layer 1 staggered, the cache for the first
+        half). A model that ignores or mangles the cache, or whose layers cannot be replayed
+        or run on part of the batch, fails it and every trace then runs whole prompts. The one place this is decided."""
         import torch
 
         ids = (list(prepared.token_ids) * 2)[: max(2, len(prepared.token_ids))]
@@ -399,8 +416,12 @@ class Tracer:
             # Noise 0 on token 0: the "corrupted" run is the clean one.
             base = self._corrupted_run(replace(probe, subject_range=(0, 1)), zero, keep=True)
             offset = len(ids) // 2
-            states = {("hidden", 0): base.outputs[0][0]}
-            probs = self._restore(replace(probe, subject_range=(0, 1)), zero, states, base, "hidden", offset, [(0, offset), (0, offset)])
+            # Two sites restoring layers 0 and 1: layer 1 then runs for the first site's rows
+            # only (a staggered start), layer 0 is replayed.
+            second = min(1, self.loaded.n_layers - 1)
+            states = {("hidden", layer): base.outputs[layer][0] for layer in {0, second}}
+            sites = [(0, offset), (second, offset)]
+            probs = self._restore(replace(probe, subject_range=(0, 1)), zero, states, base, "hidden", offset, sites)
             tolerance = 1e-4 if self._dtype == torch.float32 else 2e-2
             error = float((probs - base.value).abs().max().item()) / max(1.0, abs(base.value))
             if error > tolerance:
