@@ -3,6 +3,7 @@
     PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py              # SmolLM2, 3 facts, naive + fast
     PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --quick      # fast only, plus the scaling runs
     PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --scaling    # time vs prompt length and layer count
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --count-flops  # FLOP count vs torch's FlopCounterMode
     PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --gpt2xl-shape --device cuda --facts 20
 
 Prints seconds per fact, the ratio, max |IE difference| and peak memory.
@@ -71,10 +72,14 @@ def compare(loaded: Any, facts: list[Fact], samples: int, window: int, naive: bo
     from reference_tracer import reference_trace
 
     tracer = Tracer(loaded, TraceSettings(samples=samples, window=window, dtype=loaded.identity.dtype))
-    print(f"{'fact':22} {'tokens':>6} {'subject':>8} {'fast s':>8} {'naive s':>8} {'ratio':>6} {'max|dIE|':>9} {'peak RSS MiB':>12}")
+    per_layer, lm_head = model_flops(loaded.model)
+    print(f"{'fact':22} {'tokens':>6} {'subject':>8} {'fast s':>8} {'naive s':>8} {'ratio':>6} {'work ratio':>10} "
+          f"{'fast GFLOP/s':>12} {'naive GFLOP/s':>13} {'max|dIE|':>9} {'peak RSS MiB':>12}")
     total_fast = total_naive = 0.0
     for fact in facts:
         trace, fast_s = timed(lambda: tracer.trace(fact))
+        n_layers, n_tokens, start = len(trace.ie["hidden"]), len(trace.tokens), trace.subject_range[0]
+        naive_work, fast_work = work_flops(per_layer, lm_head, n_layers, n_tokens, start, samples, window)
         naive_s, diff = float("nan"), float("nan")
         if naive:
             ref, naive_s = timed(lambda: reference_trace(loaded, fact, KINDS, samples, trace.noise.std, window, 0))
@@ -82,8 +87,9 @@ def compare(loaded: Any, facts: list[Fact], samples: int, window: int, naive: bo
             total_naive += naive_s
         total_fast += fast_s
         print(
-            f"{fact.id:22} {len(trace.tokens):6d} {str(trace.subject_range):>8} {fast_s:8.2f} {naive_s:8.2f} "
-            f"{naive_s / fast_s:6.1f} {diff:9.1e} {peak_rss_mib():12.0f}",
+            f"{fact.id:22} {n_tokens:6d} {str(trace.subject_range):>8} {fast_s:8.2f} {naive_s:8.2f} "
+            f"{naive_s / fast_s:6.1f} {naive_work / fast_work:10.1f} {fast_work / fast_s / 1e9:12.0f} "
+            f"{naive_work / naive_s / 1e9:13.0f} {diff:9.1e} {peak_rss_mib():12.0f}",
             flush=True,
         )
     if naive:
@@ -93,16 +99,58 @@ def compare(loaded: Any, facts: list[Fact], samples: int, window: int, naive: bo
         print(f"peak CUDA memory: {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")
 
 
+def counted_flops(loaded: Any, fact: Fact, samples: int, window: int) -> None:
+    """Check the FLOP count used for the estimates against torch's FlopCounterMode, which
+    counts every matrix product and attention call the fast tracer really makes."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    tracer = Tracer(loaded, TraceSettings(samples=samples, window=window))
+    tracer.trace(fact)  # the probe and warm-up outside the count
+    counter = FlopCounterMode(display=False)
+    with counter:
+        trace = tracer.trace(fact)
+    per_layer, lm_head = model_flops(loaded.model)
+    _, counted = work_flops(per_layer, lm_head, len(trace.ie["hidden"]), len(trace.tokens), trace.subject_range[0], samples, window)
+    measured = counter.get_total_flops()
+    print(f"\n# FLOPs of one trace ({fact.id}, {len(trace.tokens)} tokens): FlopCounterMode {measured / 1e12:.3f} TFLOP, "
+          f"work_flops {counted / 1e12:.3f} TFLOP (ratio {measured / counted:.3f})")
+
+
+def model_flops(model: Any) -> tuple[float, float]:
+    """FLOPs (2 per multiply-add) of one decoder layer for one position (its matrix
+    weights; attention scores are small at these lengths) and of the output head for one row."""
+    layer = next(m for m in model.modules() if isinstance(m, torch.nn.ModuleList))[0]
+    matrices = sum(p.numel() for p in layer.parameters() if p.dim() == 2)
+    head = model.get_output_embeddings().weight.numel()
+    return 2.0 * matrices, 2.0 * head
+
+
+def work_flops(per_layer: float, lm_head: float, n_layers: int, n_tokens: int, start: int, samples: int, window: int) -> tuple[float, float]:
+    """(naive, fast) FLOPs of one trace's restoration runs, 3 kinds. The naive loop runs the
+    whole prompt through every layer, with logits at every position, for each of
+    kinds x layers x tokens sites; the fast tracer runs, per site from the subject on,
+    positions t.. from the site's first computed layer, and logits at the last position."""
+    naive = len(KINDS) * n_layers * n_tokens * samples * n_tokens * (n_layers * per_layer + lm_head)
+    fast = 0.0
+    for t in range(start, n_tokens):
+        for layer in range(n_layers):
+            for first in (layer + 1, max(0, layer - window // 2), max(0, layer - window // 2)):  # hidden, mlp, attn
+                fast += samples * ((n_tokens - t) * (n_layers - first) * per_layer + lm_head)
+    return naive, fast
+
+
 def prompt_length_scaling(loaded: Any, samples: int, window: int) -> None:
     """Subject first, relation made longer and longer."""
     print("\n# time vs prompt length (SmolLM2, fast tracer, subject first)")
     tracer = Tracer(loaded, TraceSettings(samples=samples, window=window))
     tail = " which is a place that many people from all over the world like to visit, in the country of"
     words = tail.split(" ")
+    per_layer, lm_head = model_flops(loaded.model)
     for n in (4, 8, 14, 20):
         fact = Fact("The Colosseum", "{}" + " ".join(words[: n + 1]), "Italy")
         trace, s = timed(lambda: tracer.trace(fact))
-        print(f"tokens {len(trace.tokens):3d}: {s:6.2f} s", flush=True)
+        naive, fast = work_flops(per_layer, lm_head, len(trace.ie["hidden"]), len(trace.tokens), 0, samples, window)
+        print(f"tokens {len(trace.tokens):3d}: {s:6.2f} s, {fast / s / 1e9:4.0f} GFLOP/s, work ratio to naive {naive / fast:4.1f}", flush=True)
 
 
 def layer_scaling(samples: int, window: int, naive_layers: int | None) -> None:
@@ -163,18 +211,9 @@ def gpt2xl_shape(device: str, dtype: str, n_facts: int, samples: int, window: in
 
 
 def fast_tracer_flops(config: Any, n_tokens: int, start: int, samples: int, window: int) -> float:
-    """Multiply-adds x 2 of the restoration runs of the fast tracer, for a GPT-2-like model:
-    per site, the suffix positions t.. times the layers from its first computed one."""
-    d, layers, vocab = config.n_embd, config.n_layer, config.vocab_size
-    per_token_layer = 2 * 12 * d * d  # attention 4 d^2 + MLP 8 d^2, multiply-add = 2 FLOPs
-    total = 0.0
-    for t in range(start, n_tokens):
-        suffix = n_tokens - t
-        for layer in range(layers):
-            firsts = {"hidden": layer + 1, "mlp": max(0, layer - window // 2), "attn": max(0, layer - window // 2)}
-            for first in firsts.values():
-                total += samples * (suffix * (layers - first) * per_token_layer + 2 * d * vocab)
-    return total
+    """FLOPs of the fast tracer's restoration runs for a GPT-2-like model (12 d^2 weights a layer)."""
+    d = config.n_embd
+    return work_flops(2 * 12 * d * d, 2 * d * config.vocab_size, config.n_layer, n_tokens, start, samples, window)[1]
 
 
 def main() -> None:
@@ -187,6 +226,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fast tracer only (no naive loop)")
     parser.add_argument("--scaling", action="store_true", help="only the prompt-length and layer-count runs")
     parser.add_argument("--gpt2xl-shape", action="store_true")
+    parser.add_argument("--count-flops", action="store_true", help="check the FLOP count against torch's FlopCounterMode")
     parser.add_argument("--only", default=None, help="comma-separated fact ids to run (default: the first --facts)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     args = parser.parse_args()
@@ -197,6 +237,9 @@ def main() -> None:
         gpt2xl_shape(args.device, args.dtype, args.facts, args.samples, args.window)
         return
     loaded = load_smollm2(args.device, args.dtype)
+    if args.count_flops:
+        counted_flops(loaded, FACTS[0], args.samples, args.window)
+        return
     if not args.scaling:
         print(f"\n# SmolLM2-135M, 3 kinds, {args.samples} samples, window {args.window}")
         facts = [f for f in FACTS if f.id in args.only.split(",")] if args.only else FACTS[: args.facts]
