@@ -4,6 +4,7 @@
     PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --quick      # fast only, plus the scaling runs
     PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --scaling    # time vs prompt length and layer count
     PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --count-flops  # FLOP count vs torch's FlopCounterMode
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --gemm         # the machine's float32 GEMM rate
     PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --gpt2xl-shape --device cuda --facts 20
 
 Prints seconds per fact, the ratio, max |IE difference| and peak memory.
@@ -114,6 +115,19 @@ def counted_flops(loaded: Any, fact: Fact, samples: int, window: int) -> None:
     measured = counter.get_total_flops()
     print(f"\n# FLOPs of one trace ({fact.id}, {len(trace.tokens)} tokens): FlopCounterMode {measured / 1e12:.3f} TFLOP, "
           f"work_flops {counted / 1e12:.3f} TFLOP (ratio {measured / counted:.3f})")
+
+
+def gemm_rates() -> None:
+    """The machine's float32 matrix-product rate at SmolLM2's layer shapes: the ceiling for
+    any exact tracer here."""
+    print("\n# float32 matrix products (rows x 576 x 1536, then x 576), GFLOP/s")
+    for rows in (100, 256, 1024, 4096):
+        a, w1, w2 = torch.randn(rows, 576), torch.randn(1536, 576), torch.randn(576, 1536)
+        product = lambda: torch.nn.functional.linear(torch.nn.functional.linear(a, w1), w2)  # noqa: E731
+        for _ in range(3):
+            product()
+        _, s = timed(lambda: [product() for _ in range(20)])
+        print(f"rows {rows:5d}: {20 * 2 * 2 * rows * 576 * 1536 / s / 1e9:5.0f} GFLOP/s", flush=True)
 
 
 def model_flops(model: Any) -> tuple[float, float]:
@@ -227,12 +241,16 @@ def main() -> None:
     parser.add_argument("--scaling", action="store_true", help="only the prompt-length and layer-count runs")
     parser.add_argument("--gpt2xl-shape", action="store_true")
     parser.add_argument("--count-flops", action="store_true", help="check the FLOP count against torch's FlopCounterMode")
+    parser.add_argument("--gemm", action="store_true", help="only the machine's float32 matrix-product rate")
     parser.add_argument("--only", default=None, help="comma-separated fact ids to run (default: the first --facts)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"machine: {cpu_name()}, {torch.get_num_threads()} torch threads; torch {torch.__version__}; device {args.device}, {args.dtype}")
+    if args.gemm:
+        gemm_rates()
+        return
     if args.gpt2xl_shape:
         gpt2xl_shape(args.device, args.dtype, args.facts, args.samples, args.window)
         return

@@ -28,3 +28,19 @@ def test_broken_weights_name_the_layer(arch):
 def test_healthy_weights_trace_without_complaint():
     trace = Tracer(tiny_loaded("llama"), TraceSettings(kinds="hidden", samples=2)).trace(FACT)
     assert all(v == v for row in trace.ie["hidden"] for v in row)  # no NaN
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("-inf"), float("nan")])
+def test_a_single_non_finite_logit_fails_the_run(bad):
+    tracer = Tracer(tiny_loaded("llama", layers=2), TraceSettings(kinds="hidden", samples=2))
+    logits = torch.zeros(3, 50)
+    logits[1, 7] = bad
+    with pytest.raises(TraceError, match="non-finite logits"):
+        tracer._check_finite(logits, "a restoration run (hidden)", tracer.prepare(FACT))
+
+
+def test_huge_but_finite_logits_pass_even_when_their_sum_overflows():
+    tracer = Tracer(tiny_loaded("llama", layers=2), TraceSettings(kinds="hidden", samples=2))
+    logits = torch.full((3, 50), 3e38)
+    assert not torch.isfinite(logits.sum(dim=-1)).all()
+    tracer._check_finite(logits, "a restoration run (hidden)", tracer.prepare(FACT))  # no error

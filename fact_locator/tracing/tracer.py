@@ -438,7 +438,9 @@ class Tracer:
         """NaN or inf fails the trace, naming the first layer whose output has it."""
         import torch
 
-        if bool(torch.isfinite(logits).all()):
+        # A row sum is finite unless a logit is NaN/inf (or the sum overflows: then the exact
+        # elementwise check decides); one reduction instead of a full-size boolean tensor.
+        if bool(torch.isfinite(logits.sum(dim=-1)).all()) or bool(torch.isfinite(logits).all()):
             return
         layer = self._first_nonfinite_layer(prepared)
         at = f"; it first appears in the output of layer {layer} ({self.loaded.adapter.layer_path(layer)})" if layer is not None else ""
