@@ -403,7 +403,8 @@ class Tracer:
         prompt: one noiseless run of the prompt, then its second half through the suffix
         machinery (two sites: layer 0 replayed, layer 1 staggered, the cache for the first
         half). A model that ignores or mangles the cache, or whose layers cannot be replayed
-        or run on part of the batch, fails it and every trace then runs whole prompts. The one place this is decided."""
+        or run on part of the batch, fails it and every trace then runs whole prompts. The
+        one place this is decided."""
         import torch
 
         ids = (list(prepared.token_ids) * 2)[: max(2, len(prepared.token_ids))]
