@@ -25,7 +25,7 @@ def reference_trace(
     model, adapter, tok = loaded.model, loaded.adapter, loaded.tokenizer
     prompt = fact.prompt
     enc = tok(prompt, return_offsets_mapping=True)
-    ids = torch.tensor([enc["input_ids"]])
+    ids = torch.tensor([enc["input_ids"]], device=loaded.device)
     a, b = fact.subject_start, fact.subject_start + len(fact.subject)
     subj = [i for i, (x, y) in enumerate(enc["offset_mapping"]) if y > x and x < b and y > a]
     start, end = subj[0], subj[-1] + 1
@@ -56,6 +56,7 @@ def reference_trace(
 
     width = model.get_submodule(adapter.embed).weight.shape[1]
     noise = make_noise(samples, end - start, width, noise_std, seed) if draws is None else draws
+    noise = noise.to(device=loaded.device, dtype=model.get_submodule(adapter.embed).weight.dtype)
     samples = noise.shape[0]
 
     def run(kind: str | None, layers: range, token: int) -> float:
