@@ -63,13 +63,14 @@ def _replay_class() -> type:
     return ReplayLayer
 
 
-def staggered_layer(layer: Any, batch: int, active: int, replayed: Any, cache: Any, index: int) -> torch.nn.Module:
+def staggered_layer(layer: Any, batch: int, active: int, corrupted: Any, cache: Any, index: int) -> torch.nn.Module:
     """A stand-in for decoder layer `index` when only the first `active` of the batch's
     `batch` rows must run it (their sites' first restored layer is at or below `index`; sites
-    are sorted by it). The other rows' output is `replayed`, the corrupted run's output
-    for those rows, so a batch of sites with different first layers wastes no work. The
-    layer's submodules stay reachable under their usual names, so hooks on them still fire."""
-    return _staggered_class()(layer, batch, active, replayed, cache, index)
+    are sorted by it). Each other site's rows get `corrupted`, the corrupted run's output of
+    this layer (samples, positions, d), so a batch of sites with different first layers
+    wastes no work. The layer's submodules stay reachable under their usual names, so hooks
+    on them still fire."""
+    return _staggered_class()(layer, batch, active, corrupted, cache, index)
 
 
 @lru_cache(maxsize=1)
@@ -79,12 +80,12 @@ def _staggered_class() -> type:
     from fact_locator.tracing.hooks import main_tensor, replace_main_tensor
 
     class StaggeredLayer(torch.nn.Module):
-        def __init__(self, layer: Any, batch: int, active: int, replayed: Any, cache: Any, index: int) -> None:
+        def __init__(self, layer: Any, batch: int, active: int, corrupted: Any, cache: Any, index: int) -> None:
             super().__init__()
             for name, child in layer.named_children():
                 self.add_module(name, child)  # same objects: hooks on `<layer>.mlp` fire
             object.__setattr__(self, "_layer", layer)  # not a child: no duplicate names
-            self.batch, self.active, self.replayed = batch, active, replayed
+            self.batch, self.active, self.corrupted = batch, active, corrupted
             self.cache, self.index = cache, index
 
         def _rows(self, value: Any) -> Any:
@@ -102,7 +103,9 @@ def _staggered_class() -> type:
                 cached.keys, cached.values = cached.keys[: self.active], cached.values[: self.active]
             output = self._layer(*(self._rows(a) for a in args), **{k: self._rows(v) for k, v in kwargs.items()})
             main = main_tensor(output)
-            return replace_main_tensor(output, torch.cat([main, self.replayed.to(main.dtype)], dim=0))
+            # Repeated here, not up front: only one layer's copy is alive at a time.
+            idle = self.corrupted.to(main.dtype).repeat((self.batch - self.active) // self.corrupted.shape[0], 1, 1)
+            return replace_main_tensor(output, torch.cat([main, idle], dim=0))
 
     return StaggeredLayer
 

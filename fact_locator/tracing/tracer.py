@@ -394,8 +394,7 @@ class Tracer:
         out = {}
         for index in range(firsts[0], firsts[-1]):
             started = bisect_right(firsts, index)
-            replayed = corrupted.outputs[index][:, offset:].repeat(len(firsts) - started, 1, 1)
-            out[index] = staggered_layer(layers[index], len(firsts) * samples, started * samples, replayed, cache, index)
+            out[index] = staggered_layer(layers[index], len(firsts) * samples, started * samples, corrupted.outputs[index][:, offset:], cache, index)
         return out
 
     def _suffix_probe(self, prepared: PreparedPrompt) -> bool:
