@@ -68,7 +68,8 @@ class Tracer:
     Restoration runs are grouped by restored token and, where the model supports it (decided
     once by `_suffix_probe`), run only the positions from that token on, on top of the
     corrupted run's KV cache, starting at the earliest restored layer of the batch; the
-    layers before it replay the corrupted run's output. Otherwise every run is a forward of
+    layers before it replay the corrupted run's output, and each layer above it runs only
+    the sites whose first restored layer it has reached. Otherwise every run is a forward of
     the whole prompt. Either way the numbers equal the plain loop's (tests/reference_tracer.py).
     """
 
