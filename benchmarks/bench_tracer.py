@@ -5,6 +5,7 @@
     PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --scaling    # time vs prompt length and layer count
     PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --count-flops  # FLOP count vs torch's FlopCounterMode
     PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --gemm         # the machine's float32 GEMM rate
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --together     # kinds / facts batched together vs apart
     PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --gpt2xl-shape --device cuda --facts 20
 
 Prints seconds per fact, the ratio, max |IE difference| and peak memory.
@@ -220,8 +221,39 @@ def gpt2xl_shape(device: str, dtype: str, n_facts: int, samples: int, window: in
     tracer = Tracer(loaded, TraceSettings(samples=samples, window=window, dtype=dtype))
     tracer.trace(facts[0])  # warm-up
     _, s = timed(lambda: tracer.trace_many(facts))
-    print(f"{len(facts)} facts in {s:.1f} s: {s / len(facts):.2f} s per fact; 1000 facts: {s / len(facts) * 1000 / 60:.1f} min")
+    print(f"{len(facts)} facts traced together in {s:.1f} s: {s / len(facts):.2f} s per fact; "
+          f"1000 facts: {s / len(facts) * 1000 / 60:.1f} min")
+    few = facts[: max(1, len(facts) // 4)]
+    _, alone = timed(lambda: [tracer.trace(f) for f in few])
+    print(f"{len(few)} facts one at a time: {alone / len(few):.2f} s per fact ({alone / len(few) / (s / len(facts)):.1f}x slower)")
     print(f"peak CUDA memory: {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
+
+
+def together(loaded: Any, facts: list[Fact], samples: int, window: int) -> None:
+    """Batching side by side: the 3 kinds of a trace in shared forwards against one trace per
+    kind (how restoration runs were batched before), and facts of one prompt shape traced
+    together against one by one, with a batch size that lets them share."""
+    print(f"\n# batching kinds and facts (SmolLM2, {samples} samples, window {window})")
+    tracer = Tracer(loaded, TraceSettings(samples=samples, window=window))
+    per_kind = {k: Tracer(loaded, TraceSettings(samples=samples, window=window, kinds=(k,))) for k in KINDS}
+    for fact in facts:
+        merged, s_merged = timed(lambda: tracer.trace(fact))
+        split, s_split = timed(lambda: [per_kind[k].trace(fact, noise=merged.noise) for k in KINDS])
+        gap = max(abs(a - b) for k, t in zip(KINDS, split) for ra, rb in zip(merged.ie[k], t.ie[k]) for a, b in zip(ra, rb))
+        print(f"{fact.id:22} kinds together {s_merged:6.1f} s, one kind per trace {s_split:6.1f} s: "
+              f"{s_split / s_merged:.2f}x (max |dIE| {gap:.1e})", flush=True)
+    same = [Fact(s, "{} is located in the country of", "Italy") for s in ("The Colosseum", "The Parthenon")]
+    shapes = {(len(p.token_ids), p.subject_range) for p in map(tracer.prepare, same)}
+    if len(shapes) != 1:
+        print(f"facts together: skipped, the two prompts tokenize to different shapes {shapes}")
+        return
+    noise = tracer.trace(same[0]).noise
+    sites = 2 * len(KINDS) * loaded.n_layers  # the last token's sites of both facts in one batch
+    wide = Tracer(loaded, TraceSettings(samples=samples, window=window, batch_size=sites))
+    both, s_both = timed(lambda: wide.trace_many(same, noise=noise))
+    _, s_each = timed(lambda: [wide.trace(f, noise=noise) for f in same])
+    print(f"2 facts of one shape (batch size {sites} sites): together {s_both:6.1f} s, one by one {s_each:6.1f} s: "
+          f"{s_each / s_both:.2f}x (facts_together {both[0].timings['facts_together']:.0f})", flush=True)
 
 
 def fast_tracer_flops(config: Any, n_tokens: int, start: int, samples: int, window: int) -> float:
@@ -242,6 +274,7 @@ def main() -> None:
     parser.add_argument("--gpt2xl-shape", action="store_true")
     parser.add_argument("--count-flops", action="store_true", help="check the FLOP count against torch's FlopCounterMode")
     parser.add_argument("--gemm", action="store_true", help="only the machine's float32 matrix-product rate")
+    parser.add_argument("--together", action="store_true", help="only kinds and facts batched together vs apart")
     parser.add_argument("--only", default=None, help="comma-separated fact ids to run (default: the first --facts)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     args = parser.parse_args()
@@ -257,6 +290,10 @@ def main() -> None:
     loaded = load_smollm2(args.device, args.dtype)
     if args.count_flops:
         counted_flops(loaded, FACTS[0], args.samples, args.window)
+        return
+    if args.together:
+        facts = [f for f in FACTS if f.id in args.only.split(",")] if args.only else FACTS[: args.facts]
+        together(loaded, facts, args.samples, args.window)
         return
     if not args.scaling:
         print(f"\n# SmolLM2-135M, 3 kinds, {args.samples} samples, window {args.window}")

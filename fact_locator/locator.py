@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -70,6 +70,20 @@ class CleanCheck:
             return (f"model predicts the target {self.target_token!r} but with p={self.p_target:.2f} "
                     f"< min_p_clean {self.min_p_clean:g}")
         return ""
+
+
+@dataclass
+class _Lookup:
+    """One fact on its way to a trace: as traced (`fact_for`), its noise, its cache and
+    session keys, and its trace once found or computed (`fresh`: read from the cache and
+    not yet remembered)."""
+
+    fact: Fact
+    noise: NoiseInfo
+    key: str | None
+    memo_key: Any
+    trace: Trace | None
+    fresh: bool
 
 
 class Locator:
@@ -257,10 +271,40 @@ class Locator:
             data["method"] = self.method
         return TraceCache.key(loaded.identity.fingerprint, fact, data, noise.std, __version__)
 
-    def trace(self, fact: Fact, factset: FactSet | None = None, settings: TraceSettings | None = None) -> Trace:
-        """The fact's trace, from the cache when it has it; written there as soon as it is computed."""
+    def trace(
+        self, fact: Fact, factset: FactSet | None = None, settings: TraceSettings | None = None,
+        companions: Iterable[Fact] = (),
+    ) -> Trace:
+        """The fact's trace, from the cache when it has it; written there as soon as it is
+        computed. `companions`: other facts of the set that this session will trace (read
+        lazily); those whose restoration runs can share forwards with this fact's (same
+        prompt shape, while a batch has room: on a GPU) are traced with it, and later calls
+        for them find their traces ready."""
         spec = self.model_for(factset)
         settings = settings or self.settings_for(factset)
+        wanted = self._lookup(fact, factset, settings, spec)
+        if wanted.trace is not None:
+            return self._found(wanted)
+        batch = [wanted]
+        if factset is not None and self.method == "exact":
+            pending: dict[int, _Lookup] = {}
+            seen = {wanted.memo_key}
+
+            def untraced() -> Iterator[Fact]:
+                # Lazy: batch_mates reads companions only while a batch has room for them.
+                for companion in companions:
+                    lookup = self._lookup(companion, factset, settings, spec)
+                    if lookup.trace is None and lookup.memo_key not in seen:
+                        seen.add(lookup.memo_key)
+                        pending[id(lookup.fact)] = lookup
+                        yield lookup.fact
+
+            batch += [pending[id(m)] for m in self.tracer(settings, spec).batch_mates(wanted.fact, untraced())]
+        self._compute(batch, settings, spec)
+        return self._found(wanted)
+
+    def _lookup(self, fact: Fact, factset: FactSet | None, settings: TraceSettings, spec: str) -> _Lookup:
+        """The fact as traced, its noise and keys, and its trace if this session or the cache has it."""
         fact = self.fact_for(fact, factset, settings)
         noise = self.noise_for(factset, settings)
         if noise is None:  # a lone fact: calibrate on its own subject, as the tracer does
@@ -272,29 +316,46 @@ class Locator:
         with self._lock:
             trace = self._traces.get(memo_key)
         if trace is not None:  # traced or read earlier in this session
-            return trace
+            return _Lookup(fact, noise, key, memo_key, trace, fresh=False)
         trace = self.cache.get(key) if key is not None else None
-        cached = trace is not None
         if trace is not None and trace.fact_id != fact.id:
             # The key ignores ids (they do not change the numbers): label the trace as asked.
             trace = replace(trace, fact_id=fact.id)
-        if trace is None:
-            tracer = self.tracer(settings, spec)
-            if self.method == "atp":
-                from fact_locator.tracing.attribution import attribution_patch
+        return _Lookup(fact, noise, key, memo_key, trace, fresh=trace is not None)
 
-                trace = attribution_patch(tracer, fact, noise)
-            else:
-                trace = tracer.trace(fact, noise=noise)
-            if key is not None:
-                self.cache.put(key, trace)  # at once: an interrupted run keeps what it traced
+    def _found(self, lookup: _Lookup) -> Trace:
+        """Remember a trace read from the cache (once, telling `on_trace`); return it."""
+        assert lookup.trace is not None
+        if lookup.fresh:
+            self._remember(lookup, lookup.trace, cached=True)
+        return lookup.trace
+
+    def _compute(self, batch: Sequence[_Lookup], settings: TraceSettings, spec: str) -> None:
+        """Trace the facts of `batch` (one noise: a fact set's, or a lone fact) together,
+        writing each to the cache as soon as it is done."""
+        tracer = self.tracer(settings, spec)
+        if self.method == "atp":
+            from fact_locator.tracing.attribution import attribution_patch
+
+            for lookup in batch:
+                self._store(lookup, attribution_patch(tracer, lookup.fact, lookup.noise))
+            return
+        tracer.trace_many([lookup.fact for lookup in batch], noise=batch[0].noise,
+                          on_traced=lambda i, trace: self._store(batch[i], trace))
+
+    def _store(self, lookup: _Lookup, trace: Trace) -> None:
+        lookup.trace = trace
+        if lookup.key is not None:
+            self.cache.put(lookup.key, trace)  # at once: an interrupted run keeps what it traced
+        self._remember(lookup, trace, cached=False)
+
+    def _remember(self, lookup: _Lookup, trace: Trace, cached: bool) -> None:
         with self._lock:
-            self._traces[memo_key] = trace
+            self._traces[lookup.memo_key] = trace
             self.stats["cached" if cached else "traced"] += 1
+        lookup.fresh = False
         if self.on_trace is not None:
-            self.on_trace(fact, trace, cached)
-        return trace
-
+            self.on_trace(lookup.fact, trace, cached)
 
     def fact_for(self, fact: Fact, factset: FactSet | None, settings: TraceSettings) -> Fact:
         """The fact as traced: under symmetric token replacement without its own

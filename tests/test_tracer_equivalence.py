@@ -14,6 +14,7 @@ from tiny_models import TINY_CONFIGS, tiny_loaded
 from fact_locator.facts import Fact
 from fact_locator.tracing import fast
 from fact_locator.tracing.settings import KINDS, TraceSettings
+from fact_locator.tracing.trace import NoiseInfo
 from fact_locator.tracing.tracer import Tracer
 
 TOL = 1e-5
@@ -158,6 +159,68 @@ def test_trace_many_equals_trace_one_by_one() -> None:
     singles = [tracer.trace(f) for f in (SUBJECT_FIRST, SUBJECT_MIDDLE)]
     assert [t.ie for t in many] == [t.ie for t in singles]
     assert seen[-1][0] == seen[-1][1] and len({total for _, total in seen}) == 1
+
+
+# Prompts of the same shape (15 tokens, subject 0..8 with the tiny tokenizer) and one other.
+SAME_SHAPE = [SUBJECT_FIRST, Fact("The Parthenon", "{} is located in the country of", "Greece"),
+              Fact("The Big Ben", "{} is located in the country of", "England")]
+OTHER_SHAPE = Fact("Mount Fuji", "{} is located in the country of", "Japan")
+
+
+def count_forwards(loaded: Any) -> Any:
+    """A list that grows by one for every forward of the whole model, and its hook handle."""
+    calls: list[int] = []
+    handle = loaded.model.register_forward_pre_hook(lambda *_args: calls.append(1))
+    return calls, handle
+
+
+def test_facts_of_one_shape_share_forwards_and_still_equal_the_reference() -> None:
+    """trace_many puts facts whose prompts have the same shape into the same restoration
+    forwards (all kinds of all those facts, one restored token per forward), and each
+    fact's IEs still equal the reference loop's."""
+    loaded = tiny_loaded("llama", layers=4)
+    facts = [likeliest_target(loaded, f) for f in [*SAME_SHAPE, OTHER_SHAPE]]
+    tracer = Tracer(loaded, TraceSettings(samples=3, window=2, batch_size=1000))
+    shapes = [(len(p.token_ids), p.subject_range) for p in map(tracer.prepare, facts)]
+    assert shapes[0] == shapes[1] == shapes[2] == (15, (0, 9)) and shapes[3] != shapes[0]
+    noise = NoiseInfo(std=0.5, calibration="given")  # as a fact set shares one
+    tracer.trace(facts[3], noise=noise)  # the suffix probe runs here, not below
+
+    calls, handle = count_forwards(loaded)
+    try:
+        together = tracer.trace_many(facts, noise=noise)
+        forwards_together = len(calls)
+        calls.clear()
+        alone = [tracer.trace(f, noise=noise) for f in facts]
+        forwards_alone = len(calls)
+    finally:
+        handle.remove()
+    # Per fact a clean and a corrupted run; then one forward per restored token (15 or 13)
+    # for each shape group together, against one per token and fact alone.
+    assert forwards_together == 4 * 2 + 15 + 13
+    assert forwards_alone == 4 * 2 + 3 * 15 + 13
+    assert [t.timings["facts_together"] for t in together] == [3.0, 3.0, 3.0, 1.0]
+
+    for fact, trace, single in zip(facts, together, alone):
+        assert trace.fact_id == single.fact_id and trace.p_corrupt == single.p_corrupt
+        ref = reference_trace(loaded, fact, KINDS, 3, noise.std, 2, 0)
+        for kind in KINDS:
+            assert (torch.tensor(trace.ie[kind]) - torch.tensor(ref["ie"][kind])).abs().max().item() <= TOL
+            assert (torch.tensor(trace.ie[kind]) - torch.tensor(single.ie[kind])).abs().max().item() <= TOL
+        assert max(abs(v) for kind in KINDS for row in trace.ie[kind] for v in row) > 1e-4
+
+
+def test_one_fact_runs_all_kinds_in_the_same_forwards() -> None:
+    loaded = tiny_loaded("gpt2", layers=4)
+    tracer = Tracer(loaded, TraceSettings(samples=2, window=2, batch_size=1000))
+    tracer.trace(SUBJECT_FIRST)  # the probe
+    calls, handle = count_forwards(loaded)
+    try:
+        trace = tracer.trace(SUBJECT_MIDDLE)
+    finally:
+        handle.remove()
+    start, _end = trace.subject_range
+    assert len(calls) == 2 + len(trace.tokens) - start  # clean, corrupted, one per restored token
 
 
 def test_hooks_and_layers_come_back_after_a_trace() -> None:

@@ -16,7 +16,7 @@ import pytest
 
 from fact_locator.errors import FactLocatorError
 from fact_locator.plugin import fixtures as _fixtures
-from fact_locator.plugin.collection import CASE_KEY, FactSetFile, FactSetFiles
+from fact_locator.plugin.collection import CASE_KEY, FactSetFile, FactSetFiles, selected_facts
 from fact_locator.plugin.options import OptionError, add_run_options, add_trace_options, register_ini, resolve_options
 from fact_locator.plugin.session import SESSION_KEY, FactLocatorSession
 from fact_locator.plugin.xdist import XdistMerge, is_worker, publish
@@ -116,6 +116,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         config.option.continue_on_collection_errors = True
     if config.option.collectonly or not any(CASE_KEY in item.stash for item in session.items):
         return
+    fl.selected_facts = selected_facts(fl, session.items)
     try:
         fl.load_model()
     except FactLocatorError as exc:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from fact_locator.aggregate import Aggregate
     from fact_locator.expectations import ExpectationSpec
+    from fact_locator.facts import Fact
     from fact_locator.factset import FactSet, FactSpec
     from fact_locator.tracing.trace import Trace
 
@@ -40,6 +41,8 @@ __all__ = [
     "FactSetFile",
     "FactSetFiles",
     "aggregate_for",
+    "companions",
+    "selected_facts",
     "trace_fact",
 ]
 
@@ -67,7 +70,7 @@ def trace_fact(fl: FactLocatorSession, factset: FactSet, spec: FactSpec, item: p
                 if rule == "skip":
                     pytest.skip(f"unknown fact {spec.id}: {clean.reason}")
                 pytest.fail(f"{where}: unknown fact {spec.id}: {clean.reason}", pytrace=False)
-        trace = locator.trace(spec.fact, factset)
+        trace = locator.trace(spec.fact, factset, companions=companions(fl, factset, spec))
     except FactLocatorError as exc:
         fl.record_fact(factset, spec, status="error", reason=str(exc))
         raise
@@ -76,6 +79,38 @@ def trace_fact(fl: FactLocatorSession, factset: FactSet, spec: FactSpec, item: p
     if item is not None:
         item.user_properties.extend(trace_properties(trace))
     return trace
+
+
+def companions(fl: FactLocatorSession, factset: FactSet, spec: FactSpec, every: bool = False) -> Iterator[Fact]:
+    """The facts after `spec` in the set that this session will trace (selected, or `every`
+    one for an aggregate; known, unless the set traces unknown facts), lazily: the locator
+    traces those that can share forwards with `spec` together with it. None where the
+    set's items may run on other xdist workers too (they would trace them again)."""
+    if not fl.sets_stay_together:
+        return
+    rule = fl.unknown_rule(factset)
+    wanted = fl.selected_facts.get(fl.relpath(factset.path), set())
+    later = factset.facts[[s.id for s in factset.facts].index(spec.id) + 1 :]
+    for other in later:
+        if not (every or other.id in wanted):
+            continue
+        try:
+            if rule != "trace" and not fl.locator.clean(other.fact, factset).known:
+                continue
+        except FactLocatorError:
+            continue  # its own item reports it
+        yield other.fact
+
+
+def selected_facts(fl: FactLocatorSession, items: Iterable[pytest.Item]) -> dict[str, set[str]]:
+    """Relative fact-set path -> ids of the facts this session's items trace."""
+    selected: dict[str, set[str]] = {}
+    for item in items:
+        if isinstance(item, FactItem):
+            selected.setdefault(fl.relpath(item.factset.path), set()).add(item.spec.id)
+        elif isinstance(item, AggregateItem):
+            selected.setdefault(fl.relpath(item.factset.path), set()).update(s.id for s in item.factset.facts)
+    return selected
 
 
 def severed_fact(fl: FactLocatorSession, factset: FactSet, spec: FactSpec) -> None:
@@ -126,7 +161,7 @@ def aggregate_for(fl: FactLocatorSession, factset: FactSet) -> Aggregate:
                     fl.record_fact(factset, spec, clean=clean, status="unknown", reason=clean.reason)
                     unknown += 1
                     continue
-            trace = locator.trace(spec.fact, factset)
+            trace = locator.trace(spec.fact, factset, companions=companions(fl, factset, spec, every=True))
         except FactLocatorError as exc:
             fl.record_fact(factset, spec, status="error", reason=str(exc))
             errors += 1

@@ -35,6 +35,10 @@ if TYPE_CHECKING:
 __all__ = ["SESSION_KEY", "WORKER_OUTPUT_KEY", "Case", "FactLocatorSession", "get_session"]
 
 WORKER_OUTPUT_KEY = "fact_locator_results"
+# In an xdist worker's input: whether the --dist mode keeps each fact set on one worker
+# (loadgroup: the plugin's xdist_group marks; loadscope, loadfile: one YAML file).
+SETS_TOGETHER_KEY = "fact_locator_sets_together"
+DIST_MODES_KEEPING_SETS = ("loadgroup", "loadscope", "loadfile")
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,12 @@ class FactLocatorSession:
         self.is_worker = hasattr(config, "workerinput")
         self.baseline: RunResults | None = None
         self.severed_done: set[tuple[str, str]] = set()
+        # Relative fact-set path -> ids of the facts this session's items trace (set after collection).
+        self.selected_facts: dict[str, set[str]] = {}
+        # Whether all items of a fact set run in this process: not under xdist, or with a
+        # --dist mode that keeps a set's items on one worker (the controller says which).
+        workerinput = getattr(config, "workerinput", {})
+        self.sets_stay_together = bool(workerinput.get(SETS_TOGETHER_KEY, False)) if self.is_worker else True
 
     # -- baseline --------------------------------------------------------------------------------
     def load_baseline(self) -> None:

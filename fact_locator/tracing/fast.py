@@ -63,14 +63,14 @@ def _replay_class() -> type:
     return ReplayLayer
 
 
-def staggered_layer(layer: Any, batch: int, active: int, corrupted: Any, cache: Any, index: int) -> torch.nn.Module:
+def staggered_layer(layer: Any, batch: int, active: int, idle: Sequence[Any], cache: Any, index: int) -> torch.nn.Module:
     """A stand-in for decoder layer `index` when only the first `active` of the batch's
     `batch` rows must run it (their sites' first restored layer is at or below `index`; sites
-    are sorted by it). Each other site's rows get `corrupted`, the corrupted run's output of
-    this layer (samples, positions, d), so a batch of sites with different first layers
-    wastes no work. The layer's submodules stay reachable under their usual names, so hooks
-    on them still fire."""
-    return _staggered_class()(layer, batch, active, corrupted, cache, index)
+    are sorted by it). The other rows get `idle`, the corrupted run's outputs of this layer
+    for their sites' facts in order (each (samples, positions, d)), so a batch of sites with
+    different first layers wastes no work. The layer's submodules stay reachable under their
+    usual names, so hooks on them still fire."""
+    return _staggered_class()(layer, batch, active, idle, cache, index)
 
 
 @lru_cache(maxsize=1)
@@ -80,12 +80,12 @@ def _staggered_class() -> type:
     from fact_locator.tracing.hooks import main_tensor, replace_main_tensor
 
     class StaggeredLayer(torch.nn.Module):
-        def __init__(self, layer: Any, batch: int, active: int, corrupted: Any, cache: Any, index: int) -> None:
+        def __init__(self, layer: Any, batch: int, active: int, idle: Sequence[Any], cache: Any, index: int) -> None:
             super().__init__()
             for name, child in layer.named_children():
                 self.add_module(name, child)  # same objects: hooks on `<layer>.mlp` fire
             object.__setattr__(self, "_layer", layer)  # not a child: no duplicate names
-            self.batch, self.active, self.corrupted = batch, active, corrupted
+            self.batch, self.active, self.idle = batch, active, list(idle)
             self.cache, self.index = cache, index
 
         def _rows(self, value: Any) -> Any:
@@ -103,9 +103,8 @@ def _staggered_class() -> type:
                 cached.keys, cached.values = cached.keys[: self.active], cached.values[: self.active]
             output = self._layer(*(self._rows(a) for a in args), **{k: self._rows(v) for k, v in kwargs.items()})
             main = main_tensor(output)
-            # Repeated here, not up front: only one layer's copy is alive at a time.
-            idle = self.corrupted.to(main.dtype).repeat((self.batch - self.active) // self.corrupted.shape[0], 1, 1)
-            return replace_main_tensor(output, torch.cat([main, idle], dim=0))
+            # Concatenated here, not up front: only one layer's copy is alive at a time.
+            return replace_main_tensor(output, torch.cat([main, *(t.to(main.dtype) for t in self.idle)], dim=0))
 
     return StaggeredLayer
 
@@ -123,20 +122,24 @@ def replaced_layers(layers: Any, replacements: Mapping[int, Any]) -> Iterator[No
             layers[i] = module
 
 
-def suffix_cache(keys_values: Sequence[tuple[torch.Tensor, torch.Tensor]], token: int, copies: int, first_real: int) -> Any:
-    """A DynamicCache holding the corrupted run's keys/values for positions < `token`,
-    repeated `copies` times along the batch (row = copy * samples + sample). Layers before
-    `first_real` never run (they are replayed), so they keep the un-repeated tensors: the
-    cache only needs them to report its length. None when there is no prefix."""
+def suffix_cache(keys_values: Sequence[Sequence[tuple[torch.Tensor, torch.Tensor]]], token: int, first_real: int) -> Any:
+    """A DynamicCache holding the corrupted runs' keys/values for positions < `token`: one
+    entry of `keys_values` (a fact's cache, per layer) per site of the batch, concatenated
+    along the batch (row = site * samples + sample). Layers before `first_real` never run
+    (they are replayed), so they keep the first site's tensors: the cache only needs them to
+    report its length. None when there is no prefix."""
+    import torch
     from transformers import DynamicCache
 
     if token == 0:
         return None
     data = []
-    for i, (k, v) in enumerate(keys_values):
-        k, v = k[:, :, :token], v[:, :, :token]
-        if i >= first_real and copies > 1:
-            k, v = k.repeat(copies, 1, 1, 1), v.repeat(copies, 1, 1, 1)
+    for i, (k, v) in enumerate(keys_values[0]):
+        if i >= first_real and len(keys_values) > 1:
+            k = torch.cat([kv[i][0][:, :, :token] for kv in keys_values])
+            v = torch.cat([kv[i][1][:, :, :token] for kv in keys_values])
+        else:
+            k, v = k[:, :, :token], v[:, :, :token]
         data.append((k, v))
     return DynamicCache(ddp_cache_data=data)
 

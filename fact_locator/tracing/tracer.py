@@ -6,11 +6,11 @@ from __future__ import annotations
 import inspect
 import time
 from bisect import bisect_right
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from fact_locator.errors import FactError, TraceError
+from fact_locator.errors import FactError, FactLocatorError, TraceError
 from fact_locator.facts import Fact
 from fact_locator.models.loading import LoadedModel, torch_dtype
 from fact_locator.tracing.corruption import calibrate_noise, make_noise
@@ -24,7 +24,7 @@ from fact_locator.tracing.trace import NoiseInfo, Trace
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["Progress", "Tracer", "prompt_fields", "restored_layers"]
+__all__ = ["Progress", "Site", "Tracer", "prompt_fields", "restored_layers"]
 
 # Called with (sites done, sites in all) as the restoration runs progress.
 Progress = Callable[[int, int], None]
@@ -58,19 +58,43 @@ class _CorruptedRun:
     keys_values: list[tuple[torch.Tensor, torch.Tensor]]
 
 
-# A site to restore: (layer, token) within one kind.
-Site = tuple[int, int]
+class Site(NamedTuple):
+    """One restoration: `kind` at `layer` and `token` of the fact `fact` (an index into the
+    facts traced together)."""
+
+    fact: int
+    kind: str
+    layer: int
+    token: int
+
+
+@dataclass
+class _FactRun:
+    """What one fact's restoration runs start from: its prompt, the clean states they
+    restore, its corruption draws (samples, subject tokens, d) and its corrupted run."""
+
+    prepared: PreparedPrompt
+    states: dict[tuple[str, int], torch.Tensor]
+    draws: torch.Tensor
+    corrupted: _CorruptedRun
+
+    @property
+    def shape(self) -> tuple[int, tuple[int, int], int]:
+        """Facts batch together when their restoration runs have the same shape: token
+        count, subject span and rows per site."""
+        return len(self.prepared.token_ids), self.prepared.subject_range, self.draws.shape[0]
 
 
 class Tracer:
     """Traces facts on one loaded model with one set of settings.
 
-    Restoration runs are grouped by restored token and, where the model supports it (decided
-    once by `_suffix_probe`), run only the positions from that token on, on top of the
-    corrupted run's KV cache, starting at the earliest restored layer of the batch; the
-    layers before it replay the corrupted run's output, and each layer above it runs only
-    the sites whose first restored layer it has reached. Otherwise every run is a forward of
-    the whole prompt. Either way the numbers equal the plain loop's (tests/reference_tracer.py).
+    Restoration runs are grouped by restored token (all kinds, and all facts of one prompt
+    shape traced together) and, where the model supports it (decided once by
+    `_suffix_probe`), run only the positions from that token on, on top of the corrupted
+    runs' KV caches, starting at the earliest restored layer of the batch; the layers before
+    it replay the corrupted run's output, and each layer above it runs only the sites whose
+    first restored layer it has reached. Otherwise every run is a forward of the whole
+    prompt. Either way the numbers equal the plain loop's (tests/reference_tracer.py).
     """
 
     def __init__(self, loaded: LoadedModel, settings: TraceSettings | None = None):
@@ -99,19 +123,60 @@ class Tracer:
 
     def trace(self, fact: Fact, noise: NoiseInfo | None = None, progress: Progress | None = None) -> Trace:
         """Trace one fact. `noise` overrides the per-fact calibration (fact sets share one)."""
-        return self._trace(self.prepare(fact), noise, progress)
+        return self.trace_many([fact], noise, progress)[0]
 
-    def trace_many(self, facts: Sequence[Fact], noise: NoiseInfo | None = None, progress: Progress | None = None) -> list[Trace]:
-        """Trace several facts; `progress` counts the sites of all of them together."""
+    def trace_many(
+        self, facts: Sequence[Fact], noise: NoiseInfo | None = None, progress: Progress | None = None,
+        on_traced: Callable[[int, Trace], None] | None = None,
+    ) -> list[Trace]:
+        """Trace several facts together: facts whose prompts have the same shape (token count
+        and subject span) share restoration forwards, as many as fit in memory at a time
+        (`_facts_together`). The numbers equal tracing each on its own; `progress` counts the
+        sites of all of them; `on_traced(index, trace)` hears of each trace as it is done."""
         prepared = [self.prepare(fact) for fact in facts]
         total = sum(self._site_count(p) for p in prepared)
-        traces: list[Trace] = []
-        offset = 0
-        for p in prepared:
-            shifted = None if progress is None else (lambda done, _all, base=offset: progress(base + done, total))
-            traces.append(self._trace(p, noise, shifted))
-            offset += self._site_count(p)
-        return traces
+        done = 0
+
+        def count(n: int) -> None:
+            nonlocal done
+            done += n
+            if progress is not None:
+                progress(done, total)
+
+        traces: dict[int, Trace] = {}
+        by_shape: dict[tuple[int, tuple[int, int]], list[int]] = {}
+        for i, p in enumerate(prepared):
+            by_shape.setdefault((len(p.token_ids), p.subject_range), []).append(i)
+        for indices in by_shape.values():
+            step = self._facts_together(len(prepared[indices[0]].token_ids))
+            for lo in range(0, len(indices), step):
+                chunk = indices[lo : lo + step]
+                for i, trace in zip(chunk, self._trace_together([prepared[i] for i in chunk], noise, count)):
+                    traces[i] = trace
+                    if on_traced is not None:
+                        on_traced(i, trace)
+        return [traces[i] for i in range(len(prepared))]
+
+    def batch_mates(self, fact: Fact, others: Iterable[Fact]) -> list[Fact]:
+        """The facts of `others` (read lazily, in order) that `trace_many` would put into the
+        same restoration forwards as `fact`: same prompt shape, as many as fit beside it.
+        Empty where one fact fills a batch (a CPU and SmolLM2, say): nothing is read then."""
+        prepared = self.prepare(fact)
+        shape = (len(prepared.token_ids), prepared.subject_range)
+        room = self._facts_together(len(prepared.token_ids)) - 1
+        mates: list[Fact] = []
+        if room <= 0:
+            return mates
+        for other in others:
+            try:
+                candidate = self.prepare(other)
+            except FactLocatorError:
+                continue  # its own trace reports the problem
+            if (len(candidate.token_ids), candidate.subject_range) == shape:
+                mates.append(other)
+                if len(mates) == room:
+                    break
+        return mates
 
     def _corruption(self, prepared: PreparedPrompt, clean: _CleanRun, noise: NoiseInfo | None) -> tuple[torch.Tensor, NoiseInfo]:
         """The additive corruption of the subject's embeddings, one row per sample: noise
@@ -167,78 +232,101 @@ class Tracer:
         return calibrate_noise([embeddings[start:end]], self.settings.noise_scale, f"this fact's {end - start} subject tokens")
 
     # -- one fact ------------------------------------------------------------------------
-    def _trace(self, prepared: PreparedPrompt, noise: NoiseInfo | None, progress: Progress | None) -> Trace:
+    def _trace_together(self, prepared: Sequence[PreparedPrompt], noise: NoiseInfo | None, count: Callable[[int], None]) -> list[Trace]:
+        """Trace facts whose restoration runs share forwards: all kinds and facts of one
+        restored token go into the same batches."""
         import torch
 
         started = time.perf_counter()
         settings = self.settings
         n_layers = self.loaded.n_layers
-        n_tokens = len(prepared.token_ids)
-        start, end = prepared.subject_range
-        check_metric(settings.metric, prepared)
+        for p in prepared:
+            check_metric(settings.metric, p)
+        runs: list[_FactRun] = []
+        cleans: list[_CleanRun] = []
+        noises: list[NoiseInfo] = []
+        timings: list[dict[str, float]] = []
         with torch.inference_mode():
             if self._suffix is None:
-                self._suffix = self._suffix_probe(prepared)
-            clean = self._clean_run(prepared, settings.kinds)
-            timings = {"clean": time.perf_counter() - started}
-            draws, noise = self._corruption(prepared, clean, noise)
-
-            t0 = time.perf_counter()
-            corrupted = self._corrupted_run(prepared, draws, keep=self._suffix)
-            timings["corrupt"] = time.perf_counter() - t0
-
-            total = self._site_count(prepared)
-            done = 0
-            ie: dict[str, tuple[tuple[float, ...], ...]] = {}
-            for kind in settings.kinds:
+                self._suffix = self._suffix_probe(prepared[0])
+            for p in prepared:
                 t0 = time.perf_counter()
-                grid = [[0.0] * n_tokens for _ in range(n_layers)]
-                for offset, sites in self._site_groups(kind, prepared):
+                clean = self._clean_run(p, settings.kinds)
+                t1 = time.perf_counter()
+                draws, fact_noise = self._corruption(p, clean, noise)
+                corrupted = self._corrupted_run(p, draws, keep=bool(self._suffix))
+                timings.append({"clean": t1 - t0, "corrupt": time.perf_counter() - t1})
+                runs.append(_FactRun(p, clean.states, draws, corrupted))
+                cleans.append(clean)
+                noises.append(fact_noise)
 
-                    def run(chunk: Sequence[Site], kind: str = kind, offset: int = offset) -> list[float]:
-                        nonlocal done
-                        probs = self._restore(prepared, draws, clean, corrupted, kind, offset, chunk)
-                        done += len(chunk)
-                        if progress is not None:
-                            progress(done, total)
-                        return probs.mean(dim=1).tolist()
+            # Sites before the subject see no noise: their IE is exactly 0, never run.
+            grids = [{kind: [[0.0] * len(p.token_ids) for _ in range(n_layers)] for kind in settings.kinds} for p in prepared]
+            t0 = time.perf_counter()
+            for shape_runs, offset, sites in self._site_groups(runs):
+                n_tokens = shape_runs[0]
 
-                    size = self._sites_per_batch(n_tokens, n_tokens - offset)
-                    for (layer, token), p in zip(sites, run_in_batches(sites, size, run, on_oom=_free_cuda_memory)):
-                        # Sites before the subject see no noise: their IE is exactly 0, never run.
-                        grid[layer][token] = p - corrupted.value
-                ie[kind] = tuple(tuple(row) for row in grid)
-                timings[kind] = time.perf_counter() - t0
-        timings["total"] = time.perf_counter() - started
-        tokenizer = self.loaded.tokenizer
-        return Trace(
-            **prompt_fields(self.loaded, prepared),
-            top_token=tokenizer.decode([clean.top_id]),
-            p_clean=clean.prob,
-            p_corrupt=corrupted.prob,
-            ie=ie,
-            settings=settings.to_dict() | {"device": self.loaded.device},
-            noise=noise,
-            timings=timings,
-            versions=_versions(),
-            metric=settings.metric,
-            clean_value=clean.value,
-            corrupt_value=corrupted.value,
-        )
+                def run(chunk: Sequence[Site], offset: int = offset) -> list[float]:
+                    values = self._restore(runs, offset, chunk)
+                    count(len(chunk))
+                    return values.mean(dim=1).tolist()
+
+                size = self._sites_per_batch(n_tokens, n_tokens - offset)
+                for site, value in zip(sites, run_in_batches(sites, size, run, on_oom=_free_cuda_memory)):
+                    grids[site.fact][site.kind][site.layer][site.token] = value - runs[site.fact].corrupted.value
+            restore = (time.perf_counter() - t0) / len(runs)
+        total = time.perf_counter() - started
+        traces = []
+        for p, run_, clean, fact_noise, fact_timings, grid in zip(prepared, runs, cleans, noises, timings, grids):
+            # The restoration forwards are shared: each fact is given an equal part of their time.
+            fact_timings |= {"restore": restore, "total": total / len(runs), "facts_together": float(len(runs))}
+            traces.append(Trace(
+                **prompt_fields(self.loaded, p),
+                top_token=self.loaded.tokenizer.decode([clean.top_id]),
+                p_clean=clean.prob,
+                p_corrupt=run_.corrupted.prob,
+                ie={kind: tuple(tuple(row) for row in grid[kind]) for kind in settings.kinds},
+                settings=settings.to_dict() | {"device": self.loaded.device},
+                noise=fact_noise,
+                timings=fact_timings,
+                versions=_versions(),
+                metric=settings.metric,
+                clean_value=clean.value,
+                corrupt_value=run_.corrupted.value,
+            ))
+        return traces
 
     def _site_count(self, prepared: PreparedPrompt) -> int:
         return len(self.settings.kinds) * self.loaded.n_layers * (len(prepared.token_ids) - prepared.subject_range[0])
 
-    def _site_groups(self, kind: str, prepared: PreparedPrompt) -> list[tuple[int, list[Site]]]:
-        """(offset, sites) groups, each run as batches of one suffix: per restored token on
-        the KV-suffix path (sites sorted by first layer that must run, so a batch wastes few
-        layers), one group of all sites from position 0 otherwise."""
+    def _site_groups(self, runs: Sequence[_FactRun]) -> list[tuple[tuple[int, tuple[int, int], int], int, list[Site]]]:
+        """(shape, offset, sites) groups, each run as batches of one suffix. Facts of one
+        shape batch together. On the KV-suffix path a group is one restored token, its sites
+        of every kind and fact sorted by the first layer that must run (so a batch wastes no
+        layer); otherwise a group is all sites, run from position 0."""
         n_layers = self.loaded.n_layers
-        tokens = range(prepared.subject_range[0], len(prepared.token_ids))
-        if not self._suffix:
-            return [(0, [(layer, token) for layer in range(n_layers) for token in tokens])]
-        first = lambda site: self._first_real_layer(kind, site[0])  # noqa: E731
-        return [(token, sorted(((layer, token) for layer in range(n_layers)), key=first)) for token in tokens]
+        by_shape: dict[tuple[int, tuple[int, int], int], list[int]] = {}
+        for i, run in enumerate(runs):
+            by_shape.setdefault(run.shape, []).append(i)
+        groups = []
+        for shape, facts in by_shape.items():
+            n_tokens, (start, _end), _rows = shape
+            every = [Site(f, kind, layer, token) for token in range(start, n_tokens) for f in facts
+                     for kind in self.settings.kinds for layer in range(n_layers)]
+            if not self._suffix:
+                groups.append((shape, 0, every))
+                continue
+            first = lambda site: self._first_real_layer(site.kind, site.layer)  # noqa: E731
+            for token in range(start, n_tokens):
+                groups.append((shape, token, sorted((s for s in every if s.token == token), key=first)))
+        return groups
+
+    def _facts_together(self, n_tokens: int) -> int:
+        """How many facts of one shape share restoration forwards: enough to fill a batch of
+        the last token's sites (the smallest group), at most 64. On a CPU, whose batches are
+        capped small, SmolLM2's 90 sites of one token already fill one: facts go one by one."""
+        sites = self._sites_per_batch(n_tokens, 1)
+        return max(1, min(64, sites // max(1, len(self.settings.kinds) * self.loaded.n_layers)))
 
     def _first_real_layer(self, kind: str, layer: int) -> int:
         """The first layer a restoration run must compute: layers before it see exactly the
@@ -257,6 +345,7 @@ class Tracer:
             kwargs = {"use_cache": True, self._cache_kwarg: cache}
         out = self.loaded.model(input_ids=input_ids, **kwargs, **self._logits_kwargs)
         return out.logits[:, -1, :].float()
+
 
     def _clean_run(self, prepared: PreparedPrompt, kinds: Sequence[str]) -> _CleanRun:
         import torch
@@ -311,7 +400,7 @@ class Tracer:
         # so every prefix length can be cut from it exactly.
         cache = DynamicCache() if keep else None
         input_ids = torch.tensor([prepared.token_ids], device=self.loaded.device).expand(samples, n_tokens)
-        edits = {self.loaded.adapter.embed: _noise_adder(draws, prepared.subject_range, n_tokens, offset=0, copies=1)}
+        edits = {self.loaded.adapter.embed: _noise_adder(draws, prepared.subject_range, n_tokens, offset=0)}
         try:
             with edit_outputs(self.loaded.model, edits):
                 logits = self._forward(input_ids, cache)
@@ -327,67 +416,73 @@ class Tracer:
             outputs=outputs, output_rest=rests, keys_values=keys_values,
         )
 
-    def _restore(
-        self,
-        prepared: PreparedPrompt,
-        draws: torch.Tensor,
-        clean: _CleanRun | dict[tuple[str, int], torch.Tensor],
-        corrupted: _CorruptedRun,
-        kind: str,
-        offset: int,
-        sites: Sequence[Site],
-    ) -> torch.Tensor:
+    def _restore(self, runs: Sequence[_FactRun], offset: int, sites: Sequence[Site]) -> torch.Tensor:
         """Corrupted runs with restorations, `samples` rows per site (row = site * samples +
-        sample), over prompt positions `offset`.. only. With offset > 0 (KV-suffix path)
-        every site restores token `offset` and the cache supplies positions < offset.
-        Returns the metric's values (the target's probabilities by default), (sites, samples)."""
+        sample), over prompt positions `offset`.. only. The sites' facts have one shape
+        (`_FactRun.shape`). With offset > 0 (KV-suffix path) every site restores token
+        `offset` and the caches supply positions < offset. Returns the metric's values (the
+        target's probabilities by default), (sites, samples)."""
         import torch
 
         adapter = self.loaded.adapter
-        states = clean.states if isinstance(clean, _CleanRun) else clean
-        samples = draws.shape[0]
-        n_tokens = len(prepared.token_ids)
+        base = runs[sites[0].fact].prepared
+        samples = runs[sites[0].fact].draws.shape[0]
+        n_tokens = len(base.token_ids)
         positions = n_tokens - offset
         n_layers = self.loaded.n_layers
-        firsts = [self._first_real_layer(kind, layer) if self._suffix else 0 for layer, _ in sites]
+        firsts = [self._first_real_layer(s.kind, s.layer) if self._suffix else 0 for s in sites]
         if firsts != sorted(firsts):
             raise ValueError("sites of one restoration run must be sorted by their first computed layer")
         first = firsts[0]
+        site_runs = [runs[s.fact] for s in sites]
 
         edits: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
         if first == 0:
-            edits[adapter.embed] = _noise_adder(draws, prepared.subject_range, n_tokens, offset, copies=len(sites))
-        for layer in range(n_layers):
-            targets = [
-                (i, token)
-                for i, (site_layer, token) in enumerate(sites)
-                if layer in restored_layers(kind, site_layer, n_layers, self.settings.window)
-            ]
-            if targets:
-                edits[adapter.site_path(kind, layer)] = _restorer(targets, samples, positions, offset, states[(kind, layer)])
-        replays = self._replays(corrupted, first, offset, len(sites))
-        cache = suffix_cache(corrupted.keys_values, offset, len(sites), first) if self._suffix else None
-        input_ids = torch.tensor([prepared.token_ids[offset:]], device=self.loaded.device).expand(len(sites) * samples, positions)
+            draws = torch.cat([r.draws for r in site_runs])
+            edits[adapter.embed] = _noise_adder(draws, base.subject_range, n_tokens, offset)
+        for kind in dict.fromkeys(s.kind for s in sites):
+            for layer in range(n_layers):
+                targets = [
+                    (i, s.token, site_runs[i].states[(kind, layer)])
+                    for i, s in enumerate(sites)
+                    if s.kind == kind and layer in restored_layers(kind, s.layer, n_layers, self.settings.window)
+                ]
+                if targets:
+                    edits[adapter.site_path(kind, layer)] = _restorer(targets, samples, positions, offset)
+        replays = self._replays(site_runs, first, offset)
+        cache = suffix_cache([r.corrupted.keys_values for r in site_runs], offset, first) if self._suffix else None
+        input_ids = torch.tensor([r.prepared.token_ids[offset:] for r in site_runs], device=self.loaded.device)
+        input_ids = input_ids.repeat_interleave(samples, dim=0)
         layers = self.loaded.model.get_submodule(adapter.layers)
-        replays |= self._staggered(layers, corrupted, cache, firsts, offset, samples)
+        replays |= self._staggered(layers, site_runs, cache, firsts, offset, samples)
         # Replace the layers first, so that hooks on a replayed layer land on its stand-in.
         with replaced_layers(layers, replays), edit_outputs(self.loaded.model, edits):
             logits = self._forward(input_ids, cache)
-        self._check_finite(logits, f"a restoration run ({kind})", prepared)
-        return metric_values(self.settings.metric, logits, prepared).view(len(sites), samples)
+        where = f"a restoration run ({', '.join(dict.fromkeys(s.kind for s in sites))})"
+        values = torch.empty(len(sites) * samples, device=logits.device)
+        for fact in dict.fromkeys(s.fact for s in sites):
+            rows = torch.tensor([i * samples + j for i, s in enumerate(sites) if s.fact == fact for j in range(samples)],
+                                device=logits.device)
+            fact_logits = logits.index_select(0, rows)
+            self._check_finite(fact_logits, where, runs[fact].prepared)
+            values[rows] = metric_values(self.settings.metric, fact_logits, runs[fact].prepared)
+        return values.view(len(sites), samples)
 
-    def _replays(self, corrupted: _CorruptedRun, first: int, offset: int, copies: int) -> dict[int, Any]:
+    def _replays(self, site_runs: Sequence[_FactRun], first: int, offset: int) -> dict[int, Any]:
         """Stand-ins for layers 0..first-1, all returning layer first-1's corrupted output at
-        positions offset.. (what the first computed layer reads; earlier ones are ignored)."""
+        positions offset.. for each site's fact (what the first computed layer reads; earlier
+        ones are ignored)."""
+        import torch
+
         if first == 0:
             return {}
-        main = corrupted.outputs[first - 1][:, offset:].repeat(copies, 1, 1)
-        rest = corrupted.output_rest[first - 1]
+        main = torch.cat([r.corrupted.outputs[first - 1][:, offset:] for r in site_runs])
+        rest = site_runs[0].corrupted.output_rest[first - 1]
         output = main if rest is None else (main, *rest)
         # One stand-in per layer: a hook on one replayed layer must not fire for the others.
         return {layer: replay_layer(output) for layer in range(first)}
 
-    def _staggered(self, layers: Any, corrupted: _CorruptedRun, cache: Any, firsts: Sequence[int], offset: int, samples: int) -> dict[int, Any]:
+    def _staggered(self, layers: Any, site_runs: Sequence[_FactRun], cache: Any, firsts: Sequence[int], offset: int, samples: int) -> dict[int, Any]:
         """Stand-ins for the layers between the batch's first and last site's first computed
         layer: each runs only the rows of the sites that have started (sites are sorted by
         first layer, so these are the leading rows) and hands back the corrupted run's
@@ -395,7 +490,8 @@ class Tracer:
         out = {}
         for index in range(firsts[0], firsts[-1]):
             started = bisect_right(firsts, index)
-            out[index] = staggered_layer(layers[index], len(firsts) * samples, started * samples, corrupted.outputs[index][:, offset:], cache, index)
+            idle = [r.corrupted.outputs[index][:, offset:] for r in site_runs[started:]]
+            out[index] = staggered_layer(layers[index], len(firsts) * samples, started * samples, idle, cache, index)
         return out
 
     def _suffix_probe(self, prepared: PreparedPrompt) -> bool:
@@ -421,8 +517,8 @@ class Tracer:
             # only (a staggered start), layer 0 is replayed.
             second = min(1, self.loaded.n_layers - 1)
             states = {("hidden", layer): base.outputs[layer][0] for layer in {0, second}}
-            sites = [(0, offset), (second, offset)]
-            probs = self._restore(replace(probe, subject_range=(0, 1)), zero, states, base, "hidden", offset, sites)
+            run = _FactRun(replace(probe, subject_range=(0, 1)), states, zero, base)
+            probs = self._restore([run], offset, [Site(0, "hidden", 0, offset), Site(0, "hidden", second, offset)])
             tolerance = 1e-4 if self._dtype == torch.float32 else 2e-2
             error = float((probs - base.value).abs().max().item()) / max(1.0, abs(base.value))
             if error > tolerance:
@@ -490,11 +586,9 @@ def _output_keeper(outputs: list[Any], rests: list[Any]) -> Callable[..., None]:
     return hook
 
 
-def _noise_adder(
-    draws: torch.Tensor, subject_range: tuple[int, int], n_tokens: int, offset: int, copies: int
-) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Add the noise draws to the subject's embeddings, for `copies` groups of `samples`
-    rows that start at prompt position `offset`."""
+def _noise_adder(draws: torch.Tensor, subject_range: tuple[int, int], n_tokens: int, offset: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Add the noise draws (one row per batch row, or per sample of a single fact's run) to
+    the subject's embeddings, in rows that start at prompt position `offset`."""
     start, end = subject_range
     lo = max(start, offset)
 
@@ -502,26 +596,23 @@ def _noise_adder(
         if lo >= end:
             return t
         view = t.view(-1, n_tokens - offset, t.shape[-1])
-        view[:, lo - offset : end - offset] += draws[:, lo - start :].repeat(copies, 1, 1)
+        view[:, lo - offset : end - offset] += draws[:, lo - start :]
         return t
 
     return edit
 
 
-def _restorer(
-    targets: list[tuple[int, int]], samples: int, positions: int, offset: int, clean_state: torch.Tensor
-) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Set the rows of each target site back to the clean value at its token (the module
-    output covers prompt positions offset..offset+positions-1)."""
+def _restorer(targets: list[tuple[int, int, torch.Tensor]], samples: int, positions: int, offset: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Set the rows of each target (site index, token, the site's clean state of this
+    module, (tokens, d)) back to the clean value at its token (the module output covers
+    prompt positions offset..offset+positions-1)."""
     import torch
 
-    device = clean_state.device
-    site_index = torch.tensor([i for i, _ in targets], device=device)
-    tokens = torch.tensor([t for _, t in targets], device=device)
+    device = targets[0][2].device
+    site_index = torch.tensor([i for i, _, _ in targets], device=device)
     row_index = (site_index[:, None] * samples + torch.arange(samples, device=device)[None, :]).reshape(-1)
-    token_index = tokens.repeat_interleave(samples)
-    values = clean_state[token_index]
-    token_index = token_index - offset
+    token_index = torch.tensor([t - offset for _, t, _ in targets], device=device).repeat_interleave(samples)
+    values = torch.stack([state[t] for _, t, state in targets]).repeat_interleave(samples, dim=0)
 
     def edit(t: torch.Tensor) -> torch.Tensor:
         view = t.view(-1, positions, t.shape[-1])

@@ -187,3 +187,51 @@ def test_xdist_two_workers_merge_into_one_results_file(fl):
         assert all(f["trace"] is not None for f in fs["facts"])
         assert sum(len(f["outcomes"]) for f in fs["facts"]) == 3
     assert data["model"]["name"] == "tiny-llama"
+
+
+SAME_SHAPE = """\
+name: landmarks
+unknown: trace
+facts:
+  - id: colosseum
+    subject: The Colosseum
+    relation: "{} is located in the country of"
+    target: Italy
+  - id: parthenon
+    subject: The Parthenon
+    relation: "{} is located in the country of"
+    target: Greece
+  - id: big-ben
+    subject: The Big Ben
+    relation: "{} is located in the country of"
+    target: England
+  - id: fuji
+    subject: Mount Fuji
+    relation: "{} is located in the country of"
+    target: Japan
+"""
+
+
+def traced_together(data: dict) -> dict[str, float]:
+    """Fact id -> how many facts its trace shared restoration forwards with (itself included)."""
+    return {f["id"]: f["trace"]["timings"]["facts_together"] for f in data["factsets"][0]["facts"] if f["trace"]}
+
+
+def test_selected_facts_of_one_prompt_shape_are_traced_together(fl):
+    """The first three prompts tokenize to the same shape (15 tokens, subject 0..8) with the
+    tiny tokenizer: the first item traces the other selected one of them with it, and its
+    own item then finds the trace ready. A deselected fact is not traced."""
+    fl.factset("landmarks", SAME_SHAPE)
+    fl.run("-k", "not parthenon", "--fl-json", "results.json").assert_outcomes(passed=3)
+    assert fl.traced() == ["colosseum", "big-ben", "fuji"]
+    assert traced_together(fl.results()) == {"colosseum": 2.0, "big-ben": 2.0, "fuji": 1.0}
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_xdist_loadgroup_keeps_a_set_together_and_traces_each_fact_once(fl):
+    pytest.importorskip("xdist")
+    fl.factset("landmarks", SAME_SHAPE)
+    result = fl.run_subprocess("-n", "2", "--dist", "loadgroup", "--fl-json", "results.json", timeout=180)
+    result.assert_outcomes(passed=4)
+    assert sorted(fl.traced()) == ["big-ben", "colosseum", "fuji", "parthenon"]
+    assert traced_together(fl.results()) == {"colosseum": 3.0, "parthenon": 3.0, "big-ben": 3.0, "fuji": 1.0}
