@@ -256,6 +256,38 @@ def together(loaded: Any, facts: list[Fact], samples: int, window: int) -> None:
           f"{s_each / s_both:.2f}x (facts_together {both[0].timings['facts_together']:.0f})", flush=True)
 
 
+
+def together_overhead_bound(samples: int, window: int) -> None:
+    """The same comparisons where each forward costs little compute and much fixed overhead
+    (as on a GPU whose batches are not full): a tiny random Llama (4 layers, d=64) on the
+    tiny tokenizer, 3 prompts of one shape traced together against one by one, and the
+    3 kinds together against one kind per trace. Counts forwards too."""
+    from tiny_models import tiny_loaded
+
+    print(f"\n# batching on a tiny model (overhead-bound forwards), {samples} samples, window {window}")
+    loaded = tiny_loaded("llama", layers=4)
+    facts = [Fact(s, "{} is located in the country of", "Italy") for s in ("The Colosseum", "The Parthenon", "The Big Ben")]
+    tracer = Tracer(loaded, TraceSettings(samples=samples, window=window))
+    per_kind = {k: Tracer(loaded, TraceSettings(samples=samples, window=window, kinds=(k,))) for k in KINDS}
+    noise = tracer.trace(facts[0]).noise
+    for t in per_kind.values():
+        t.trace(facts[0], noise=noise)  # warm-up and probe
+    calls: list[int] = []
+    handle = loaded.model.register_forward_pre_hook(lambda *_args: calls.append(1))
+    try:
+        rows = []
+        for name, fn in (("together", lambda: tracer.trace_many(facts, noise=noise)),
+                         ("one fact at a time", lambda: [tracer.trace(f, noise=noise) for f in facts]),
+                         ("one kind per trace", lambda: [per_kind[k].trace(f, noise=noise) for f in facts for k in KINDS])):
+            calls.clear()
+            best = min(timed(fn)[1] for _ in range(3))
+            rows.append((name, best, len(calls) // 3))
+    finally:
+        handle.remove()
+    for name, s, forwards in rows:
+        print(f"{name:20} {s:6.3f} s ({forwards} forwards): {s / rows[0][1]:.2f}x the time of together", flush=True)
+
+
 def fast_tracer_flops(config: Any, n_tokens: int, start: int, samples: int, window: int) -> float:
     """FLOPs of the fast tracer's restoration runs for a GPT-2-like model (12 d^2 weights a layer)."""
     d = config.n_embd
@@ -293,6 +325,7 @@ def main() -> None:
         return
     if args.together:
         facts = [f for f in FACTS if f.id in args.only.split(",")] if args.only else FACTS[: args.facts]
+        together_overhead_bound(args.samples, args.window)
         together(loaded, facts, args.samples, args.window)
         return
     if not args.scaling:

@@ -231,7 +231,7 @@ class Tracer:
         start, end = prepared.subject_range
         return calibrate_noise([embeddings[start:end]], self.settings.noise_scale, f"this fact's {end - start} subject tokens")
 
-    # -- one fact ------------------------------------------------------------------------
+    # -- facts traced together -----------------------------------------------------------
     def _trace_together(self, prepared: Sequence[PreparedPrompt], noise: NoiseInfo | None, count: Callable[[int], None]) -> list[Trace]:
         """Trace facts whose restoration runs share forwards: all kinds and facts of one
         restored token go into the same batches."""
@@ -345,7 +345,6 @@ class Tracer:
             kwargs = {"use_cache": True, self._cache_kwarg: cache}
         out = self.loaded.model(input_ids=input_ids, **kwargs, **self._logits_kwargs)
         return out.logits[:, -1, :].float()
-
 
     def _clean_run(self, prepared: PreparedPrompt, kinds: Sequence[str]) -> _CleanRun:
         import torch
@@ -587,8 +586,8 @@ def _output_keeper(outputs: list[Any], rests: list[Any]) -> Callable[..., None]:
 
 
 def _noise_adder(draws: torch.Tensor, subject_range: tuple[int, int], n_tokens: int, offset: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Add the noise draws (one row per batch row, or per sample of a single fact's run) to
-    the subject's embeddings, in rows that start at prompt position `offset`."""
+    """Add the noise draws (one per batch row: (rows, subject tokens, d)) to the subject's
+    embeddings, in rows that start at prompt position `offset`."""
     start, end = subject_range
     lo = max(start, offset)
 
