@@ -308,17 +308,16 @@ class Tracer:
         by_shape: dict[tuple[int, tuple[int, int], int], list[int]] = {}
         for i, run in enumerate(runs):
             by_shape.setdefault(run.shape, []).append(i)
+        first = lambda site: self._first_real_layer(site.kind, site.layer)  # noqa: E731
         groups = []
         for shape, facts in by_shape.items():
             n_tokens, (start, _end), _rows = shape
-            every = [Site(f, kind, layer, token) for token in range(start, n_tokens) for f in facts
-                     for kind in self.settings.kinds for layer in range(n_layers)]
-            if not self._suffix:
-                groups.append((shape, 0, every))
-                continue
-            first = lambda site: self._first_real_layer(site.kind, site.layer)  # noqa: E731
-            for token in range(start, n_tokens):
-                groups.append((shape, token, sorted((s for s in every if s.token == token), key=first)))
+            per_token = [[Site(f, kind, layer, token) for f in facts for kind in self.settings.kinds for layer in range(n_layers)]
+                         for token in range(start, n_tokens)]
+            if self._suffix:
+                groups += [(shape, sites[0].token, sorted(sites, key=first)) for sites in per_token]
+            else:
+                groups.append((shape, 0, [site for sites in per_token for site in sites]))
         return groups
 
     def _facts_together(self, n_tokens: int) -> int:
