@@ -195,20 +195,29 @@ def layer_scaling(samples: int, window: int, naive_layers: int | None) -> None:
         print(line, flush=True)
 
 
-def gpt2xl_shape(device: str, dtype: str, n_facts: int, samples: int, window: int) -> None:
+def gpt2xl_shape(device: str, dtype: str, n_facts: int, samples: int, window: int, config: Any = None, timing: bool | None = None) -> None:
     """GPT-2 XL's shape (48 layers, d=1600, random weights): N facts x 3 kinds, extrapolated
-    to 1000 facts. Without a GPU only the FLOPs of the fast tracer are counted."""
+    to 1000 facts. Without a GPU only the FLOPs of the fast tracer are counted (unless
+    `timing`; `config` gives another shape, as the smoke test does)."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from tiny_models import tiny_tokenizer
 
-    config = GPT2Config(n_layer=48, n_embd=1600, n_head=25, n_positions=1024, vocab_size=50257)
-    facts = (FACTS * ((n_facts + len(FACTS) - 1) // len(FACTS)))[:n_facts]
-    flops = sum(fast_tracer_flops(config, 12 + i % 4, 2 + i % 3, samples, window) for i in range(len(facts)))
-    print(f"\n# GPT-2 XL shape: {config.n_layer} layers, d={config.n_embd}")
+    from fact_locator.tracing.prompt import prepare_prompt
+
+    config = config or GPT2Config(n_layer=48, n_embd=1600, n_head=25, n_positions=1024, vocab_size=50257)
+    # The tiny tokenizer works offline (a GPU machine reaches no hub) and its ids all lie in
+    # GPT-2's vocabulary; these prompts come out at 11-17 tokens, subject first.
+    subjects = ("The Colosseum", "The Parthenon", "The Big Ben", "Mount Fuji", "The Louvre", "The Kremlin", "Toyota", "The Alhambra")
+    facts = [Fact(subjects[i % len(subjects)], "{} is located in the country of", "Italy", id=f"f{i}") for i in range(n_facts)]
+    tokenizer = tiny_tokenizer()
+    shapes = [prepare_prompt(tokenizer, f, 1024) for f in facts]
+    flops = sum(fast_tracer_flops(config, len(p.token_ids), p.subject_range[0], samples, window) for p in shapes)
+    print(f"\n# GPT-2 XL shape: {config.n_layer} layers, d={config.n_embd}; prompts of "
+          f"{min(len(p.token_ids) for p in shapes)}-{max(len(p.token_ids) for p in shapes)} tokens, subject first")
     print(f"fast tracer FLOPs: {flops / len(facts) / 1e12:.2f} TFLOP per fact (3 kinds, {samples} samples, window {window}); "
           f"1000 facts: {flops / len(facts) * 1000 / 1e15:.1f} PFLOP")
-    if not device.startswith("cuda"):
+    if not (device.startswith("cuda") if timing is None else timing):
         print("no GPU here: at 40% of an H100's 989 TFLOP/s dense bf16 that is "
               f"{flops / len(facts) * 1000 / (0.4 * 989e12) / 60:.1f} min for 1000 facts (estimate)")
         return
@@ -216,8 +225,7 @@ def gpt2xl_shape(device: str, dtype: str, n_facts: int, samples: int, window: in
 
     torch.manual_seed(0)
     model = GPT2LMHeadModel(config).eval()
-    # The tiny tokenizer's ids all lie inside GPT-2's vocabulary: prompts of realistic length.
-    loaded = from_objects(model, tiny_tokenizer(), name="gpt2-xl-shape", device=device, dtype=dtype)
+    loaded = from_objects(model, tokenizer, name="gpt2-xl-shape", device=device, dtype=dtype)
     tracer = Tracer(loaded, TraceSettings(samples=samples, window=window, dtype=dtype))
     tracer.trace(facts[0])  # warm-up
     _, s = timed(lambda: tracer.trace_many(facts))
@@ -226,7 +234,8 @@ def gpt2xl_shape(device: str, dtype: str, n_facts: int, samples: int, window: in
     few = facts[: max(1, len(facts) // 4)]
     _, alone = timed(lambda: [tracer.trace(f) for f in few])
     print(f"{len(few)} facts one at a time: {alone / len(few):.2f} s per fact ({alone / len(few) / (s / len(facts)):.1f}x slower)")
-    print(f"peak CUDA memory: {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
+    if device.startswith("cuda"):
+        print(f"peak CUDA memory: {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
 
 
 def together(loaded: Any, facts: list[Fact], samples: int, window: int) -> None:
