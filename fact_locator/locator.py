@@ -340,8 +340,15 @@ class Locator:
             for lookup in batch:
                 self._store(lookup, attribution_patch(tracer, lookup.fact, lookup.noise))
             return
-        tracer.trace_many([lookup.fact for lookup in batch], noise=batch[0].noise,
-                          on_traced=lambda i, trace: self._store(batch[i], trace))
+        try:
+            tracer.trace_many([lookup.fact for lookup in batch], noise=batch[0].noise,
+                              on_traced=lambda i, trace: self._store(batch[i], trace))
+        except FactLocatorError:
+            if len(batch) == 1 or batch[0].trace is not None:
+                raise
+            # A companion's problem must not fail this fact: trace it alone (each companion's
+            # own call traces it again and reports its own error).
+            self._compute(batch[:1], settings, spec)
 
     def _store(self, lookup: _Lookup, trace: Trace) -> None:
         lookup.trace = trace

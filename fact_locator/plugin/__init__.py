@@ -116,7 +116,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         config.option.continue_on_collection_errors = True
     if config.option.collectonly or not any(CASE_KEY in item.stash for item in session.items):
         return
-    fl.selected_facts = selected_facts(fl, session.items)
+    fl.note_collected(session.items, selected_facts(fl, session.items))
     try:
         fl.load_model()
     except FactLocatorError as exc:

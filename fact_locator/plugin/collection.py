@@ -85,7 +85,8 @@ def companions(fl: FactLocatorSession, factset: FactSet, spec: FactSpec, every: 
     """The facts after `spec` in the set that this session will trace (selected, or `every`
     one for an aggregate; known, unless the set traces unknown facts), lazily: the locator
     traces those that can share forwards with `spec` together with it. None where the
-    set's items may run on other xdist workers too (they would trace them again)."""
+    set's items may run on other xdist workers too (they would trace them again): see
+    `FactLocatorSession.note_collected`."""
     if not fl.sets_stay_together:
         return
     rule = fl.unknown_rule(factset)
@@ -178,7 +179,8 @@ def aggregate_for(fl: FactLocatorSession, factset: FactSet) -> Aggregate:
 
 
 def _xdist_group(config: pytest.Config, name: str) -> list[Any]:
-    # With `-n N --dist loadgroup` all items of a fact set go to one worker (no duplicate traces).
+    # With `-n N --dist loadgroup` all items of a fact set go to one worker (no duplicate traces),
+    # where xdist can group by marks (not pytest 9.2 with pytest-xdist 3.8: `--dist loadfile` then).
     return [pytest.mark.xdist_group(name=f"factset-{name}")] if config.pluginmanager.hasplugin("xdist") else []
 
 

@@ -26,19 +26,19 @@ from fact_locator.errors import FactLocatorError, FactSetError, ModelLoadError
 from fact_locator.plugin.options import ResolvedOptions
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from fact_locator.aggregate import Aggregate
     from fact_locator.factset import FactSet, FactSpec
     from fact_locator.locator import CleanCheck, Locator
     from fact_locator.results import AuditOutcome, FactResult, FactSetResult, RunResults
     from fact_locator.tracing.trace import Trace
 
-__all__ = ["SESSION_KEY", "WORKER_OUTPUT_KEY", "Case", "FactLocatorSession", "get_session"]
+__all__ = ["DIST_KEY", "SESSION_KEY", "WORKER_OUTPUT_KEY", "Case", "FactLocatorSession", "get_session"]
 
 WORKER_OUTPUT_KEY = "fact_locator_results"
-# In an xdist worker's input: whether the --dist mode keeps each fact set on one worker
-# (loadgroup: the plugin's xdist_group marks; loadscope, loadfile: one YAML file).
-SETS_TOGETHER_KEY = "fact_locator_sets_together"
-DIST_MODES_KEEPING_SETS = ("loadgroup", "loadscope", "loadfile")
+# In an xdist worker's input: the controller's --dist mode (workers see "no").
+DIST_KEY = "fact_locator_dist"
 
 
 @dataclass(frozen=True)
@@ -95,10 +95,22 @@ class FactLocatorSession:
         self.severed_done: set[tuple[str, str]] = set()
         # Relative fact-set path -> ids of the facts this session's items trace (set after collection).
         self.selected_facts: dict[str, set[str]] = {}
-        # Whether all items of a fact set run in this process: not under xdist, or with a
-        # --dist mode that keeps a set's items on one worker (the controller says which).
-        workerinput = getattr(config, "workerinput", {})
-        self.sets_stay_together = bool(workerinput.get(SETS_TOGETHER_KEY, False)) if self.is_worker else True
+        # Whether all items of a fact set run in this process (decided after collection).
+        self.sets_stay_together = not self.is_worker
+
+    def note_collected(self, items: Sequence[pytest.Item], selected: dict[str, set[str]]) -> None:
+        """After collection: the facts this session's items trace, and (in an xdist worker)
+        whether every item of a fact set comes to this worker. `--dist loadfile` sends each
+        YAML file to one worker. `--dist loadgroup` does so through the items' xdist_group
+        marks only where xdist could add the group to the node ids: pytest 9.2 with
+        pytest-xdist 3.8 cannot (pytest-xdist#1386), and the sets are then spread."""
+        self.selected_facts = selected
+        if not self.is_worker:
+            return
+        dist = getattr(self.config, "workerinput", {}).get(DIST_KEY, "no")
+        grouped = [item.nodeid for item in items if item.get_closest_marker("xdist_group") is not None]
+        self.sets_stay_together = dist == "loadfile" or (
+            dist == "loadgroup" and bool(grouped) and all("@factset-" in nodeid for nodeid in grouped))
 
     # -- baseline --------------------------------------------------------------------------------
     def load_baseline(self) -> None:

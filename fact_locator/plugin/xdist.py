@@ -1,7 +1,7 @@
 """pytest-xdist support (registered only when xdist is installed), syrupy's way:
 each worker puts its results (JSON text) in `config.workeroutput` at session finish, and
 the controller merges them as each worker goes down, so one results file comes out. The
-controller also tells each worker whether a fact set's items all come to it."""
+controller also tells each worker the --dist mode."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from fact_locator.plugin.session import DIST_MODES_KEEPING_SETS, SETS_TOGETHER_KEY, WORKER_OUTPUT_KEY, FactLocatorSession
+from fact_locator.plugin.session import DIST_KEY, WORKER_OUTPUT_KEY, FactLocatorSession
 
 __all__ = ["XdistMerge", "is_worker", "publish"]
 
@@ -37,6 +37,7 @@ class XdistMerge:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
-        """Tell each worker whether all items of a fact set come to the same worker: only
-        then may it trace a set's facts together (another worker would trace them again)."""
-        node.workerinput[SETS_TOGETHER_KEY] = self.fl.config.getoption("dist", "no") in DIST_MODES_KEEPING_SETS
+        """Tell each worker the --dist mode (its own option says "no"): whether all items of
+        a fact set come to one worker decides whether it may trace a set's facts together
+        (otherwise another worker would trace them again)."""
+        node.workerinput[DIST_KEY] = self.fl.config.getoption("dist", "no")

@@ -114,7 +114,7 @@ class Tracer:
 
     def embed(self, prepared: PreparedPrompt) -> torch.Tensor:
         """Output of the embedding module for the prompt, (tokens, d)."""
-        return self._clean_run(prepared, kinds=()).embeddings
+        return self._clean_run(prepared, kinds=(), measure=False).embeddings
 
     @property
     def uses_kv_suffix(self) -> bool | None:
@@ -212,7 +212,7 @@ class Tracer:
                 and other.token_ids[end:] == prepared.token_ids[end:]
             )
             if same_frame:
-                deltas.append(self._clean_run(other, kinds=()).embeddings[start:end] - embeddings[start:end])
+                deltas.append(self._clean_run(other, kinds=(), measure=False).embeddings[start:end] - embeddings[start:end])
                 used.append(subject)
         if not deltas:
             raise FactError(
@@ -345,7 +345,9 @@ class Tracer:
         out = self.loaded.model(input_ids=input_ids, **kwargs, **self._logits_kwargs)
         return out.logits[:, -1, :].float()
 
-    def _clean_run(self, prepared: PreparedPrompt, kinds: Sequence[str]) -> _CleanRun:
+    def _clean_run(self, prepared: PreparedPrompt, kinds: Sequence[str], measure: bool = True) -> _CleanRun:
+        """The clean prompt: probabilities, the metric's value (NaN without `measure`: the
+        embeddings alone must not need, say, a distractor) and the states of `kinds`."""
         import torch
 
         adapter = self.loaded.adapter
@@ -374,7 +376,7 @@ class Tracer:
         probs = torch.softmax(logits[0], dim=-1)
         return _CleanRun(
             prob=float(probs[prepared.target_id].item()),
-            value=float(metric_values(self.settings.metric, logits, prepared)[0].item()),
+            value=float(metric_values(self.settings.metric, logits, prepared)[0].item()) if measure else float("nan"),
             top_id=int(probs.argmax().item()),
             states=states,
             embeddings=captured["embed"],

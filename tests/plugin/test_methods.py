@@ -3,6 +3,7 @@ settings:), --fl-method atp, --fl-severed, --fl-baseline, and interval expectati
 
 from __future__ import annotations
 
+import pytest
 from conftest import GEO
 
 INTERVALS = GEO.replace('aggregate:\n  - ate: ">= -1"\n',
@@ -136,3 +137,35 @@ def test_str_replacements_default_to_the_other_subjects_of_the_set(tmp_path):
     assert locator.fact_for(colosseum, fs, str_settings).replacements == ("Toyota",)
     assert locator.fact_for(toyota, fs, str_settings).replacements == ("Honda",)  # its own replacements: win
     assert locator.fact_for(colosseum, fs, TraceSettings()).replacements == ()
+
+
+def test_a_companion_that_cannot_be_traced_does_not_fail_the_fact_it_would_join(tmp_path):
+    """Same prompt shape, so the Parthenon would be traced together with the Colosseum; under
+    logit_diff it has no distractor. The Colosseum is traced alone, the Parthenon's own call
+    reports its own error."""
+    from fact_locator.errors import FactError
+    from fact_locator.factset import parse_factset
+    from fact_locator.locator import Locator
+
+    text = """\
+name: pair
+facts:
+  - id: colosseum
+    subject: The Colosseum
+    relation: "{} is located in the country of"
+    target: Italy
+    distractor: France
+  - id: parthenon
+    subject: The Parthenon
+    relation: "{} is located in the country of"
+    target: Greece
+"""
+    fs = parse_factset(text, tmp_path / "pair.yaml")
+    colosseum, parthenon = (s.fact for s in fs.facts)
+    locator = Locator(model="python:fl_tiny:llama", overrides={"metric": "logit_diff", "samples": 2}, use_cache=False)
+    tracer = locator.tracer(locator.settings_for(fs), locator.model_for(fs))
+    assert tracer.batch_mates(colosseum, [parthenon]) == [parthenon]  # they would share forwards
+    trace = locator.trace(colosseum, fs, companions=[parthenon])
+    assert trace.metric == "logit_diff" and trace.timings["facts_together"] == 1.0
+    with pytest.raises(FactError, match="parthenon.*distractor"):
+        locator.trace(parthenon, fs)
