@@ -82,7 +82,7 @@ class _FactRun:
     def shape(self) -> tuple[int, tuple[int, int], int]:
         """Facts batch together when their restoration runs have the same shape: token
         count, subject span and rows per site."""
-        return len(self.prepared.token_ids), self.prepared.subject_range, self.draws.shape[0]
+        return (*_prompt_shape(self.prepared), self.draws.shape[0])
 
 
 class Tracer:
@@ -146,7 +146,7 @@ class Tracer:
         traces: dict[int, Trace] = {}
         by_shape: dict[tuple[int, tuple[int, int]], list[int]] = {}
         for i, p in enumerate(prepared):
-            by_shape.setdefault((len(p.token_ids), p.subject_range), []).append(i)
+            by_shape.setdefault(_prompt_shape(p), []).append(i)
         for indices in by_shape.values():
             step = self._facts_together(len(prepared[indices[0]].token_ids))
             for lo in range(0, len(indices), step):
@@ -162,7 +162,6 @@ class Tracer:
         same restoration forwards as `fact`: same prompt shape, as many as fit beside it.
         Empty where one fact fills a batch (a CPU and SmolLM2, say): nothing is read then."""
         prepared = self.prepare(fact)
-        shape = (len(prepared.token_ids), prepared.subject_range)
         room = self._facts_together(len(prepared.token_ids)) - 1
         mates: list[Fact] = []
         if room <= 0:
@@ -172,7 +171,7 @@ class Tracer:
                 candidate = self.prepare(other)
             except FactLocatorError:
                 continue  # its own trace reports the problem
-            if (len(candidate.token_ids), candidate.subject_range) == shape:
+            if _prompt_shape(candidate) == _prompt_shape(prepared):
                 mates.append(other)
                 if len(mates) == room:
                     break
@@ -263,8 +262,8 @@ class Tracer:
             # Sites before the subject see no noise: their IE is exactly 0, never run.
             grids = [{kind: [[0.0] * len(p.token_ids) for _ in range(n_layers)] for kind in settings.kinds} for p in prepared]
             t0 = time.perf_counter()
-            for shape_runs, offset, sites in self._site_groups(runs):
-                n_tokens = shape_runs[0]
+            for shape, offset, sites in self._site_groups(runs):
+                n_tokens = shape[0]
 
                 def run(chunk: Sequence[Site], offset: int = offset) -> list[float]:
                     values = self._restore(runs, offset, chunk)
@@ -576,6 +575,12 @@ class Tracer:
         if not self.loaded.device.startswith("cuda"):
             rows = min(rows, cpu_rows_cap(positions))
         return max(1, rows // self.settings.samples)
+
+
+def _prompt_shape(prepared: PreparedPrompt) -> tuple[int, tuple[int, int]]:
+    """Token count and subject span: facts whose prompts share them can share restoration
+    forwards (same suffix lengths at every restored token)."""
+    return len(prepared.token_ids), prepared.subject_range
 
 
 def _output_keeper(outputs: list[Any], rests: list[Any]) -> Callable[..., None]:
