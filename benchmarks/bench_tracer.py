@@ -229,8 +229,18 @@ def gpt2xl_shape(device: str, dtype: str, n_facts: int, samples: int, window: in
     # A fixed fingerprint: hashing 3 GB of random weights would only time the hash.
     loaded = from_objects(model, tokenizer, name="gpt2-xl-shape", fingerprint="gpt2-xl-shape-random", device=device, dtype=dtype)
     tracer = Tracer(loaded, TraceSettings(samples=samples, window=window, dtype=dtype))
-    tracer.trace(facts[0])  # warm-up
-    traces, s = timed(lambda: tracer.trace_many(facts))
+    warm, s_warm = timed(lambda: tracer.trace(facts[0]))  # warm-up (CUDA kernels, the suffix probe)
+    n_tokens = len(shapes[0].token_ids)
+    print(f"warm-up trace {s_warm:.1f} s {({k: round(v, 2) for k, v in warm.timings.items()})}; KV-suffix path "
+          f"{tracer.uses_kv_suffix} {tracer.suffix_fallback_reason or ''}; sites per batch at the last token "
+          f"{tracer._sites_per_batch(n_tokens, 1)}, at the first {tracer._sites_per_batch(n_tokens, n_tokens)}; "
+          f"facts together {tracer._facts_together(n_tokens)}", flush=True)
+    started = time.perf_counter()
+
+    def done(i: int, _trace: Any) -> None:
+        print(f"  fact {i} traced at {time.perf_counter() - started:.1f} s", flush=True)
+
+    traces, s = timed(lambda: tracer.trace_many(facts, on_traced=done))
     print(f"{len(facts)} facts traced together in {s:.1f} s: {s / len(facts):.2f} s per fact; "
           f"1000 facts: {s / len(facts) * 1000 / 60:.1f} min; {flops / s / 1e12:.0f} TFLOP/s achieved "
           f"(facts_together {traces[0].timings['facts_together']:.0f})")

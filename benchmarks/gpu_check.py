@@ -80,7 +80,12 @@ def main() -> None:
     ok = equivalence(args.device)
     ok = half_precision(args.device) and ok
     if args.device.startswith("cuda"):
+        import faulthandler
+
         from bench_tracer import gpt2xl_shape
+
+        # Where the time goes if the timing runs long: every thread's stack, each minute.
+        faulthandler.dump_traceback_later(60, repeat=True)
 
         gpt2xl_shape(args.device, "bfloat16", args.facts, samples=10, window=10)
     sys.exit(0 if ok else 1)

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CPU_BUDGET_BYTES",
+    "BatchRows",
     "auto_batch_rows",
     "cache_tensors",
     "cpu_rows_cap",
@@ -40,6 +41,32 @@ CUDA_BUDGET_FRACTION = 0.5  # of the free GPU memory
 # On a CPU, bigger forwards stop paying off at about this many (row, position) pairs
 # (measured on 2 cores: 256 -> 1024 took a SmolLM2 trace from ~52 s to ~44 s, 2048 no better).
 CPU_TOKEN_ROWS = 1024
+
+
+class BatchRows:
+    """Where each row of a batch of sites gets its fact's data. Batch row `site * samples +
+    sample` reads row `local fact * samples + sample` of the facts' per-fact tensors
+    (each (samples, ...)) stacked in `facts` order. One gather per tensor instead of one
+    slice per site keeps the host's work independent of the batch size (what a GPU needs)."""
+
+    def __init__(self, site_facts: Sequence[int], samples: int, device: Any) -> None:
+        import torch
+
+        self.facts: list[int] = list(dict.fromkeys(site_facts))
+        self.local: dict[int, int] = {fact: i for i, fact in enumerate(self.facts)}
+        self.samples = samples
+        site_local = torch.tensor([self.local[f] for f in site_facts], device=device)
+        self.source = (site_local[:, None] * samples + torch.arange(samples, device=device)[None, :]).reshape(-1)
+        self.row_fact = site_local.repeat_interleave(samples)  # local fact of each batch row
+
+    def gather(self, per_fact: Sequence[torch.Tensor], start_site: int = 0) -> torch.Tensor:
+        """The batch's rows from `start_site` on, of per-fact tensors given in `facts` order.
+        Always a new tensor: restorations edit layer outputs in place, and a replayed output
+        must not write through to the corrupted run that later batches read."""
+        import torch
+
+        stacked = per_fact[0] if len(per_fact) == 1 else torch.cat(list(per_fact))
+        return stacked.index_select(0, self.source[start_site * self.samples :])
 
 
 def replay_layer(output: Any) -> torch.nn.Module:
@@ -63,13 +90,12 @@ def _replay_class() -> type:
     return ReplayLayer
 
 
-def staggered_layer(layer: Any, batch: int, active: int, idle: Sequence[Any], cache: Any, index: int) -> torch.nn.Module:
+def staggered_layer(layer: Any, batch: int, active: int, idle: Callable[[], Any], cache: Any, index: int) -> torch.nn.Module:
     """A stand-in for decoder layer `index` when only the first `active` of the batch's
     `batch` rows must run it (their sites' first restored layer is at or below `index`; sites
-    are sorted by it). The other rows get `idle`, the corrupted run's outputs of this layer
-    for their sites' facts in order (each (samples, positions, d)), so a batch of sites with
-    different first layers wastes no work. The layer's submodules stay reachable under their
-    usual names, so hooks on them still fire."""
+    are sorted by it). The other rows get `idle()`, the corrupted run's outputs of this layer
+    for their rows, so a batch of sites with different first layers wastes no work. The
+    layer's submodules stay reachable under their usual names, so hooks on them still fire."""
     return _staggered_class()(layer, batch, active, idle, cache, index)
 
 
@@ -80,12 +106,12 @@ def _staggered_class() -> type:
     from fact_locator.tracing.hooks import main_tensor, replace_main_tensor
 
     class StaggeredLayer(torch.nn.Module):
-        def __init__(self, layer: Any, batch: int, active: int, idle: Sequence[Any], cache: Any, index: int) -> None:
+        def __init__(self, layer: Any, batch: int, active: int, idle: Callable[[], Any], cache: Any, index: int) -> None:
             super().__init__()
             for name, child in layer.named_children():
                 self.add_module(name, child)  # same objects: hooks on `<layer>.mlp` fire
             object.__setattr__(self, "_layer", layer)  # not a child: no duplicate names
-            self.batch, self.active, self.idle = batch, active, list(idle)
+            self.batch, self.active, self.idle = batch, active, idle
             self.cache, self.index = cache, index
 
         def _rows(self, value: Any) -> Any:
@@ -103,8 +129,8 @@ def _staggered_class() -> type:
                 cached.keys, cached.values = cached.keys[: self.active], cached.values[: self.active]
             output = self._layer(*(self._rows(a) for a in args), **{k: self._rows(v) for k, v in kwargs.items()})
             main = main_tensor(output)
-            # Concatenated here, not up front: only one layer's copy is alive at a time.
-            return replace_main_tensor(output, torch.cat([main, *(t.to(main.dtype) for t in self.idle)], dim=0))
+            # Gathered here, not up front: only one layer's copy is alive at a time.
+            return replace_main_tensor(output, torch.cat([main, self.idle().to(main.dtype)], dim=0))
 
     return StaggeredLayer
 
@@ -122,22 +148,21 @@ def replaced_layers(layers: Any, replacements: Mapping[int, Any]) -> Iterator[No
             layers[i] = module
 
 
-def suffix_cache(keys_values: Sequence[Sequence[tuple[torch.Tensor, torch.Tensor]]], token: int, first_real: int) -> Any:
+def suffix_cache(keys_values: Sequence[Sequence[tuple[torch.Tensor, torch.Tensor]]], rows: BatchRows, token: int, first_real: int) -> Any:
     """A DynamicCache holding the corrupted runs' keys/values for positions < `token`: one
-    entry of `keys_values` (a fact's cache, per layer) per site of the batch, concatenated
-    along the batch (row = site * samples + sample). Layers before `first_real` never run
-    (they are replayed), so they keep the first site's tensors: the cache only needs them to
-    report its length. None when there is no prefix."""
-    import torch
+    entry of `keys_values` (a fact's cache, per layer) per fact of `rows`, gathered into the
+    batch's rows. Layers before `first_real` never run (they are replayed), so they keep the
+    first fact's tensors: the cache only needs them to report its length. None when there is
+    no prefix."""
     from transformers import DynamicCache
 
     if token == 0:
         return None
     data = []
     for i, (k, v) in enumerate(keys_values[0]):
-        if i >= first_real and len(keys_values) > 1:
-            k = torch.cat([kv[i][0][:, :, :token] for kv in keys_values])
-            v = torch.cat([kv[i][1][:, :, :token] for kv in keys_values])
+        if i >= first_real:
+            k = rows.gather([kv[i][0][:, :, :token] for kv in keys_values])
+            v = rows.gather([kv[i][1][:, :, :token] for kv in keys_values])
         else:
             k, v = k[:, :, :token], v[:, :, :token]
         data.append((k, v))

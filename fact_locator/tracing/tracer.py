@@ -14,7 +14,7 @@ from fact_locator.errors import FactError, FactLocatorError, TraceError
 from fact_locator.facts import Fact
 from fact_locator.models.loading import LoadedModel, torch_dtype
 from fact_locator.tracing.corruption import calibrate_noise, make_noise
-from fact_locator.tracing.fast import auto_batch_rows, cache_tensors, cpu_rows_cap, replaced_layers, replay_layer, run_in_batches, staggered_layer, suffix_cache
+from fact_locator.tracing.fast import BatchRows, auto_batch_rows, cache_tensors, cpu_rows_cap, replaced_layers, replay_layer, run_in_batches, staggered_layer, suffix_cache
 from fact_locator.tracing.hooks import edit_outputs, main_tensor
 from fact_locator.tracing.metrics import check_metric, metric_values
 from fact_locator.tracing.prompt import PreparedPrompt, prepare_prompt
@@ -433,55 +433,52 @@ class Tracer:
         if firsts != sorted(firsts):
             raise ValueError("sites of one restoration run must be sorted by their first computed layer")
         first = firsts[0]
-        site_runs = [runs[s.fact] for s in sites]
+        rows = BatchRows([s.fact for s in sites], samples, self.loaded.device)
+        fact_runs = [runs[f] for f in rows.facts]
 
         edits: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
         if first == 0:
-            draws = torch.cat([r.draws for r in site_runs])
-            edits[adapter.embed] = _noise_adder(draws, base.subject_range, n_tokens, offset)
-        for kind in dict.fromkeys(s.kind for s in sites):
-            for layer in range(n_layers):
-                targets = [
-                    (i, s.token, site_runs[i].states[(kind, layer)])
-                    for i, s in enumerate(sites)
-                    if s.kind == kind and layer in restored_layers(kind, s.layer, n_layers, self.settings.window)
-                ]
-                if targets:
-                    edits[adapter.site_path(kind, layer)] = _restorer(targets, samples, positions, offset)
-        replays = self._replays(site_runs, first, offset)
-        cache = suffix_cache([r.corrupted.keys_values for r in site_runs], offset, first) if self._suffix else None
-        input_ids = torch.tensor([r.prepared.token_ids[offset:] for r in site_runs], device=self.loaded.device)
-        input_ids = input_ids.repeat_interleave(samples, dim=0)
+            edits[adapter.embed] = _noise_adder(rows.gather([r.draws for r in fact_runs]), base.subject_range, n_tokens, offset)
+        # Which sites restore each (kind, layer): one pass over the sites, not one per module.
+        restored_at: dict[tuple[str, int], list[int]] = {}
+        for i, s in enumerate(sites):
+            for layer in restored_layers(s.kind, s.layer, n_layers, self.settings.window):
+                restored_at.setdefault((s.kind, layer), []).append(i)
+        for (kind, layer), restored in restored_at.items():
+            clean = torch.stack([r.states[(kind, layer)] for r in fact_runs])  # (facts, tokens, d)
+            at = torch.tensor([[rows.local[sites[i].fact], sites[i].token] for i in restored], device=clean.device)
+            edits[adapter.site_path(kind, layer)] = _restorer(restored, at[:, 1] - offset, clean[at[:, 0], at[:, 1]], samples, positions)
+        replays = self._replays(rows, fact_runs, first, offset)
+        cache = suffix_cache([r.corrupted.keys_values for r in fact_runs], rows, offset, first) if self._suffix else None
+        prompt_ids = torch.tensor([r.prepared.token_ids[offset:] for r in fact_runs], device=self.loaded.device)
+        input_ids = prompt_ids.index_select(0, rows.row_fact)
         layers = self.loaded.model.get_submodule(adapter.layers)
-        replays |= self._staggered(layers, site_runs, cache, firsts, offset, samples)
+        replays |= self._staggered(layers, rows, fact_runs, cache, firsts, offset)
         # Replace the layers first, so that hooks on a replayed layer land on its stand-in.
         with replaced_layers(layers, replays), edit_outputs(self.loaded.model, edits):
             logits = self._forward(input_ids, cache)
         where = f"a restoration run ({', '.join(dict.fromkeys(s.kind for s in sites))})"
         values = torch.empty(len(sites) * samples, device=logits.device)
-        for fact in dict.fromkeys(s.fact for s in sites):
-            rows = torch.tensor([i * samples + j for i, s in enumerate(sites) if s.fact == fact for j in range(samples)],
-                                device=logits.device)
-            fact_logits = logits.index_select(0, rows)
-            self._check_finite(fact_logits, where, runs[fact].prepared)
-            values[rows] = metric_values(self.settings.metric, fact_logits, runs[fact].prepared)
+        for local, run in enumerate(fact_runs):
+            fact_rows = (rows.row_fact == local).nonzero().squeeze(1)
+            fact_logits = logits.index_select(0, fact_rows)
+            self._check_finite(fact_logits, where, run.prepared)
+            values[fact_rows] = metric_values(self.settings.metric, fact_logits, run.prepared)
         return values.view(len(sites), samples)
 
-    def _replays(self, site_runs: Sequence[_FactRun], first: int, offset: int) -> dict[int, Any]:
+    def _replays(self, rows: BatchRows, fact_runs: Sequence[_FactRun], first: int, offset: int) -> dict[int, Any]:
         """Stand-ins for layers 0..first-1, all returning layer first-1's corrupted output at
-        positions offset.. for each site's fact (what the first computed layer reads; earlier
+        positions offset.. for each row's fact (what the first computed layer reads; earlier
         ones are ignored)."""
-        import torch
-
         if first == 0:
             return {}
-        main = torch.cat([r.corrupted.outputs[first - 1][:, offset:] for r in site_runs])
-        rest = site_runs[0].corrupted.output_rest[first - 1]
+        main = rows.gather([r.corrupted.outputs[first - 1][:, offset:] for r in fact_runs])
+        rest = fact_runs[0].corrupted.output_rest[first - 1]
         output = main if rest is None else (main, *rest)
         # One stand-in per layer: a hook on one replayed layer must not fire for the others.
         return {layer: replay_layer(output) for layer in range(first)}
 
-    def _staggered(self, layers: Any, site_runs: Sequence[_FactRun], cache: Any, firsts: Sequence[int], offset: int, samples: int) -> dict[int, Any]:
+    def _staggered(self, layers: Any, rows: BatchRows, fact_runs: Sequence[_FactRun], cache: Any, firsts: Sequence[int], offset: int) -> dict[int, Any]:
         """Stand-ins for the layers between the batch's first and last site's first computed
         layer: each runs only the rows of the sites that have started (sites are sorted by
         first layer, so these are the leading rows) and hands back the corrupted run's
@@ -489,8 +486,11 @@ class Tracer:
         out = {}
         for index in range(firsts[0], firsts[-1]):
             started = bisect_right(firsts, index)
-            idle = [r.corrupted.outputs[index][:, offset:] for r in site_runs[started:]]
-            out[index] = staggered_layer(layers[index], len(firsts) * samples, started * samples, idle, cache, index)
+
+            def idle(index: int = index, started: int = started) -> Any:
+                return rows.gather([r.corrupted.outputs[index][:, offset:] for r in fact_runs], start_site=started)
+
+            out[index] = staggered_layer(layers[index], len(firsts) * rows.samples, started * rows.samples, idle, cache, index)
         return out
 
     def _suffix_probe(self, prepared: PreparedPrompt) -> bool:
@@ -607,17 +607,17 @@ def _noise_adder(draws: torch.Tensor, subject_range: tuple[int, int], n_tokens: 
     return edit
 
 
-def _restorer(targets: list[tuple[int, int, torch.Tensor]], samples: int, positions: int, offset: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Set the rows of each target (site index, token, the site's clean state of this
-    module, (tokens, d)) back to the clean value at its token (the module output covers
-    prompt positions offset..offset+positions-1)."""
+def _restorer(sites: list[int], tokens: torch.Tensor, states: torch.Tensor, samples: int, positions: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Set the rows of each listed site back to its clean state: `tokens` are the sites'
+    restored positions within the module output (which covers `positions` positions),
+    `states` their clean values (sites, d)."""
     import torch
 
-    device = targets[0][2].device
-    site_index = torch.tensor([i for i, _, _ in targets], device=device)
+    device = states.device
+    site_index = torch.tensor(sites, device=device)
     row_index = (site_index[:, None] * samples + torch.arange(samples, device=device)[None, :]).reshape(-1)
-    token_index = torch.tensor([t - offset for _, t, _ in targets], device=device).repeat_interleave(samples)
-    values = torch.stack([state[t] for _, t, state in targets]).repeat_interleave(samples, dim=0)
+    token_index = tokens.repeat_interleave(samples)
+    values = states.repeat_interleave(samples, dim=0)
 
     def edit(t: torch.Tensor) -> torch.Tensor:
         view = t.view(-1, positions, t.shape[-1])
