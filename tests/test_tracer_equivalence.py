@@ -231,6 +231,37 @@ def test_hooks_and_layers_come_back_after_a_trace() -> None:
     assert all(not m._forward_hooks for m in loaded.model.modules())
 
 
+# -- attention kernels on CUDA -------------------------------------------------------------
+
+
+def test_cuda_attention_runs_without_cudnn_and_the_flags_come_back() -> None:
+    """cuDNN builds an attention plan for every new shape, and restoration batches come in
+    many (on an H100 one GPT-2 XL-shape trace took 48 s with it, 3 s without)."""
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    with fast.attention_backends("cuda:0"):
+        assert not torch.backends.cuda.cudnn_sdp_enabled()
+        assert torch.backends.cuda.flash_sdp_enabled() and torch.backends.cuda.mem_efficient_sdp_enabled()
+        assert torch.backends.cuda.math_sdp_enabled()
+    assert torch.backends.cuda.cudnn_sdp_enabled() == before
+    with fast.attention_backends("cpu"):
+        assert torch.backends.cuda.cudnn_sdp_enabled() == before
+
+
+def test_every_tracer_forward_chooses_its_attention_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fact_locator.tracing import tracer as tracer_module
+
+    # Pretend the model is on CUDA for the kernel choice alone, and look inside each forward.
+    monkeypatch.setattr(tracer_module, "attention_backends", lambda _device: fast.attention_backends("cuda"))
+    loaded = tiny_loaded("gpt2", layers=4)
+    cudnn_in_forward: list[bool] = []
+    handle = loaded.model.register_forward_pre_hook(lambda *_: cudnn_in_forward.append(torch.backends.cuda.cudnn_sdp_enabled()))
+    try:
+        Tracer(loaded, TraceSettings(samples=2, window=2)).trace(SUBJECT_MIDDLE)
+    finally:
+        handle.remove()
+    assert len(cudnn_in_forward) > 3 and not any(cudnn_in_forward)
+
+
 # -- out-of-memory handling ----------------------------------------------------------------
 
 

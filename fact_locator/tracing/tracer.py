@@ -14,7 +14,7 @@ from fact_locator.errors import FactError, FactLocatorError, TraceError
 from fact_locator.facts import Fact
 from fact_locator.models.loading import LoadedModel, torch_dtype
 from fact_locator.tracing.corruption import calibrate_noise, make_noise
-from fact_locator.tracing.fast import BatchRows, auto_batch_rows, cache_tensors, cpu_rows_cap, replaced_layers, replay_layer, run_in_batches, staggered_layer, suffix_cache
+from fact_locator.tracing.fast import BatchRows, attention_backends, auto_batch_rows, cache_tensors, cpu_rows_cap, replaced_layers, replay_layer, run_in_batches, staggered_layer, suffix_cache
 from fact_locator.tracing.hooks import edit_outputs, main_tensor
 from fact_locator.tracing.metrics import check_metric, metric_values
 from fact_locator.tracing.prompt import PreparedPrompt, prepare_prompt
@@ -341,7 +341,8 @@ class Tracer:
         kwargs: dict[str, Any] = {"use_cache": False}
         if cache is not None:
             kwargs = {"use_cache": True, self._cache_kwarg: cache}
-        out = self.loaded.model(input_ids=input_ids, **kwargs, **self._logits_kwargs)
+        with attention_backends(self.loaded.device):
+            out = self.loaded.model(input_ids=input_ids, **kwargs, **self._logits_kwargs)
         return out.logits[:, -1, :].float()
 
     def _clean_run(self, prepared: PreparedPrompt, kinds: Sequence[str], measure: bool = True) -> _CleanRun:
