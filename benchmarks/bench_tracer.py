@@ -195,10 +195,12 @@ def layer_scaling(samples: int, window: int, naive_layers: int | None) -> None:
         print(line, flush=True)
 
 
-def gpt2xl_shape(device: str, dtype: str, n_facts: int, samples: int, window: int, config: Any = None, timing: bool | None = None) -> None:
+def gpt2xl_shape(device: str, dtype: str, n_facts: int, samples: int, window: int, config: Any = None, timing: bool | None = None,
+                 profile: bool = False) -> None:
     """GPT-2 XL's shape (48 layers, d=1600, random weights): N facts x 3 kinds, extrapolated
     to 1000 facts. Without a GPU only the FLOPs of the fast tracer are counted (unless
-    `timing`; `config` gives another shape, as the smoke test does)."""
+    `timing`; `config` gives another shape, as the smoke test does). `profile` then shows
+    where the time of tracing 4 of the facts goes."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from tiny_models import tiny_tokenizer
@@ -249,6 +251,25 @@ def gpt2xl_shape(device: str, dtype: str, n_facts: int, samples: int, window: in
     print(f"{len(few)} facts one at a time: {alone / len(few):.2f} s per fact ({alone / len(few) / (s / len(facts)):.1f}x slower)")
     if device.startswith("cuda"):
         print(f"peak CUDA memory: {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
+    if profile:
+        kernel_profile(lambda: tracer.trace_many(facts[:4]), cuda=device.startswith("cuda"))
+
+
+def kernel_profile(run: Any, cuda: bool) -> None:
+    """Where the time of `run` goes: busy time of the device (kernels) against wall time,
+    which says whether the host keeps up, and the operators that take the most of it."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        _, wall = timed(run)
+    averages = prof.key_averages()
+    attribute = "self_device_time_total" if cuda else "self_cpu_time_total"
+    busy = sum(getattr(e, attribute) for e in averages) / 1e6
+    print(f"\n# profile: {wall:.2f} s wall, {busy:.2f} s {'device kernels' if cuda else 'CPU operators'} "
+          f"({busy / wall:.0%} of wall)")
+    for e in sorted(averages, key=lambda e: -getattr(e, attribute))[:15]:
+        print(f"{getattr(e, attribute) / 1e6:8.3f} s {e.count:8d} calls  {e.key[:90]}")
 
 
 def together(loaded: Any, facts: list[Fact], samples: int, window: int) -> None:
