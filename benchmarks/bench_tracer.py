@@ -264,7 +264,9 @@ def kernel_profile(run: Any, cuda: bool) -> None:
     with profile(activities=activities) as prof:
         _, wall = timed(run)
     averages = prof.key_averages()
-    attribute = "self_device_time_total" if cuda else "self_cpu_time_total"
+    # torch >= 2.4 says "device" where older versions said "cuda".
+    names = ("self_device_time_total", "self_cuda_time_total") if cuda else ("self_cpu_time_total",)
+    attribute = next((n for n in names if hasattr(averages[0], n)), names[-1])
     busy = sum(getattr(e, attribute) for e in averages) / 1e6
     print(f"\n# profile: {wall:.2f} s wall, {busy:.2f} s {'device kernels' if cuda else 'CPU operators'} "
           f"({busy / wall:.0%} of wall)")
