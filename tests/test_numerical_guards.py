@@ -44,3 +44,31 @@ def test_huge_but_finite_logits_pass_even_when_their_sum_overflows():
     logits = torch.full((3, 50), 3e38)
     assert not torch.isfinite(logits.sum(dim=-1)).all()
     tracer._check_finite(logits, "a restoration run (hidden)", tracer.prepare(FACT))  # no error
+
+
+def test_nan_that_appears_only_in_a_restoration_run_fails_the_trace(monkeypatch):
+    """Restoration runs are checked after all their batches are queued (the host does not
+    wait for the GPU after each one), and still fail the trace."""
+    tracer = Tracer(tiny_loaded("llama", layers=2), TraceSettings(kinds="hidden", samples=2))
+    clean_run = tracer._clean_run
+
+    def clean_with_a_bad_state(prepared, kinds, measure=True):
+        clean = clean_run(prepared, kinds, measure)
+        if ("hidden", 0) in clean.states:  # only what restorations write back
+            clean.states[("hidden", 0)][-1] = float("nan")
+        return clean
+
+    monkeypatch.setattr(tracer, "_clean_run", clean_with_a_bad_state)
+    with pytest.raises(TraceError, match=r"non-finite logits \(NaN or inf\) in a restoration run \(hidden\)"):
+        tracer.trace(FACT)
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("-inf"), float("nan")])
+def test_the_deferred_check_sees_any_non_finite_logit(bad):
+    from fact_locator.tracing.tracer import _all_finite
+
+    logits = torch.zeros(3, 50)
+    assert bool(_all_finite(logits))
+    logits[2, 49] = bad
+    assert not bool(_all_finite(logits))
+    assert bool(_all_finite(torch.full((3, 50), 3e38)))  # huge but finite

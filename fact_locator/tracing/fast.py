@@ -26,6 +26,7 @@ __all__ = [
     "auto_batch_rows",
     "cache_tensors",
     "cpu_rows_cap",
+    "device_tensor",
     "is_out_of_memory",
     "replaced_layers",
     "replay_layer",
@@ -44,6 +45,16 @@ CUDA_BUDGET_FRACTION = 0.5  # of the free GPU memory
 CPU_TOKEN_ROWS = 1024
 
 
+def device_tensor(data: Any, device: Any) -> torch.Tensor:
+    """A tensor made on the host (from a list or a CPU tensor), sent to `device` without
+    waiting for the GPU: `torch.tensor(..., device="cuda")` synchronises the stream, which
+    would hold the host's set-up of the next batch until the GPU has finished this one."""
+    import torch
+
+    tensor = data if isinstance(data, torch.Tensor) else torch.tensor(data)
+    return tensor.to(device, non_blocking=True)
+
+
 class BatchRows:
     """Where each row of a batch of sites gets its fact's data. Batch row `site * samples +
     sample` reads row `local fact * samples + sample` of the facts' per-fact tensors
@@ -56,9 +67,18 @@ class BatchRows:
         self.facts: list[int] = list(dict.fromkeys(site_facts))
         self.local: dict[int, int] = {fact: i for i, fact in enumerate(self.facts)}
         self.samples = samples
-        site_local = torch.tensor([self.local[f] for f in site_facts], device=device)
-        self.source = (site_local[:, None] * samples + torch.arange(samples, device=device)[None, :]).reshape(-1)
-        self.row_fact = site_local.repeat_interleave(samples)  # local fact of each batch row
+        self.device = device
+        site_local = torch.tensor([self.local[f] for f in site_facts])
+        source = (site_local[:, None] * samples + torch.arange(samples)[None, :]).reshape(-1)
+        self._row_fact = site_local.repeat_interleave(samples)  # local fact of each batch row, on the host
+        self.source = device_tensor(source, device)
+        self.row_fact = device_tensor(self._row_fact, device)
+
+    def fact_rows(self, local: int) -> torch.Tensor | None:
+        """The batch rows of the `local`-th fact; None when the batch holds that fact alone."""
+        if len(self.facts) == 1:
+            return None
+        return device_tensor((self._row_fact == local).nonzero().squeeze(1), self.device)
 
     def gather(self, per_fact: Sequence[torch.Tensor], start_site: int = 0) -> torch.Tensor:
         """The batch's rows from `start_site` on, of per-fact tensors given in `facts` order.

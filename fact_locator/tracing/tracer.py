@@ -14,7 +14,7 @@ from fact_locator.errors import FactError, FactLocatorError, TraceError
 from fact_locator.facts import Fact
 from fact_locator.models.loading import LoadedModel, torch_dtype
 from fact_locator.tracing.corruption import calibrate_noise, make_noise
-from fact_locator.tracing.fast import BatchRows, attention_backends, auto_batch_rows, cache_tensors, cpu_rows_cap, replaced_layers, replay_layer, run_in_batches, staggered_layer, suffix_cache
+from fact_locator.tracing.fast import BatchRows, attention_backends, auto_batch_rows, device_tensor, cache_tensors, cpu_rows_cap, replaced_layers, replay_layer, run_in_batches, staggered_layer, suffix_cache
 from fact_locator.tracing.hooks import edit_outputs, main_tensor
 from fact_locator.tracing.metrics import check_metric, metric_values
 from fact_locator.tracing.prompt import PreparedPrompt, prepare_prompt
@@ -56,6 +56,15 @@ class _CorruptedRun:
     outputs: list[torch.Tensor]
     output_rest: list[tuple[Any, ...] | None]
     keys_values: list[tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class _FiniteCheck:
+    """A restoration run's NaN/inf check, left on the device until the trace reads it."""
+
+    flag: torch.Tensor  # a 0-d bool: every logit finite
+    where: str
+    prepared: PreparedPrompt
 
 
 class Site(NamedTuple):
@@ -262,17 +271,24 @@ class Tracer:
             # Sites before the subject see no noise: their IE is exactly 0, never run.
             grids = [{kind: [[0.0] * len(p.token_ids) for _ in range(n_layers)] for kind in settings.kinds} for p in prepared]
             t0 = time.perf_counter()
+            # The effects stay on the device until every batch is queued: reading them back
+            # after each batch would leave a GPU idle while the host sets up the next one.
+            done: list[Site] = []
+            means: list[torch.Tensor] = []
+            finite: list[_FiniteCheck] = []
             for shape, offset, sites in self._site_groups(runs):
                 n_tokens = shape[0]
 
-                def run(chunk: Sequence[Site], offset: int = offset) -> list[float]:
-                    values = self._restore(runs, offset, chunk)
+                def run(chunk: Sequence[Site], offset: int = offset) -> Sequence[Site]:
+                    means.append(self._restore(runs, offset, chunk, finite).mean(dim=1))
                     count(len(chunk))
-                    return values.mean(dim=1).tolist()
+                    return chunk
 
                 size = self._sites_per_batch(n_tokens, n_tokens - offset)
-                for site, value in zip(sites, run_in_batches(sites, size, run, on_oom=_free_cuda_memory)):
-                    grids[site.fact][site.kind][site.layer][site.token] = value - runs[site.fact].corrupted.value
+                done += run_in_batches(sites, size, run, on_oom=_free_cuda_memory)
+            self._raise_unless_finite(finite)
+            for site, value in zip(done, torch.cat(means).tolist() if means else []):
+                grids[site.fact][site.kind][site.layer][site.token] = value - runs[site.fact].corrupted.value
             restore = (time.perf_counter() - t0) / len(runs)
         total = time.perf_counter() - started
         traces = []
@@ -416,12 +432,14 @@ class Tracer:
             outputs=outputs, output_rest=rests, keys_values=keys_values,
         )
 
-    def _restore(self, runs: Sequence[_FactRun], offset: int, sites: Sequence[Site]) -> torch.Tensor:
+    def _restore(self, runs: Sequence[_FactRun], offset: int, sites: Sequence[Site], finite: list[_FiniteCheck] | None = None) -> torch.Tensor:
         """Corrupted runs with restorations, `samples` rows per site (row = site * samples +
         sample), over prompt positions `offset`.. only. The sites' facts have one shape
         (`_FactRun.shape`). With offset > 0 (KV-suffix path) every site restores token
         `offset` and the caches supply positions < offset. Returns the metric's values (the
-        target's probabilities by default), (sites, samples)."""
+        target's probabilities by default), (sites, samples). The logits are checked for
+        NaN/inf at once, or later by the caller through `finite` (so the host need not wait
+        for the GPU after each batch)."""
         import torch
 
         adapter = self.loaded.adapter
@@ -447,11 +465,11 @@ class Tracer:
                 restored_at.setdefault((s.kind, layer), []).append(i)
         for (kind, layer), restored in restored_at.items():
             clean = torch.stack([r.states[(kind, layer)] for r in fact_runs])  # (facts, tokens, d)
-            at = torch.tensor([[rows.local[sites[i].fact], sites[i].token] for i in restored], device=clean.device)
+            at = device_tensor([[rows.local[sites[i].fact], sites[i].token] for i in restored], clean.device)
             edits[adapter.site_path(kind, layer)] = _restorer(restored, at[:, 1] - offset, clean[at[:, 0], at[:, 1]], samples, positions)
         replays = self._replays(rows, fact_runs, first, offset)
         cache = suffix_cache([r.corrupted.keys_values for r in fact_runs], rows, offset, first) if self._suffix else None
-        prompt_ids = torch.tensor([r.prepared.token_ids[offset:] for r in fact_runs], device=self.loaded.device)
+        prompt_ids = device_tensor([r.prepared.token_ids[offset:] for r in fact_runs], self.loaded.device)
         input_ids = prompt_ids.index_select(0, rows.row_fact)
         layers = self.loaded.model.get_submodule(adapter.layers)
         replays |= self._staggered(layers, rows, fact_runs, cache, firsts, offset)
@@ -461,10 +479,17 @@ class Tracer:
         where = f"a restoration run ({', '.join(dict.fromkeys(s.kind for s in sites))})"
         values = torch.empty(len(sites) * samples, device=logits.device)
         for local, run in enumerate(fact_runs):
-            fact_rows = (rows.row_fact == local).nonzero().squeeze(1)
-            fact_logits = logits.index_select(0, fact_rows)
-            self._check_finite(fact_logits, where, run.prepared)
-            values[fact_rows] = metric_values(self.settings.metric, fact_logits, run.prepared)
+            fact_rows = rows.fact_rows(local)
+            fact_logits = logits if fact_rows is None else logits.index_select(0, fact_rows)
+            if finite is None:
+                self._check_finite(fact_logits, where, run.prepared)
+            else:
+                finite.append(_FiniteCheck(_all_finite(fact_logits), where, run.prepared))
+            fact_values = metric_values(self.settings.metric, fact_logits, run.prepared)
+            if fact_rows is None:
+                values = fact_values
+            else:
+                values[fact_rows] = fact_values
         return values.view(len(sites), samples)
 
     def _replays(self, rows: BatchRows, fact_runs: Sequence[_FactRun], first: int, offset: int) -> dict[int, Any]:
@@ -539,9 +564,21 @@ class Tracer:
         # elementwise check decides); one reduction instead of a full-size boolean tensor.
         if bool(torch.isfinite(logits.sum(dim=-1)).all()) or bool(torch.isfinite(logits).all()):
             return
+        raise self._not_finite(where, prepared)
+
+    def _raise_unless_finite(self, checks: Sequence[_FiniteCheck]) -> None:
+        """The deferred checks of restoration runs, read back from the device at once."""
+        import torch
+
+        if checks:
+            for check, ok in zip(checks, torch.stack([c.flag for c in checks]).tolist()):
+                if not ok:
+                    raise self._not_finite(check.where, check.prepared)
+
+    def _not_finite(self, where: str, prepared: PreparedPrompt) -> TraceError:
         layer = self._first_nonfinite_layer(prepared)
         at = f"; it first appears in the output of layer {layer} ({self.loaded.adapter.layer_path(layer)})" if layer is not None else ""
-        raise TraceError(
+        return TraceError(
             f"non-finite logits (NaN or inf) in {where} of {prepared.fact.label!r} with dtype {self.settings.dtype}{at}; "
             "try --dtype float32, or check the weights"
         )
@@ -608,6 +645,15 @@ def _noise_adder(draws: torch.Tensor, subject_range: tuple[int, int], n_tokens: 
     return edit
 
 
+def _all_finite(logits: torch.Tensor) -> torch.Tensor:
+    """Whether every logit is finite, as a 0-d tensor: the smallest and largest are NaN or
+    infinite exactly when some logit is, and no full-size boolean tensor is made."""
+    import torch
+
+    low, high = torch.aminmax(logits)
+    return torch.isfinite(low) & torch.isfinite(high)
+
+
 def _restorer(sites: list[int], tokens: torch.Tensor, states: torch.Tensor, samples: int, positions: int) -> Callable[[torch.Tensor], torch.Tensor]:
     """Set the rows of each listed site back to its clean state: `tokens` are the sites'
     restored positions within the module output (which covers `positions` positions),
@@ -615,7 +661,7 @@ def _restorer(sites: list[int], tokens: torch.Tensor, states: torch.Tensor, samp
     import torch
 
     device = states.device
-    site_index = torch.tensor(sites, device=device)
+    site_index = device_tensor(sites, device)
     row_index = (site_index[:, None] * samples + torch.arange(samples, device=device)[None, :]).reshape(-1)
     token_index = tokens.repeat_interleave(samples)
     values = states.repeat_interleave(samples, dim=0)
