@@ -14,7 +14,7 @@ from fact_locator.errors import FactError, FactLocatorError, TraceError
 from fact_locator.facts import Fact
 from fact_locator.models.loading import LoadedModel, torch_dtype
 from fact_locator.tracing.corruption import calibrate_noise, make_noise
-from fact_locator.tracing.fast import BatchRows, attention_backends, auto_batch_rows, device_tensor, cache_tensors, cpu_rows_cap, replaced_layers, replay_layer, run_in_batches, staggered_layer, suffix_cache
+from fact_locator.tracing.fast import BatchRows, attention_backends, auto_batch_rows, cache_tensors, cpu_rows_cap, device_tensor, replaced_layers, replay_layer, run_in_batches, staggered_layer, suffix_cache
 from fact_locator.tracing.hooks import edit_outputs, main_tensor
 from fact_locator.tracing.metrics import check_metric, metric_values
 from fact_locator.tracing.prompt import PreparedPrompt, prepare_prompt
