@@ -196,11 +196,14 @@ def layer_scaling(samples: int, window: int, naive_layers: int | None) -> None:
 
 
 def gpt2xl_shape(device: str, dtype: str, n_facts: int, samples: int, window: int, config: Any = None, timing: bool | None = None,
-                 profile: bool = False) -> None:
+                 profile: bool = False, activation: str | None = None) -> None:
     """GPT-2 XL's shape (48 layers, d=1600, random weights): N facts x 3 kinds, extrapolated
     to 1000 facts. Without a GPU only the FLOPs of the fast tracer are counted (unless
     `timing`; `config` gives another shape, as the smoke test does). `profile` then shows
-    where the time of tracing 4 of the facts goes."""
+    where the time of tracing 4 of the facts goes. `activation` replaces GPT-2's
+    "gelu_new", which transformers runs as 8 element-wise kernels over the MLP's 4d-wide
+    activations ("gelu_pytorch_tanh" is the same function in one kernel): how much of the
+    time those kernels take."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from tiny_models import tiny_tokenizer
@@ -208,6 +211,8 @@ def gpt2xl_shape(device: str, dtype: str, n_facts: int, samples: int, window: in
     from fact_locator.tracing.prompt import prepare_prompt
 
     config = config or GPT2Config(n_layer=48, n_embd=1600, n_head=25, n_positions=1024, vocab_size=50257)
+    if activation:
+        config.activation_function = activation
     # The tiny tokenizer works offline (a GPU machine reaches no hub) and its ids all lie in
     # GPT-2's vocabulary; these prompts come out at 11-17 tokens, subject first.
     subjects = ("The Colosseum", "The Parthenon", "The Big Ben", "Mount Fuji", "The Louvre", "The Kremlin", "Toyota", "The Alhambra")
@@ -215,7 +220,7 @@ def gpt2xl_shape(device: str, dtype: str, n_facts: int, samples: int, window: in
     tokenizer = tiny_tokenizer()
     shapes = [prepare_prompt(tokenizer, f, 1024) for f in facts]
     flops = sum(fast_tracer_flops(config, len(p.token_ids), p.subject_range[0], samples, window) for p in shapes)
-    print(f"\n# GPT-2 XL shape: {config.n_layer} layers, d={config.n_embd}; prompts of "
+    print(f"\n# GPT-2 XL shape: {config.n_layer} layers, d={config.n_embd}, {config.activation_function}; prompts of "
           f"{min(len(p.token_ids) for p in shapes)}-{max(len(p.token_ids) for p in shapes)} tokens, subject first")
     print(f"fast tracer FLOPs: {flops / len(facts) / 1e12:.2f} TFLOP per fact (3 kinds, {samples} samples, window {window}); "
           f"1000 facts: {flops / len(facts) * 1000 / 1e15:.1f} PFLOP")
@@ -226,6 +231,8 @@ def gpt2xl_shape(device: str, dtype: str, n_facts: int, samples: int, window: in
     from fact_locator.models.loading import from_objects
 
     torch.manual_seed(0)
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()  # per model, when one run times several
     with torch.device(device):  # initialise 1.5B random weights where they will run
         model = GPT2LMHeadModel(config).eval()
     # A fixed fingerprint: hashing 3 GB of random weights would only time the hash.
