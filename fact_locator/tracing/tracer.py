@@ -558,13 +558,8 @@ class Tracer:
 
     def _check_finite(self, logits: torch.Tensor, where: str, prepared: PreparedPrompt) -> None:
         """NaN or inf fails the trace, naming the first layer whose output has it."""
-        import torch
-
-        # A row sum is finite unless a logit is NaN/inf (or the sum overflows: then the exact
-        # elementwise check decides); one reduction instead of a full-size boolean tensor.
-        if bool(torch.isfinite(logits.sum(dim=-1)).all()) or bool(torch.isfinite(logits).all()):
-            return
-        raise self._not_finite(where, prepared)
+        if not bool(_all_finite(logits)):
+            raise self._not_finite(where, prepared)
 
     def _raise_unless_finite(self, checks: Sequence[_FiniteCheck]) -> None:
         """The deferred checks of restoration runs, read back from the device at once."""
