@@ -308,7 +308,6 @@ def together(loaded: Any, facts: list[Fact], samples: int, window: int) -> None:
           f"{s_each / s_both:.2f}x (facts_together {both[0].timings['facts_together']:.0f})", flush=True)
 
 
-
 def together_overhead_bound(samples: int, window: int) -> None:
     """The same comparisons where each forward costs little compute and much fixed overhead
     (as on a GPU whose batches are not full): a tiny random Llama (4 layers, d=64) on the
