@@ -14,6 +14,7 @@ Prints seconds per fact, the ratio, max |IE difference| and peak memory.
 from __future__ import annotations
 
 import argparse
+import inspect
 import platform
 import resource
 import sys
@@ -196,14 +197,15 @@ def layer_scaling(samples: int, window: int, naive_layers: int | None) -> None:
 
 
 def gpt2xl_shape(device: str, dtype: str, n_facts: int, samples: int, window: int, config: Any = None, timing: bool | None = None,
-                 profile: bool = False, activation: str | None = None) -> None:
+                 profile: bool = False, activation: str | None = None, ceilings: bool = False) -> None:
     """GPT-2 XL's shape (48 layers, d=1600, random weights): N facts x 3 kinds, extrapolated
     to 1000 facts. Without a GPU only the FLOPs of the fast tracer are counted (unless
     `timing`; `config` gives another shape, as the smoke test does). `profile` then shows
     where the time of tracing 4 of the facts goes. `activation` replaces GPT-2's
     "gelu_new", which transformers runs as 8 element-wise kernels over the MLP's 4d-wide
     activations ("gelu_pytorch_tanh" is the same function in one kernel): how much of the
-    time those kernels take."""
+    time those kernels take. `ceilings` then times the model itself at the tracer's batch
+    shapes (`model_ceilings`)."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from tiny_models import tiny_tokenizer
@@ -260,6 +262,75 @@ def gpt2xl_shape(device: str, dtype: str, n_facts: int, samples: int, window: in
         print(f"peak CUDA memory: {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
     if profile:
         kernel_profile(lambda: tracer.trace_many(facts[:4]), cuda=device.startswith("cuda"))
+    if ceilings:
+        model_ceilings(model, device, rows=min(5000, 10 * tracer._sites_per_batch(n_tokens, n_tokens)), n_tokens=n_tokens)
+
+
+def model_ceilings(model: Any, device: str, rows: int, n_tokens: int) -> None:
+    """What the tracer's time can be measured against, at the shapes of its batches: the
+    model's own forward (no hooks, no cache; `rows` rows of p positions, logits at the last
+    one), the same on top of a KV cache of the other positions, one decoder layer eager and
+    under torch.compile (how much fusing the element-wise kernels would give), and the bare
+    matrix products of a layer. FLOPs count the weight matrices only, as the tracer's do."""
+    from transformers import DynamicCache
+
+    from fact_locator.tracing.fast import attention_backends
+
+    per_layer, lm_head = model_flops(model)
+    layers = next(m for m in model.modules() if isinstance(m, torch.nn.ModuleList))
+    d = model.config.hidden_size
+    dtype = next(model.parameters()).dtype
+    # transformers renames past_key_values to `cache` (as the tracer knows).
+    cache_kwarg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+    def best(fn: Any, repeat: int = 3) -> float:
+        fn()  # warm-up: kernels, cuBLAS handles, compilation
+        return min(timed(fn)[1] for _ in range(repeat))
+
+    def line(label: str, seconds: float, flops: float, extra: str = "") -> None:
+        print(f"{label:44s} {seconds * 1e3:8.2f} ms {flops / seconds / 1e12:6.1f} TFLOP/s{extra}", flush=True)
+
+    print(f"\n# ceilings: the model alone at the tracer's shapes ({rows} rows, {dtype})")
+    ids = torch.randint(0, model.config.vocab_size, (rows, n_tokens), device=device)
+    with torch.inference_mode(), attention_backends(device):
+        for positions in sorted({n_tokens, max(1, n_tokens // 2), 1}, reverse=True):
+            flops = rows * (positions * len(layers) * per_layer + lm_head)
+            line(f"model forward, {positions} positions, no cache",
+                 best(lambda: model(input_ids=ids[:, -positions:], use_cache=False, logits_to_keep=1)), flops)
+            if positions < n_tokens:
+                prefix = DynamicCache()
+                model(input_ids=ids[:, :-positions], use_cache=True, **{cache_kwarg: prefix})
+                kv = [(layer.keys, layer.values) for layer in prefix.layers]
+
+                def suffix() -> Any:
+                    return model(input_ids=ids[:, -positions:], use_cache=True, logits_to_keep=1,
+                                 **{cache_kwarg: DynamicCache(ddp_cache_data=kv)})
+
+                line(f"model forward, {positions} positions, {n_tokens - positions} cached", best(suffix), flops)
+        hidden = torch.randn(rows, n_tokens, d, device=device, dtype=dtype)
+        block = layers[0]
+        layer_flops = rows * n_tokens * per_layer
+        line("one decoder layer, eager", best(lambda: block(hidden)), layer_flops)
+        if device.startswith("cuda"):
+            try:
+                compiled = torch.compile(block)
+                started = time.perf_counter()
+                compiled(hidden)
+                torch.cuda.synchronize()
+                compile_s = time.perf_counter() - started
+                line("one decoder layer, torch.compile", best(lambda: compiled(hidden)), layer_flops, f" (compiled in {compile_s:.0f} s)")
+            except Exception as exc:  # noqa: BLE001 - a ceiling, not a check: report and go on
+                print(f"one decoder layer, torch.compile: failed ({type(exc).__name__}: {str(exc)[:200]})")
+        # GPT-2's Conv1D keeps its weights as (in, out): x @ w.
+        weights = [p for p in block.parameters() if p.dim() == 2]
+        x = hidden.view(-1, d)
+        wide = {n: torch.randn(x.shape[0], n, device=device, dtype=dtype) for n in {w.shape[0] for w in weights} - {d}}
+
+        def products() -> None:
+            for w in weights:
+                (x if w.shape[0] == d else wide[w.shape[0]]) @ w
+
+        line("the layer's matrix products alone", best(products), layer_flops)
 
 
 def kernel_profile(run: Any, cuda: bool) -> None:

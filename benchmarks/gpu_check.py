@@ -74,6 +74,8 @@ def main() -> None:
     parser.add_argument("--facts", type=int, default=20, help="GPT-2 XL-shape facts to time")
     parser.add_argument("--timing-only", action="store_true", help="skip the equivalence and half-precision checks")
     parser.add_argument("--profile", action="store_true", help="also profile the kernels of 4 GPT-2 XL-shape traces")
+    parser.add_argument("--ceilings", action="store_true",
+                        help="also time the model alone at the tracer's batch shapes (forward, one layer eager and compiled, its matrix products)")
     parser.add_argument("--activation", action="append", default=None,
                         help="time the GPT-2 XL shape with this activation function (repeatable; default GPT-2's gelu_new)")
     args = parser.parse_args()
@@ -94,7 +96,8 @@ def main() -> None:
         faulthandler.dump_traceback_later(60, repeat=True)
 
         for activation in args.activation or [None]:
-            gpt2xl_shape(args.device, "bfloat16", args.facts, samples=10, window=10, profile=args.profile, activation=activation)
+            gpt2xl_shape(args.device, "bfloat16", args.facts, samples=10, window=10, profile=args.profile,
+                         activation=activation, ceilings=args.ceilings)
             torch.cuda.empty_cache()
     sys.exit(0 if ok else 1)
 

@@ -231,6 +231,41 @@ def test_hooks_and_layers_come_back_after_a_trace() -> None:
     assert all(not m._forward_hooks for m in loaded.model.modules())
 
 
+# -- the KV cache of restoration runs ---------------------------------------------------------
+
+
+def test_prefilled_cache_layer_writes_new_positions_into_its_room() -> None:
+    """A restoration forward's keys/values go into the room left after the cached prefix,
+    instead of a torch.cat of the whole cache at every layer; the result is the same."""
+    room_k, room_v = torch.randn(4, 2, 6, 3), torch.randn(4, 2, 6, 3)
+    prefix_k, prefix_v = room_k[:, :, :2].clone(), room_v[:, :, :2].clone()
+    layer = fast.prefilled_layer(room_k, room_v, 2, writable=True)
+    assert layer.get_seq_length() == 2
+    new_k, new_v = torch.randn(4, 2, 3, 3), torch.randn(4, 2, 3, 3)
+    keys, values = layer.update(new_k, new_v)
+    assert torch.equal(keys, torch.cat([prefix_k, new_k], dim=-2)) and torch.equal(values, torch.cat([prefix_v, new_v], dim=-2))
+    assert keys.data_ptr() == room_k.data_ptr() and layer.get_seq_length() == 5  # no copy of the prefix
+    # A staggered layer runs the leading rows only: the cut survives the update.
+    layer.keys, layer.values = layer.keys[:1], layer.values[:1]
+    keys, _ = layer.update(new_k[:1, :, :1], new_v[:1, :, :1])
+    assert keys.shape == (1, 2, 6, 3) and torch.equal(keys[:, :, 5], new_k[:1, :, 0])
+
+
+def test_read_only_cache_layer_leaves_the_corrupted_run_alone() -> None:
+    corrupted_k, corrupted_v = torch.randn(2, 2, 6, 3), torch.randn(2, 2, 6, 3)
+    before = corrupted_k.clone()
+    layer = fast.prefilled_layer(corrupted_k, corrupted_v, 2, writable=False)
+    keys, _ = layer.update(torch.zeros(2, 2, 4, 3), torch.zeros(2, 2, 4, 3))
+    assert torch.equal(corrupted_k, before)
+    assert torch.equal(keys, torch.cat([before[:, :, :2], torch.zeros(2, 2, 4, 3)], dim=-2))
+
+
+def test_a_forward_longer_than_the_room_still_gets_every_position() -> None:
+    layer = fast.prefilled_layer(torch.randn(1, 1, 3, 2), torch.randn(1, 1, 3, 2), 2, writable=True)
+    keys, _ = layer.update(torch.ones(1, 1, 4, 2), torch.ones(1, 1, 4, 2))
+    assert keys.shape == (1, 1, 6, 2) and torch.equal(keys[:, :, 2:], torch.ones(1, 1, 4, 2))
+
+
 # -- attention kernels on CUDA -------------------------------------------------------------
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "cpu_rows_cap",
     "device_tensor",
     "is_out_of_memory",
+    "prefilled_layer",
     "replaced_layers",
     "replay_layer",
     "run_in_batches",
@@ -80,14 +81,18 @@ class BatchRows:
             return None
         return device_tensor((self._row_fact == local).nonzero().squeeze(1), self.device)
 
-    def gather(self, per_fact: Sequence[torch.Tensor], start_site: int = 0) -> torch.Tensor:
-        """The batch's rows from `start_site` on, of per-fact tensors given in `facts` order.
-        Always a new tensor: restorations edit layer outputs in place, and a replayed output
-        must not write through to the corrupted run that later batches read."""
+    def gather(self, per_fact: Sequence[torch.Tensor], start_site: int = 0, out: torch.Tensor | None = None) -> torch.Tensor:
+        """The batch's rows from `start_site` on, of per-fact tensors given in `facts` order,
+        written into `out` when given (a contiguous tensor of those rows' shape). Always a
+        new tensor (or `out`): restorations edit layer outputs in place, and a replayed
+        output must not write through to the corrupted run that later batches read."""
         import torch
 
         stacked = per_fact[0] if len(per_fact) == 1 else torch.cat(list(per_fact))
-        return stacked.index_select(0, self.source[start_site * self.samples :])
+        index = self.source[start_site * self.samples :]
+        if out is None:
+            return stacked.index_select(0, index)
+        return torch.index_select(stacked.to(out.dtype), 0, index, out=out)
 
 
 def replay_layer(output: Any) -> torch.nn.Module:
@@ -111,12 +116,13 @@ def _replay_class() -> type:
     return ReplayLayer
 
 
-def staggered_layer(layer: Any, batch: int, active: int, idle: Callable[[], Any], cache: Any, index: int) -> torch.nn.Module:
+def staggered_layer(layer: Any, batch: int, active: int, idle: Callable[[torch.Tensor], Any], cache: Any, index: int) -> torch.nn.Module:
     """A stand-in for decoder layer `index` when only the first `active` of the batch's
     `batch` rows must run it (their sites' first restored layer is at or below `index`; sites
-    are sorted by it). The other rows get `idle()`, the corrupted run's outputs of this layer
-    for their rows, so a batch of sites with different first layers wastes no work. The
-    layer's submodules stay reachable under their usual names, so hooks on them still fire."""
+    are sorted by it). The other rows get the corrupted run's outputs of this layer, which
+    `idle(out)` writes into `out`, so a batch of sites with different first layers wastes no
+    work. The layer's submodules stay reachable under their usual names, so hooks on them
+    still fire."""
     return _staggered_class()(layer, batch, active, idle, cache, index)
 
 
@@ -127,7 +133,7 @@ def _staggered_class() -> type:
     from fact_locator.tracing.hooks import main_tensor, replace_main_tensor
 
     class StaggeredLayer(torch.nn.Module):
-        def __init__(self, layer: Any, batch: int, active: int, idle: Callable[[], Any], cache: Any, index: int) -> None:
+        def __init__(self, layer: Any, batch: int, active: int, idle: Callable[[torch.Tensor], Any], cache: Any, index: int) -> None:
             super().__init__()
             for name, child in layer.named_children():
                 self.add_module(name, child)  # same objects: hooks on `<layer>.mlp` fire
@@ -150,8 +156,12 @@ def _staggered_class() -> type:
                 cached.keys, cached.values = cached.keys[: self.active], cached.values[: self.active]
             output = self._layer(*(self._rows(a) for a in args), **{k: self._rows(v) for k, v in kwargs.items()})
             main = main_tensor(output)
-            # Gathered here, not up front: only one layer's copy is alive at a time.
-            return replace_main_tensor(output, torch.cat([main, self.idle().to(main.dtype)], dim=0))
+            # The idle rows are gathered here, not up front (only one layer's copy is alive
+            # at a time), straight into the output: no second copy through torch.cat.
+            full = main.new_empty((self.batch, *main.shape[1:]))
+            full[: self.active].copy_(main)
+            self.idle(full[self.active :])
+            return replace_main_tensor(output, full)
 
     return StaggeredLayer
 
@@ -190,23 +200,59 @@ def replaced_layers(layers: Any, replacements: Mapping[int, Any]) -> Iterator[No
 
 def suffix_cache(keys_values: Sequence[Sequence[tuple[torch.Tensor, torch.Tensor]]], rows: BatchRows, token: int, first_real: int) -> Any:
     """A DynamicCache holding the corrupted runs' keys/values for positions < `token`: one
-    entry of `keys_values` (a fact's cache, per layer) per fact of `rows`, gathered into the
-    batch's rows. Layers before `first_real` never run (they are replayed), so they keep the
-    first fact's tensors: the cache only needs them to report its length. None when there is
-    no prefix."""
+    entry of `keys_values` (a fact's cache of the whole prompt, per layer) per fact of
+    `rows`, gathered into the batch's rows once, with room for the positions the batch
+    runs (`prefilled_layer`). Layers before `first_real` never run (they are replayed), so
+    they keep views of the first fact's tensors: the cache only needs them to report its
+    length. None when there is no prefix."""
     from transformers import DynamicCache
 
     if token == 0:
         return None
-    data = []
+    layers = []
     for i, (k, v) in enumerate(keys_values[0]):
         if i >= first_real:
-            k = rows.gather([kv[i][0][:, :, :token] for kv in keys_values])
-            v = rows.gather([kv[i][1][:, :, :token] for kv in keys_values])
-        else:
-            k, v = k[:, :, :token], v[:, :, :token]
-        data.append((k, v))
-    return DynamicCache(ddp_cache_data=data)
+            k = rows.gather([kv[i][0] for kv in keys_values])
+            v = rows.gather([kv[i][1] for kv in keys_values])
+        layers.append(prefilled_layer(k, v, token, writable=i >= first_real))
+    cache = DynamicCache()
+    cache.layers = layers
+    return cache
+
+
+def prefilled_layer(keys: torch.Tensor, values: torch.Tensor, length: int, writable: bool) -> Any:
+    """A cache layer over buffers (batch, heads, positions, head_dim) whose first `length`
+    positions are filled. A writable one stores the keys/values of the positions a forward
+    runs into the rest of its buffers, where transformers' DynamicLayer would copy the whole
+    cache with torch.cat at every layer of every forward (measured on an H100: a tenth of a
+    restoration run's GPU time). A read-only one (views of the corrupted run) copies instead."""
+    return _prefilled_class()(keys, values, length, writable)
+
+
+@lru_cache(maxsize=1)
+def _prefilled_class() -> type:
+    from transformers.cache_utils import DynamicLayer
+
+    class PrefilledLayer(DynamicLayer):
+        def __init__(self, keys: Any, values: Any, length: int, writable: bool) -> None:
+            super().__init__()
+            self.lazy_initialization(keys, values)  # whatever fields this transformers sets
+            self._room = (keys, values) if writable else None
+            self.keys, self.values = keys[:, :, :length], values[:, :, :length]
+
+        def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> Any:
+            start, end = self.keys.shape[-2], self.keys.shape[-2] + key_states.shape[-2]
+            if self._room is None or end > self._room[0].shape[-2]:
+                return super().update(key_states, value_states, *args, **kwargs)
+            # A staggered layer may have cut the cache to its leading rows: keep that cut.
+            rows = key_states.shape[0]
+            keys, values = self._room[0][:rows], self._room[1][:rows]
+            keys[:, :, start:end] = key_states
+            values[:, :, start:end] = value_states
+            self.keys, self.values = keys[:, :, :end], values[:, :, :end]
+            return self.keys, self.values
+
+    return PrefilledLayer
 
 
 def cache_tensors(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -509,15 +509,15 @@ class Tracer:
         layer: each runs only the rows of the sites that have started (sites are sorted by
         first layer, so these are the leading rows) and hands back the corrupted run's
         output for the rest."""
-        out = {}
+        stand_ins = {}
         for index in range(firsts[0], firsts[-1]):
             started = bisect_right(firsts, index)
 
-            def idle(index: int = index, started: int = started) -> Any:
-                return rows.gather([r.corrupted.outputs[index][:, offset:] for r in fact_runs], start_site=started)
+            def idle(out: torch.Tensor, index: int = index, started: int = started) -> Any:
+                return rows.gather([r.corrupted.outputs[index][:, offset:] for r in fact_runs], start_site=started, out=out)
 
-            out[index] = staggered_layer(layers[index], len(firsts) * rows.samples, started * rows.samples, idle, cache, index)
-        return out
+            stand_ins[index] = staggered_layer(layers[index], len(firsts) * rows.samples, started * rows.samples, idle, cache, index)
+        return stand_ins
 
     def _suffix_probe(self, prepared: PreparedPrompt) -> bool:
         """Whether this model gives the same result on the KV-suffix path as on the whole
