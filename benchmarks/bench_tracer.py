@@ -6,6 +6,7 @@
     PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --count-flops  # FLOP count vs torch's FlopCounterMode
     PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --gemm         # the machine's float32 GEMM rate
     PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --together     # kinds / facts batched together vs apart
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --compare-cache --only short-subject-first,12-subject-middle
     PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --gpt2xl-shape --device cuda --facts 20
 
 Prints seconds per fact, the ratio, max |IE difference| and peak memory.
@@ -197,7 +198,7 @@ def layer_scaling(samples: int, window: int, naive_layers: int | None) -> None:
 
 
 def gpt2xl_shape(device: str, dtype: str, n_facts: int, samples: int, window: int, config: Any = None, timing: bool | None = None,
-                 profile: bool = False, activation: str | None = None, ceilings: bool = False) -> None:
+                 profile: bool = False, activation: str | None = None, ceilings: bool = False, compare_cache: bool = False) -> None:
     """GPT-2 XL's shape (48 layers, d=1600, random weights): N facts x 3 kinds, extrapolated
     to 1000 facts. Without a GPU only the FLOPs of the fast tracer are counted (unless
     `timing`; `config` gives another shape, as the smoke test does). `profile` then shows
@@ -205,7 +206,8 @@ def gpt2xl_shape(device: str, dtype: str, n_facts: int, samples: int, window: in
     "gelu_new", which transformers runs as 8 element-wise kernels over the MLP's 4d-wide
     activations ("gelu_pytorch_tanh" is the same function in one kernel): how much of the
     time those kernels take. `ceilings` then times the model itself at the tracer's batch
-    shapes (`model_ceilings`)."""
+    shapes (`model_ceilings`). `compare_cache` times the KV cache that writes into room after
+    the prefix against transformers' torch.cat, alternately in this process."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from tiny_models import tiny_tokenizer
@@ -260,10 +262,33 @@ def gpt2xl_shape(device: str, dtype: str, n_facts: int, samples: int, window: in
     print(f"{len(few)} facts one at a time: {alone / len(few):.2f} s per fact ({alone / len(few) / (s / len(facts)):.1f}x slower)")
     if device.startswith("cuda"):
         print(f"peak CUDA memory: {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
+    if compare_cache:
+        cache_ab(tracer, facts)
     if profile:
         kernel_profile(lambda: tracer.trace_many(facts[:4]), cuda=device.startswith("cuda"))
     if ceilings:
         model_ceilings(model, device, rows=min(5000, 10 * tracer._sites_per_batch(n_tokens, n_tokens)), n_tokens=n_tokens)
+
+
+def cache_ab(tracer: Tracer, facts: list[Fact], rounds: int = 2) -> None:
+    """The restoration runs' KV cache both ways, alternately on one model: prefilled layers
+    (the tracer's) against read-only ones, which copy the whole cache with torch.cat at
+    every layer as transformers' DynamicLayer does."""
+    from unittest import mock
+
+    from fact_locator.tracing import fast
+
+    prefilled = fast.prefilled_layer
+
+    def by_cat(keys: Any, values: Any, length: int, writable: bool) -> Any:
+        return prefilled(keys, values, length, writable=False)
+
+    print("\n# KV cache of restoration runs: written into room vs torch.cat, alternately")
+    for round_ in range(rounds):
+        for name, layer in (("torch.cat", by_cat), ("prefilled", prefilled)):
+            with mock.patch.object(fast, "prefilled_layer", layer):
+                _, s = timed(lambda: tracer.trace_many(facts))
+            print(f"round {round_ + 1} {name:9}: {s / len(facts):.2f} s per fact", flush=True)
 
 
 def model_ceilings(model: Any, device: str, rows: int, n_tokens: int) -> None:
@@ -336,6 +361,7 @@ def model_ceilings(model: Any, device: str, rows: int, n_tokens: int) -> None:
 def kernel_profile(run: Any, cuda: bool) -> None:
     """Where the time of `run` goes: busy time of the device (kernels) against wall time,
     which says whether the host keeps up, and the operators that take the most of it."""
+    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
@@ -345,10 +371,14 @@ def kernel_profile(run: Any, cuda: bool) -> None:
     # torch >= 2.4 says "device" where older versions said "cuda".
     names = ("self_device_time_total", "self_cuda_time_total") if cuda else ("self_cpu_time_total",)
     attribute = next((n for n in names if hasattr(averages[0], n)), names[-1])
-    busy = sum(getattr(e, attribute) for e in averages) / 1e6
+    # On CUDA an operator's self device time is that of the kernels it launched, which are
+    # listed as well: the busy time sums the kernels, the table names the operators.
+    operators = [e for e in averages if e.device_type == DeviceType.CPU]
+    kernels = [e for e in averages if e.device_type != DeviceType.CPU] if cuda else operators
+    busy = sum(getattr(e, attribute) for e in kernels) / 1e6
     print(f"\n# profile: {wall:.2f} s wall, {busy:.2f} s {'device kernels' if cuda else 'CPU operators'} "
           f"({busy / wall:.0%} of wall)")
-    for e in sorted(averages, key=lambda e: -getattr(e, attribute))[:15]:
+    for e in sorted(operators, key=lambda e: -getattr(e, attribute))[:15]:
         print(f"{getattr(e, attribute) / 1e6:8.3f} s {e.count:8d} calls  {e.key[:90]}")
 
 
@@ -429,6 +459,7 @@ def main() -> None:
     parser.add_argument("--count-flops", action="store_true", help="check the FLOP count against torch's FlopCounterMode")
     parser.add_argument("--gemm", action="store_true", help="only the machine's float32 matrix-product rate")
     parser.add_argument("--together", action="store_true", help="only kinds and facts batched together vs apart")
+    parser.add_argument("--compare-cache", action="store_true", help="only the KV cache written into room vs torch.cat")
     parser.add_argument("--only", default=None, help="comma-separated fact ids to run (default: the first --facts)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     args = parser.parse_args()
@@ -444,6 +475,13 @@ def main() -> None:
     loaded = load_smollm2(args.device, args.dtype)
     if args.count_flops:
         counted_flops(loaded, FACTS[0], args.samples, args.window)
+        return
+    if args.compare_cache:
+        tracer = Tracer(loaded, TraceSettings(samples=args.samples, window=args.window))
+        tracer.trace(FACTS[0])  # warm-up
+        for fact in [f for f in FACTS if f.id in args.only.split(",")] if args.only else FACTS[: args.facts]:
+            print(f"\n{fact.id}:", end="")
+            cache_ab(tracer, [fact])
         return
     if args.together:
         facts = [f for f in FACTS if f.id in args.only.split(",")] if args.only else FACTS[: args.facts]
