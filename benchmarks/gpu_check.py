@@ -99,8 +99,7 @@ def main() -> None:
 
         for activation in args.activation or [None]:
             gpt2xl_shape(args.device, "bfloat16", args.facts, samples=10, window=10, profile=args.profile,
-                         activation=activation, ceilings=args.ceilings,
-                         compare_cache=args.compare_cache)
+                         activation=activation, ceilings=args.ceilings, compare_cache=args.compare_cache)
             torch.cuda.empty_cache()
     sys.exit(0 if ok else 1)
 

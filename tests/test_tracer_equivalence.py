@@ -348,7 +348,6 @@ def test_automatic_batch_size_follows_the_memory_budget(monkeypatch: pytest.Monk
     assert fast.auto_batch_rows(config, n_tokens=100, suffix=100, device="cpu", element_bytes=4) < rows
 
 
-
 def test_cuda_budget_counts_memory_the_allocator_holds_unused(monkeypatch: pytest.MonkeyPatch) -> None:
     """torch keeps freed blocks for reuse, and the driver counts them as used: without them
     the budget (and the batch size) would shrink after the first trace."""
@@ -358,6 +357,7 @@ def test_cuda_budget_counts_memory_the_allocator_holds_unused(monkeypatch: pytes
     monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 30 * gib)
     monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 20 * gib)
     assert fast._budget("cuda:0") == int((10 + 30 - 20) * gib * fast.CUDA_BUDGET_FRACTION)
+
 
 # -- the real model ------------------------------------------------------------------------------
 
