@@ -473,24 +473,23 @@ def main() -> None:
         gpt2xl_shape(args.device, args.dtype, args.facts, args.samples, args.window)
         return
     loaded = load_smollm2(args.device, args.dtype)
+    facts = [f for f in FACTS if f.id in args.only.split(",")] if args.only else FACTS[: args.facts]
     if args.count_flops:
         counted_flops(loaded, FACTS[0], args.samples, args.window)
         return
     if args.compare_cache:
         tracer = Tracer(loaded, TraceSettings(samples=args.samples, window=args.window))
         tracer.trace(FACTS[0])  # warm-up
-        for fact in [f for f in FACTS if f.id in args.only.split(",")] if args.only else FACTS[: args.facts]:
+        for fact in facts:
             print(f"\n{fact.id}:", end="")
             cache_ab(tracer, [fact])
         return
     if args.together:
-        facts = [f for f in FACTS if f.id in args.only.split(",")] if args.only else FACTS[: args.facts]
         together_overhead_bound(args.samples, args.window)
         together(loaded, facts, args.samples, args.window)
         return
     if not args.scaling:
         print(f"\n# SmolLM2-135M, 3 kinds, {args.samples} samples, window {args.window}")
-        facts = [f for f in FACTS if f.id in args.only.split(",")] if args.only else FACTS[: args.facts]
         compare(loaded, facts, args.samples, args.window, naive=not args.quick)
     if args.quick or args.scaling:
         prompt_length_scaling(loaded, args.samples, args.window)
