@@ -7,7 +7,7 @@
     PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --gemm         # the machine's float32 GEMM rate
     PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --together     # kinds / facts batched together vs apart
     PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --compare-cache --only short-subject-first,12-subject-middle
-    PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --gpt2xl-shape --device cuda --facts 20
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --gpt2xl-shape --device cuda   # shipped facts, GPT-2's tokenizer
 
 Prints seconds per fact, the ratio, max |IE difference| and peak memory.
 """
@@ -33,6 +33,12 @@ from fact_locator.facts import Fact  # noqa: E402
 from fact_locator.tracing.settings import KINDS, TraceSettings  # noqa: E402
 from fact_locator.tracing.tracer import Tracer  # noqa: E402
 
+# Where `gpt2_tokenizer.py` builds GPT-2's tokenizer (git-ignored; carried to the GPU machine).
+GPT2_TOKENIZER_DIR = ROOT / "benchmarks" / ".gpt2-tokenizer"
+# The fast tracer's rate on an H100 in bfloat16 at GPT-2 XL's shape, measured in run 7
+# (benchmarks/README.md, prompts of 13-16 tokens): only for the estimate printed without a GPU.
+H100_TRACER_TFLOPS = 190
+
 FACTS = [
     Fact("The Colosseum", "{} is located in the country of", "Italy", id="short-subject-first"),
     Fact("The Eiffel Tower", "{} is a famous landmark in the city of", "Paris", id="10-subject-first"),
@@ -40,6 +46,18 @@ FACTS = [
     Fact("the Space Needle", "Every year many tourists visit {}, which is located in the city of", "Seattle", id="15-subject-middle"),
     Fact("Toyota", "According to the records we have, the company {} was founded in the country of", "Japan", id="long-subject-middle"),
 ]
+
+
+def shipped_facts(n: int | None = None) -> list[Fact]:
+    """The first `n` (None: all) facts of the fact sets in `factsets/`, taken from the sets in
+    turn (so that a few facts already mix relations and prompt lengths)."""
+    from itertools import chain, zip_longest
+
+    from fact_locator.factset import load_factset
+
+    sets = [load_factset(path).facts for path in sorted((ROOT / "factsets").glob("*.yaml"))]
+    facts = [spec.fact for spec in chain.from_iterable(zip_longest(*sets)) if spec is not None]
+    return facts if n is None else facts[:n]
 
 
 def peak_rss_mib() -> float:
@@ -197,11 +215,14 @@ def layer_scaling(samples: int, window: int, naive_layers: int | None) -> None:
         print(line, flush=True)
 
 
-def gpt2xl_shape(device: str, dtype: str, n_facts: int, samples: int, window: int, config: Any = None, timing: bool | None = None,
-                 profile: bool = False, activation: str | None = None, ceilings: bool = False, compare_cache: bool = False) -> None:
-    """GPT-2 XL's shape (48 layers, d=1600, random weights): N facts x 3 kinds, extrapolated
-    to 1000 facts. Without a GPU only the FLOPs of the fast tracer are counted (unless
-    `timing`; `config` gives another shape, as the smoke test does). `profile` then shows
+def gpt2xl_shape(device: str, dtype: str, n_facts: int | None, samples: int, window: int, config: Any = None, timing: bool | None = None,
+                 profile: bool = False, activation: str | None = None, ceilings: bool = False, compare_cache: bool = False,
+                 tokenizer: Any = None) -> None:
+    """GPT-2 XL's shape (48 layers, d=1600, random weights): the first `n_facts` (None: all) of
+    the shipped fact sets' facts (`shipped_facts`) x 3 kinds, tokenized by GPT-2's own
+    tokenizer (`gpt2_tokenizer.py`; `tokenizer` replaces it, as the smoke test does),
+    extrapolated to 1000 facts. Without a GPU only the FLOPs of the fast tracer are counted
+    (unless `timing`; `config` gives another shape). `profile` then shows
     where the time of tracing 4 of the facts goes. `activation` replaces GPT-2's
     "gelu_new", which transformers runs as 8 element-wise kernels over the MLP's 4d-wide
     activations ("gelu_pytorch_tanh" is the same function in one kernel): how much of the
@@ -210,27 +231,29 @@ def gpt2xl_shape(device: str, dtype: str, n_facts: int, samples: int, window: in
     the prefix against transformers' torch.cat, alternately in this process."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from tiny_models import tiny_tokenizer
+    from gpt2_tokenizer import gpt2_tokenizer
 
     from fact_locator.tracing.prompt import prepare_prompt
 
     config = config or GPT2Config(n_layer=48, n_embd=1600, n_head=25, n_positions=1024, vocab_size=50257)
     if activation:
         config.activation_function = activation
-    # The tiny tokenizer works offline (a GPU machine reaches no hub) and its ids all lie in
-    # GPT-2's vocabulary; these prompts come out at 11-17 tokens, subject first.
-    subjects = ("The Colosseum", "The Parthenon", "The Big Ben", "Mount Fuji", "The Louvre", "The Kremlin", "Toyota", "The Alhambra")
-    facts = [Fact(subjects[i % len(subjects)], "{} is located in the country of", "Italy", id=f"f{i}") for i in range(n_facts)]
-    tokenizer = tiny_tokenizer()
+    # The work of a trace grows with the square of the prompt's length, so the tokenizer
+    # must be GPT-2's: the tests' 300-token toy vocabulary makes these prompts ~1.5x longer.
+    tokenizer = tokenizer or gpt2_tokenizer(GPT2_TOKENIZER_DIR)
+    facts = shipped_facts(n_facts)
     shapes = [prepare_prompt(tokenizer, f, 1024) for f in facts]
     flops = sum(fast_tracer_flops(config, len(p.token_ids), p.subject_range[0], samples, window) for p in shapes)
-    print(f"\n# GPT-2 XL shape: {config.n_layer} layers, d={config.n_embd}, {config.activation_function}; prompts of "
-          f"{min(len(p.token_ids) for p in shapes)}-{max(len(p.token_ids) for p in shapes)} tokens, subject first")
-    print(f"fast tracer FLOPs: {flops / len(facts) / 1e12:.2f} TFLOP per fact (3 kinds, {samples} samples, window {window}); "
+    lengths = [len(p.token_ids) for p in shapes]
+    first = sum(1 for p in shapes if p.subject_range[0] == 0)
+    print(f"\n# GPT-2 XL shape: {config.n_layer} layers, d={config.n_embd}, {config.activation_function}; {len(facts)} facts "
+          f"of the shipped fact sets, prompts of {min(lengths)}-{max(lengths)} tokens (mean {sum(lengths) / len(lengths):.1f}), "
+          f"{first} subject first")
+    print(f"fast tracer FLOPs: {flops / len(facts) / 1e12:.1f} TFLOP per fact (3 kinds, {samples} samples, window {window}); "
           f"1000 facts: {flops / len(facts) * 1000 / 1e15:.1f} PFLOP")
     if not (device.startswith("cuda") if timing is None else timing):
-        print("no GPU here: at 40% of an H100's 989 TFLOP/s dense bf16 that is "
-              f"{flops / len(facts) * 1000 / (0.4 * 989e12) / 60:.1f} min for 1000 facts (estimate)")
+        print(f"no GPU here: at the {H100_TRACER_TFLOPS} TFLOP/s the tracer reached on an H100 (run 7, longer prompts) that "
+              f"is {flops / len(facts) * 1000 / (H100_TRACER_TFLOPS * 1e12) / 60:.1f} min for 1000 facts (an estimate, not a measurement)")
         return
     from fact_locator.models.loading import from_objects
 
@@ -450,7 +473,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
-    parser.add_argument("--facts", type=int, default=3, help="how many of the benchmark facts (max 5; any N for --gpt2xl-shape)")
+    parser.add_argument("--facts", type=int, default=None,
+                        help="how many of the benchmark facts (max 5, default 3); with --gpt2xl-shape, of the shipped fact sets' (default all)")
     parser.add_argument("--samples", type=int, default=10)
     parser.add_argument("--window", type=int, default=10)
     parser.add_argument("--quick", action="store_true", help="fast tracer only (no naive loop)")
@@ -473,7 +497,7 @@ def main() -> None:
         gpt2xl_shape(args.device, args.dtype, args.facts, args.samples, args.window)
         return
     loaded = load_smollm2(args.device, args.dtype)
-    facts = [f for f in FACTS if f.id in args.only.split(",")] if args.only else FACTS[: args.facts]
+    facts = [f for f in FACTS if f.id in args.only.split(",")] if args.only else FACTS[: args.facts or 3]
     if args.count_flops:
         counted_flops(loaded, FACTS[0], args.samples, args.window)
         return
