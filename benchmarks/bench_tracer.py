@@ -20,6 +20,7 @@ import platform
 import resource
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +36,15 @@ from fact_locator.tracing.tracer import Tracer  # noqa: E402
 
 # Where `gpt2_tokenizer.py` builds GPT-2's tokenizer (git-ignored; carried to the GPU machine).
 GPT2_TOKENIZER_DIR = ROOT / "benchmarks" / ".gpt2-tokenizer"
-# The fast tracer's rate on an H100 in bfloat16 at GPT-2 XL's shape, measured in run 7
-# (benchmarks/README.md, prompts of 13-16 tokens): only for the estimate printed without a GPU.
+# Measured on an H100 in bfloat16 at GPT-2 XL's shape (benchmarks/README.md), only for the
+# estimate printed without a GPU (`h100_seconds`): run 7 traced these subjects with "{} is
+# located in the country of" in the tests' toy vocabulary (10-16 tokens) in 1.35 s a fact, at
+# 190 TFLOP/s; run 5's --ceilings timed the model alone (3180 rows) at 50, 226 and 293 TFLOP/s
+# running 1, 7 and 15 positions.
+RUN7_SUBJECTS = ("The Colosseum", "The Parthenon", "The Big Ben", "Mount Fuji", "The Louvre", "The Kremlin", "Toyota", "The Alhambra")
+H100_RUN7_SECONDS = 1.35
 H100_TRACER_TFLOPS = 190
+H100_MODEL_TFLOPS = ((1, 50.0), (7, 226.0), (15, 293.0))
 
 FACTS = [
     Fact("The Colosseum", "{} is located in the country of", "Italy", id="short-subject-first"),
@@ -166,12 +173,19 @@ def work_flops(per_layer: float, lm_head: float, n_layers: int, n_tokens: int, s
     kinds x layers x tokens sites; the fast tracer runs, per site from the subject on,
     positions t.. from the site's first computed layer, and logits at the last position."""
     naive = len(KINDS) * n_layers * n_tokens * samples * n_tokens * (n_layers * per_layer + lm_head)
-    fast = 0.0
+    fast = fast_flops_by_suffix(per_layer, lm_head, n_layers, n_tokens, start, samples, window)
+    return naive, sum(fast.values())
+
+
+def fast_flops_by_suffix(per_layer: float, lm_head: float, n_layers: int, n_tokens: int, start: int, samples: int,
+                         window: int) -> dict[int, float]:
+    """The fast tracer's FLOPs (3 kinds) by the number of positions its forwards run: T - t
+    for the sites that restore token t."""
+    by_suffix = {}
     for t in range(start, n_tokens):
-        for layer in range(n_layers):
-            for first in (layer + 1, max(0, layer - window // 2), max(0, layer - window // 2)):  # hidden, mlp, attn
-                fast += samples * ((n_tokens - t) * (n_layers - first) * per_layer + lm_head)
-    return naive, fast
+        firsts = [first for layer in range(n_layers) for first in (layer + 1, max(0, layer - window // 2), max(0, layer - window // 2))]
+        by_suffix[n_tokens - t] = sum(samples * ((n_tokens - t) * (n_layers - first) * per_layer + lm_head) for first in firsts)
+    return by_suffix
 
 
 def prompt_length_scaling(loaded: Any, samples: int, window: int) -> None:
@@ -221,8 +235,8 @@ def gpt2xl_shape(device: str, dtype: str, n_facts: int | None, samples: int, win
     """GPT-2 XL's shape (48 layers, d=1600, random weights): the first `n_facts` (None: all) of
     the shipped fact sets' facts (`shipped_facts`) x 3 kinds, tokenized by GPT-2's own
     tokenizer (`gpt2_tokenizer.py`; `tokenizer` replaces it, as the smoke test does),
-    extrapolated to 1000 facts. Without a GPU only the FLOPs of the fast tracer are counted
-    (unless `timing`; `config` gives another shape). `profile` then shows
+    extrapolated to 1000 facts. Without a GPU (unless `timing`; `config` gives another shape)
+    the fast tracer's FLOPs are counted and turned into estimates (`h100_seconds`). `profile` shows
     where the time of tracing 4 of the facts goes. `activation` replaces GPT-2's
     "gelu_new", which transformers runs as 8 element-wise kernels over the MLP's 4d-wide
     activations ("gelu_pytorch_tanh" is the same function in one kernel): how much of the
@@ -243,7 +257,7 @@ def gpt2xl_shape(device: str, dtype: str, n_facts: int | None, samples: int, win
     tokenizer = tokenizer or gpt2_tokenizer(GPT2_TOKENIZER_DIR)
     facts = shipped_facts(n_facts)
     shapes = [prepare_prompt(tokenizer, f, 1024) for f in facts]
-    flops = sum(fast_tracer_flops(config, len(p.token_ids), p.subject_range[0], samples, window) for p in shapes)
+    flops = sum(sum(fast_tracer_flops(config, len(p.token_ids), p.subject_range[0], samples, window).values()) for p in shapes)
     lengths = [len(p.token_ids) for p in shapes]
     first = sum(1 for p in shapes if p.subject_range[0] == 0)
     print(f"\n# GPT-2 XL shape: {config.n_layer} layers, d={config.n_embd}, {config.activation_function}; {len(facts)} facts "
@@ -252,8 +266,11 @@ def gpt2xl_shape(device: str, dtype: str, n_facts: int | None, samples: int, win
     print(f"fast tracer FLOPs: {flops / len(facts) / 1e12:.1f} TFLOP per fact (3 kinds, {samples} samples, window {window}); "
           f"1000 facts: {flops / len(facts) * 1000 / 1e15:.1f} PFLOP")
     if not (device.startswith("cuda") if timing is None else timing):
-        print(f"no GPU here: at the {H100_TRACER_TFLOPS} TFLOP/s the tracer reached on an H100 (run 7, longer prompts) that "
-              f"is {flops / len(facts) * 1000 / (H100_TRACER_TFLOPS * 1e12) / 60:.1f} min for 1000 facts (an estimate, not a measurement)")
+        seconds = h100_seconds(config, shapes, samples, window) / len(facts)
+        print(f"no GPU here, so estimates, not measurements: at the {H100_TRACER_TFLOPS} TFLOP/s the tracer reached on an H100 "
+              f"(run 7, longer prompts) 1000 facts take {flops / len(facts) * 1000 / (H100_TRACER_TFLOPS * 1e12) / 60:.1f} min; "
+              f"at the rates the model alone reached with as few positions (scaled to run 7) {seconds:.2f} s a fact, "
+              f"{seconds * 1000 / 60:.1f} min")
         return
     from fact_locator.models.loading import from_objects
 
@@ -463,10 +480,43 @@ def together_overhead_bound(samples: int, window: int) -> None:
         print(f"{name:20} {s:6.3f} s ({forwards} forwards): {s / rows[0][1]:.2f}x the time of together", flush=True)
 
 
-def fast_tracer_flops(config: Any, n_tokens: int, start: int, samples: int, window: int) -> float:
-    """FLOPs of the fast tracer's restoration runs for a GPT-2-like model (12 d^2 weights a layer)."""
+def fast_tracer_flops(config: Any, n_tokens: int, start: int, samples: int, window: int) -> dict[int, float]:
+    """FLOPs of the fast tracer's restoration runs for a GPT-2-like model (12 d^2 weights a
+    layer), by the positions its forwards run (`fast_flops_by_suffix`)."""
     d = config.n_embd
-    return work_flops(2 * 12 * d * d, 2 * d * config.vocab_size, config.n_layer, n_tokens, start, samples, window)[1]
+    return fast_flops_by_suffix(2 * 12 * d * d, 2 * d * config.vocab_size, config.n_layer, n_tokens, start, samples, window)
+
+
+def _interpolate(points: Sequence[tuple[float, float]], x: float) -> float:
+    """Piecewise linear through `points` (sorted by x), flat beyond the ends."""
+    if x <= points[0][0]:
+        return points[0][1]
+    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+        if x <= x1:
+            return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    return points[-1][1]
+
+
+def h100_seconds(config: Any, prompts: Sequence[Any], samples: int, window: int) -> float:
+    """An estimate of the H100 time of tracing `prompts` (prepared), from measurements of
+    other prompts: each forward's FLOPs at the rate the model alone reached with as many
+    positions (`H100_MODEL_TFLOPS`, interpolated), scaled by how much slower than that the
+    tracer was on run 7's prompts (1.35 s a fact)."""
+    def at_ceilings(shapes: Iterable[tuple[int, int]]) -> float:
+        seconds = 0.0
+        for n_tokens, start in shapes:
+            for positions, flops in fast_tracer_flops(config, n_tokens, start, samples, window).items():
+                seconds += flops / (_interpolate(H100_MODEL_TFLOPS, positions) * 1e12)
+        return seconds
+
+    from tiny_models import tiny_tokenizer
+
+    from fact_locator.tracing.prompt import prepare_prompt
+
+    tiny = tiny_tokenizer()
+    run7 = [prepare_prompt(tiny, Fact(subject, "{} is located in the country of", "Italy"), 1024) for subject in RUN7_SUBJECTS]
+    slower = H100_RUN7_SECONDS * len(run7) / at_ceilings((len(p.token_ids), p.subject_range[0]) for p in run7)
+    return slower * at_ceilings((len(p.token_ids), p.subject_range[0]) for p in prompts)
 
 
 def main() -> None:

@@ -73,3 +73,36 @@ def test_a_tokenizer_that_is_not_gpt2s_fails_the_known_encodings(benchmarks: Non
 
     with pytest.raises(TokenizerBuildError, match="GPT-2 as \\[31373, 995\\]"):
         check_known(tiny_tokenizer())
+
+
+def test_the_h100_estimate_reproduces_the_run_it_is_scaled_to(benchmarks: None) -> None:
+    """Without a GPU the benchmark estimates H100 time from run 7's measurement; applied to
+    run 7's own prompts the estimate must give back run 7's 1.35 s a fact."""
+    from tiny_models import tiny_tokenizer
+    from transformers import GPT2Config
+
+    import bench_tracer
+
+    from fact_locator.facts import Fact
+    from fact_locator.tracing.prompt import prepare_prompt
+
+    config = GPT2Config(n_layer=48, n_embd=1600, n_head=25, n_positions=1024, vocab_size=50257)
+    prompts = [prepare_prompt(tiny_tokenizer(), Fact(s, "{} is located in the country of", "Italy"), 1024)
+               for s in bench_tracer.RUN7_SUBJECTS]
+    seconds = bench_tracer.h100_seconds(config, prompts, samples=10, window=10)
+    assert seconds / len(prompts) == pytest.approx(bench_tracer.H100_RUN7_SECONDS, rel=1e-9)
+    # A shorter prompt runs fewer, smaller forwards: less time.
+    short = [prepare_prompt(tiny_tokenizer(), Fact("Toyota", "{} is in", "Japan"), 1024)]
+    assert bench_tracer.h100_seconds(config, short, samples=10, window=10) < bench_tracer.H100_RUN7_SECONDS
+
+
+def test_fast_flops_by_suffix_add_up_to_the_work_count(benchmarks: None) -> None:
+    import bench_tracer
+
+    by_suffix = bench_tracer.fast_flops_by_suffix(7.0, 3.0, n_layers=4, n_tokens=6, start=2, samples=2, window=2)
+    assert sorted(by_suffix) == [1, 2, 3, 4]  # tokens 2..5 of 6: forwards of 4..1 positions
+    # First computed layers, hidden / mlp / attn: layer 0: 1, 0, 0; 1: 2, 0, 0; 2: 3, 1, 1;
+    # 3: 4, 2, 2. So 32 layer runs over 12 sites, each of `positions` positions, plus 12 heads.
+    for positions, flops in by_suffix.items():
+        assert flops == 2 * (positions * 32 * 7.0 + 12 * 3.0)
+    assert sum(by_suffix.values()) == bench_tracer.work_flops(7.0, 3.0, 4, 6, 2, 2, 2)[1]
