@@ -7,6 +7,7 @@
     PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --gemm         # the machine's float32 GEMM rate
     PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --together     # kinds / facts batched together vs apart
     PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --compare-cache --only short-subject-first,12-subject-middle
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --compare-gelu --only short-subject-first
     PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --gpt2xl-shape --device cuda   # shipped facts, GPT-2's tokenizer
 
 Prints seconds per fact, the ratio, max |IE difference| and peak memory.
@@ -231,7 +232,7 @@ def layer_scaling(samples: int, window: int, naive_layers: int | None) -> None:
 
 def gpt2xl_shape(device: str, dtype: str, n_facts: int | None, samples: int, window: int, config: Any = None, timing: bool | None = None,
                  profile: bool = False, activation: str | None = None, ceilings: bool = False, compare_cache: bool = False,
-                 tokenizer: Any = None) -> None:
+                 compare_gelu: bool = False, tokenizer: Any = None) -> None:
     """GPT-2 XL's shape (48 layers, d=1600, random weights): the first `n_facts` (None: all) of
     the shipped fact sets' facts (`shipped_facts`) x 3 kinds, tokenized by GPT-2's own
     tokenizer (`gpt2_tokenizer.py`; `tokenizer` replaces it, as the smoke test does),
@@ -242,7 +243,8 @@ def gpt2xl_shape(device: str, dtype: str, n_facts: int | None, samples: int, win
     activations ("gelu_pytorch_tanh" is the same function in one kernel): how much of the
     time those kernels take. `ceilings` then times the model itself at the tracer's batch
     shapes (`model_ceilings`). `compare_cache` times the KV cache that writes into room after
-    the prefix against transformers' torch.cat, alternately in this process."""
+    the prefix against transformers' torch.cat, alternately in this process; `compare_gelu`
+    the tracer's one-kernel GELU against the model's own "gelu_new" (`gelu_ab`)."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from gpt2_tokenizer import gpt2_tokenizer
@@ -304,6 +306,8 @@ def gpt2xl_shape(device: str, dtype: str, n_facts: int | None, samples: int, win
         print(f"peak CUDA memory: {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
     if compare_cache:
         cache_ab(tracer, facts)
+    if compare_gelu:
+        gelu_ab(tracer, facts)
     if profile:
         kernel_profile(lambda: tracer.trace_many(facts[:4]), cuda=device.startswith("cuda"))
     if ceilings:
@@ -329,6 +333,46 @@ def cache_ab(tracer: Tracer, facts: list[Fact], rounds: int = 2) -> None:
             with mock.patch.object(fast, "prefilled_layer", layer):
                 _, s = timed(lambda: tracer.trace_many(facts))
             print(f"round {round_ + 1} {name:9}: {s / len(facts):.2f} s per fact", flush=True)
+
+
+def gelu_ab(tracer: Tracer, facts: list[Fact], rounds: int = 2) -> None:
+    """The model's "gelu_new" (8 element-wise kernels) against the one kernel the tracer runs
+    in its place (`fast.fused_tanh_gelu`), alternately on one model; then how far apart the
+    effects of the two are."""
+    fused = tracer._gelu_sites
+    print(f"\n# GELU's tanh form at {len(fused)} MLPs: gelu_new's 8 kernels vs one, alternately")
+    traces: dict[str, list[Any]] = {}
+    try:
+        for round_ in range(rounds):
+            for name, sites in (("gelu_new", ()), ("one kernel", fused)):
+                tracer._gelu_sites = sites
+                traces[name], s = timed(lambda: tracer.trace_many(facts))
+                print(f"round {round_ + 1} {name:10}: {s / len(facts):.2f} s per fact", flush=True)
+    finally:
+        tracer._gelu_sites = fused
+    gap = largest = 0.0
+    for ours, theirs in zip(traces["one kernel"], traces["gelu_new"]):
+        for kind in ours.ie:
+            a, b = torch.tensor(ours.ie[kind]), torch.tensor(theirs.ie[kind])
+            gap, largest = max(gap, (a - b).abs().max().item()), max(largest, b.abs().max().item())
+    print(f"max |IE(one kernel) - IE(gelu_new)| {gap:.2g} (largest |IE| {largest:.3g})")
+
+
+def gelu_comparison(device: str, dtype: str, facts: list[Fact], samples: int, window: int) -> None:
+    """`gelu_ab` on GPT-2 small's shape (12 layers, d=768, random weights), GPT-2's tokenizer."""
+    from gpt2_tokenizer import gpt2_tokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from fact_locator.models.loading import from_objects
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config()).eval()  # the config's defaults are GPT-2 small's
+    loaded = from_objects(model, gpt2_tokenizer(GPT2_TOKENIZER_DIR), name="gpt2-small-shape", fingerprint="gpt2-small-shape-random",
+                          device=device, dtype=dtype)
+    tracer = Tracer(loaded, TraceSettings(samples=samples, window=window, dtype=dtype))
+    tracer.trace(facts[0])  # warm-up
+    print(f"\nGPT-2 small shape, {dtype}, {len(facts)} fact(s): {', '.join(f.id or f.subject for f in facts)}")
+    gelu_ab(tracer, facts)
 
 
 def model_ceilings(model: Any, device: str, rows: int, n_tokens: int) -> None:
@@ -534,6 +578,7 @@ def main() -> None:
     parser.add_argument("--gemm", action="store_true", help="only the machine's float32 matrix-product rate")
     parser.add_argument("--together", action="store_true", help="only kinds and facts batched together vs apart")
     parser.add_argument("--compare-cache", action="store_true", help="only the KV cache written into room vs torch.cat")
+    parser.add_argument("--compare-gelu", action="store_true", help="only GPT-2's gelu_new vs the tracer's one-kernel GELU (GPT-2 small shape)")
     parser.add_argument("--only", default=None, help="comma-separated fact ids to run (default: the first --facts)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     args = parser.parse_args()
@@ -546,8 +591,11 @@ def main() -> None:
     if args.gpt2xl_shape:
         gpt2xl_shape(args.device, args.dtype, args.facts, args.samples, args.window)
         return
-    loaded = load_smollm2(args.device, args.dtype)
     facts = [f for f in FACTS if f.id in args.only.split(",")] if args.only else FACTS[: args.facts or 3]
+    if args.compare_gelu:
+        gelu_comparison(args.device, args.dtype, facts, args.samples, args.window)
+        return
+    loaded = load_smollm2(args.device, args.dtype)
     if args.count_flops:
         counted_flops(loaded, FACTS[0], args.samples, args.window)
         return

@@ -80,6 +80,8 @@ def main() -> None:
                         help="also time the model alone at the tracer's batch shapes (forward, one layer eager and compiled, its matrix products)")
     parser.add_argument("--compare-cache", action="store_true",
                         help="also time the KV cache written into room against torch.cat, alternately")
+    parser.add_argument("--compare-gelu", action="store_true",
+                        help="also time the model's gelu_new against the tracer's one-kernel GELU, alternately")
     parser.add_argument("--activation", action="append", default=None,
                         help="time the GPT-2 XL shape with this activation function (repeatable; default GPT-2's gelu_new)")
     args = parser.parse_args()
@@ -106,7 +108,8 @@ def main() -> None:
 
         for activation in args.activation or [None]:
             gpt2xl_shape(args.device, "bfloat16", args.facts, samples=10, window=10, profile=args.profile,
-                         activation=activation, ceilings=args.ceilings, compare_cache=args.compare_cache)
+                         activation=activation, ceilings=args.ceilings, compare_cache=args.compare_cache,
+                         compare_gelu=args.compare_gelu)
             torch.cuda.empty_cache()
     sys.exit(0 if ok else 1)
 

@@ -231,6 +231,51 @@ def test_hooks_and_layers_come_back_after_a_trace() -> None:
     assert all(not m._forward_hooks for m in loaded.model.modules())
 
 
+# -- GELU's tanh form as one kernel -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "gptj", "phi"])
+def test_gelu_new_runs_as_one_kernel_while_tracing_and_comes_back(arch: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """GPT-2, GPT-J and Phi define their MLP activation as transformers' 8-kernel "gelu_new";
+    the tracer runs torch's one-kernel GELU(approximate="tanh") in its place. The reference
+    loop runs the model as defined, so the equality tests above also bound the difference."""
+    from transformers.activations import NewGELUActivation
+
+    loaded = tiny_loaded(arch, layers=2)
+    originals = [m for m in loaded.model.modules() if type(m) is NewGELUActivation]
+    assert len(originals) == 2  # one per layer
+    tracer = Tracer(loaded, TraceSettings(samples=2, window=2))
+
+    def not_while_tracing(*_args: Any) -> Any:
+        raise AssertionError("gelu_new ran during a trace")
+
+    monkeypatch.setattr(NewGELUActivation, "forward", not_while_tracing)
+    tracer.trace(SUBJECT_MIDDLE)
+    assert [m for m in loaded.model.modules() if type(m) is NewGELUActivation] == originals
+
+
+def test_models_without_gelu_new_are_left_as_they_are() -> None:
+    assert fast.tanh_gelu_sites(tiny_loaded("llama", layers=2).model) == ()
+    assert fast.tanh_gelu_sites(tiny_loaded("gpt_neox", layers=2).model) == ()  # exact (erf) GELU
+
+
+def test_one_kernel_gelu_equals_gelu_new_to_float_rounding() -> None:
+    from transformers.activations import NewGELUActivation
+
+    x = torch.randn(256, 512, generator=torch.Generator().manual_seed(0)) * 4
+    assert (torch.nn.GELU(approximate="tanh")(x) - NewGELUActivation()(x)).abs().max().item() <= 1e-6
+
+
+def test_gelu_new_comes_back_when_a_forward_fails() -> None:
+    model = tiny_loaded("gpt2", layers=2).model
+    sites = fast.tanh_gelu_sites(model)
+    before = [getattr(parent, name) for parent, name in sites]
+    with pytest.raises(RuntimeError, match="mid-forward"), fast.fused_tanh_gelu(sites):
+        assert all(isinstance(getattr(parent, name), torch.nn.GELU) for parent, name in sites)
+        raise RuntimeError("mid-forward")
+    assert [getattr(parent, name) for parent, name in sites] == before
+
+
 # -- the KV cache of restoration runs ---------------------------------------------------------
 
 

@@ -14,7 +14,7 @@ from fact_locator.errors import FactError, FactLocatorError, TraceError
 from fact_locator.facts import Fact
 from fact_locator.models.loading import LoadedModel, torch_dtype
 from fact_locator.tracing.corruption import calibrate_noise, make_noise
-from fact_locator.tracing.fast import BatchRows, attention_backends, auto_batch_rows, cache_tensors, cpu_rows_cap, device_tensor, replaced_layers, replay_layer, run_in_batches, staggered_layer, suffix_cache
+from fact_locator.tracing.fast import BatchRows, attention_backends, auto_batch_rows, cache_tensors, cpu_rows_cap, device_tensor, fused_tanh_gelu, replaced_layers, replay_layer, run_in_batches, staggered_layer, suffix_cache, tanh_gelu_sites
 from fact_locator.tracing.hooks import edit_outputs, main_tensor
 from fact_locator.tracing.metrics import check_metric, metric_values
 from fact_locator.tracing.prompt import PreparedPrompt, prepare_prompt
@@ -114,6 +114,8 @@ class Tracer:
         self._logits_kwargs = {"logits_to_keep": 1} if "logits_to_keep" in forward else {}
         # transformers renames past_key_values to `cache` model by model (GPT-J already).
         self._cache_kwarg = "cache" if "cache" in forward else "past_key_values"
+        # GELU's tanh form runs as one kernel instead of "gelu_new"'s eight (`fused_tanh_gelu`).
+        self._gelu_sites = tanh_gelu_sites(loaded.model)
         self._suffix: bool | None = None  # decided by the probe on the first trace
         self.suffix_fallback_reason: str | None = None
 
@@ -357,7 +359,7 @@ class Tracer:
         kwargs: dict[str, Any] = {"use_cache": False}
         if cache is not None:
             kwargs = {"use_cache": True, self._cache_kwarg: cache}
-        with attention_backends(self.loaded.device):
+        with attention_backends(self.loaded.device), fused_tanh_gelu(self._gelu_sites):
             out = self.loaded.model(input_ids=input_ids, **kwargs, **self._logits_kwargs)
         return out.logits[:, -1, :].float()
 
