@@ -342,14 +342,18 @@ def gelu_ab(tracer: Tracer, facts: list[Fact], rounds: int = 2) -> None:
     fused = tracer._gelu_sites
     print(f"\n# GELU's tanh form at {len(fused)} MLPs: gelu_new's 8 kernels vs one, alternately")
     traces: dict[str, list[Any]] = {}
+    seconds = {"gelu_new": 0.0, "one kernel": 0.0}
     try:
         for round_ in range(rounds):
             for name, sites in (("gelu_new", ()), ("one kernel", fused)):
                 tracer._gelu_sites = sites
                 traces[name], s = timed(lambda: tracer.trace_many(facts))
+                seconds[name] += s
                 print(f"round {round_ + 1} {name:10}: {s / len(facts):.2f} s per fact", flush=True)
     finally:
         tracer._gelu_sites = fused
+    print(f"all rounds: gelu_new {seconds['gelu_new']:.1f} s, one kernel {seconds['one kernel']:.1f} s "
+          f"({seconds['gelu_new'] / seconds['one kernel']:.2f}x)")
     gap = largest = 0.0
     for ours, theirs in zip(traces["one kernel"], traces["gelu_new"]):
         for kind in ours.ie:
@@ -358,7 +362,7 @@ def gelu_ab(tracer: Tracer, facts: list[Fact], rounds: int = 2) -> None:
     print(f"max |IE(one kernel) - IE(gelu_new)| {gap:.2g} (largest |IE| {largest:.3g})")
 
 
-def gelu_comparison(device: str, dtype: str, facts: list[Fact], samples: int, window: int) -> None:
+def gelu_comparison(device: str, dtype: str, facts: list[Fact], samples: int, window: int, rounds: int = 4) -> None:
     """`gelu_ab` on GPT-2 small's shape (12 layers, d=768, random weights), GPT-2's tokenizer."""
     from gpt2_tokenizer import gpt2_tokenizer
     from transformers import GPT2Config, GPT2LMHeadModel
@@ -372,7 +376,7 @@ def gelu_comparison(device: str, dtype: str, facts: list[Fact], samples: int, wi
     tracer = Tracer(loaded, TraceSettings(samples=samples, window=window, dtype=dtype))
     tracer.trace(facts[0])  # warm-up
     print(f"\nGPT-2 small shape, {dtype}, {len(facts)} fact(s): {', '.join(f.id or f.subject for f in facts)}")
-    gelu_ab(tracer, facts)
+    gelu_ab(tracer, facts, rounds)
 
 
 def model_ceilings(model: Any, device: str, rows: int, n_tokens: int) -> None:
