@@ -204,35 +204,38 @@ def fused_tanh_gelu(sites: Sequence[tuple[Any, str]]) -> Iterator[None]:
     duration; the originals always come back. Both compute 0.5 x (1 + tanh(sqrt(2/pi) (x +
     0.044715 x^3))), but "gelu_new" spells it out as 8 element-wise kernels over the MLP's
     widest activations, torch's GELU as one (float32: within 5e-7 of each other; bfloat16:
-    the one kernel rounds once, so it is the closer to the exact function). On an H100 the
-    fused form made a GPT-2 XL-shape trace 1.07-1.23x faster (benchmarks/README.md)."""
+    the one kernel rounds once, so it is the closer to the exact function). On an H100 a
+    GPT-2 XL-shape model configured with the one-kernel form traced 1.07-1.23x faster
+    (benchmarks/README.md)."""
     if not sites:
         yield
         return
     import torch
 
     fused = torch.nn.GELU(approximate="tanh")
-    originals = [getattr(parent, name) for parent, name in sites]
-    try:
-        for parent, name in sites:
-            setattr(parent, name, fused)
+    with _swapped([(parent, name, fused) for parent, name in sites]):
         yield
-    finally:
-        for (parent, name), original in zip(sites, originals):
-            setattr(parent, name, original)
 
 
 @contextmanager
 def replaced_layers(layers: Any, replacements: Mapping[int, Any]) -> Iterator[None]:
     """Swap entries of a ModuleList for the duration; the originals always come back."""
-    originals = {i: layers[i] for i in replacements}
+    # A ModuleList keeps entry i as its attribute "i" (what `layers[i] = module` sets).
+    with _swapped([(layers, str(i), module) for i, module in replacements.items()]):
+        yield
+
+
+@contextmanager
+def _swapped(assignments: Sequence[tuple[Any, str, Any]]) -> Iterator[None]:
+    """Set each (owner, attribute, value) for the duration; the originals always come back."""
+    originals = [(owner, name, getattr(owner, name)) for owner, name, _value in assignments]
     try:
-        for i, module in replacements.items():
-            layers[i] = module
+        for owner, name, value in assignments:
+            setattr(owner, name, value)
         yield
     finally:
-        for i, module in originals.items():
-            layers[i] = module
+        for owner, name, original in originals:
+            setattr(owner, name, original)
 
 
 def suffix_cache(keys_values: Sequence[Sequence[tuple[torch.Tensor, torch.Tensor]]], rows: BatchRows, token: int, first_real: int) -> Any:
