@@ -109,7 +109,9 @@ def gpt2_tokenizer(folder: Path) -> Any:
             tokenizer = tokenizer_from_ranks(read_ranks(_download_ranks(Path(work))))
         check_known(tokenizer)
         folder.mkdir(parents=True, exist_ok=True)
-        tokenizer.backend_tokenizer.save(str(path))
+        partial = path.with_suffix(".partial")  # renamed when complete: never half a file
+        tokenizer.backend_tokenizer.save(str(partial))
+        partial.replace(path)
     tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(path), eos_token=END_OF_TEXT, bos_token=END_OF_TEXT)
     check_known(tokenizer)
     return tokenizer
