@@ -64,7 +64,11 @@ def tokenizer_from_ranks(ranks: dict[bytes, int]) -> Any:
         def load_tiktoken_bpe(_url: str) -> dict[bytes, int]:
             return ranks  # already read: no tiktoken package needed
 
-    converted = _Converter(vocab_file="<ranks>", pattern=PATTERN, extra_special_tokens=[END_OF_TEXT]).converted()
+    from tokenizers import AddedToken
+
+    converted = _Converter(vocab_file="<ranks>", pattern=PATTERN).converted()
+    # Added here, not through the converter (whose keyword for it differs between versions).
+    converted.add_special_tokens([AddedToken(END_OF_TEXT, special=True, normalized=False)])
     return PreTrainedTokenizerFast(tokenizer_object=converted, eos_token=END_OF_TEXT, bos_token=END_OF_TEXT)
 
 
