@@ -31,13 +31,12 @@ def test_gpt2xl_shape_timing_path_runs_on_a_tiny_shape(capsys: pytest.CaptureFix
 
     config = GPT2Config(n_layer=2, n_embd=32, n_head=2, n_positions=128, vocab_size=1000)
     bench_tracer.gpt2xl_shape("cpu", "float32", n_facts=4, samples=2, window=2, config=config, timing=True, profile=True,
-                              activation="gelu_pytorch_tanh", ceilings=True, compare_cache=True, compare_gelu=True,
-                              tokenizer=tiny_tokenizer())
+                              ceilings=True, compare_cache=True, compare_gelu=True, tokenizer=tiny_tokenizer())
     out = capsys.readouterr().out
-    assert "gelu_pytorch_tanh; 4 facts of the shipped fact sets, prompts of" in out
+    assert "gelu_new; 4 facts of the shipped fact sets, prompts of" in out
     assert "4 facts traced together in" in out and "1 facts one at a time" in out
     assert "round 2 prefilled" in out and "round 2 torch.cat" in out
-    assert "round 2 one kernel" in out and "max |IE(one kernel) - IE(gelu_new)|" in out
+    assert "GELU's tanh form at 2 MLPs" in out and "round 2 one kernel" in out and "max |IE(one kernel) - IE(gelu_new)|" in out
     assert "# profile:" in out and "CPU operators" in out
     assert re.search(r"model forward, \d+ positions, \d+ cached", out) and "the layer's matrix products alone" in out
 
