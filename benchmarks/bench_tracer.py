@@ -182,11 +182,10 @@ def fast_flops_by_suffix(per_layer: float, lm_head: float, n_layers: int, n_toke
                          window: int) -> dict[int, float]:
     """The fast tracer's FLOPs (3 kinds) by the number of positions its forwards run: T - t
     for the sites that restore token t."""
-    by_suffix = {}
-    for t in range(start, n_tokens):
-        firsts = [first for layer in range(n_layers) for first in (layer + 1, max(0, layer - window // 2), max(0, layer - window // 2))]
-        by_suffix[n_tokens - t] = sum(samples * ((n_tokens - t) * (n_layers - first) * per_layer + lm_head) for first in firsts)
-    return by_suffix
+    # Each site's first computed layer: hidden, mlp, attn at every layer.
+    firsts = [first for layer in range(n_layers) for first in (layer + 1, max(0, layer - window // 2), max(0, layer - window // 2))]
+    return {n_tokens - t: sum(samples * ((n_tokens - t) * (n_layers - first) * per_layer + lm_head) for first in firsts)
+            for t in range(start, n_tokens)}
 
 
 def prompt_length_scaling(loaded: Any, samples: int, window: int) -> None:
