@@ -5,6 +5,7 @@
     PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --scaling    # time vs prompt length and layer count
     PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --count-flops  # FLOP count vs torch's FlopCounterMode
     PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --gemm         # the machine's float32 GEMM rate
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --work-ratios  # exact work ratio of the shipped facts (no trace)
     PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --together     # kinds / facts batched together vs apart
     PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --compare-cache --only short-subject-first,12-subject-middle
     PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --compare-gelu --only short-subject-first
@@ -186,6 +187,29 @@ def fast_flops_by_suffix(per_layer: float, lm_head: float, n_layers: int, n_toke
     firsts = [first for layer in range(n_layers) for first in (layer + 1, max(0, layer - window // 2), max(0, layer - window // 2))]
     return {n_tokens - t: sum(samples * ((n_tokens - t) * (n_layers - first) * per_layer + lm_head) for first in firsts)
             for t in range(start, n_tokens)}
+
+
+def shipped_work_ratios(loaded: Any, samples: int, window: int, target: float = 8.0) -> None:
+    """The exact work ratio (naive FLOPs / fast FLOPs) of every shipped fact in `loaded`'s own
+    tokens: what the reuses alone can give on realistic prompts, and the FLOP-rate advantage
+    over the naive loop the fast tracer would need on top of it to reach `target`."""
+    from statistics import median
+
+    from fact_locator.tracing.prompt import prepare_prompt
+
+    per_layer, lm_head = model_flops(loaded.model)
+    n_layers = loaded.model.config.num_hidden_layers
+    rows = []
+    for fact in shipped_facts():
+        prompt = prepare_prompt(loaded.tokenizer, fact)
+        rows.append((prompt.subject_range[0] == 0, *work_flops(per_layer, lm_head, n_layers, len(prompt.token_ids),
+                                                              prompt.subject_range[0], samples, window)))
+    print(f"\n# exact work ratio of the {len(rows)} shipped facts ({n_layers} layers, 3 kinds, {samples} samples, window {window})")
+    for label, group in (("all", rows), ("subject first", [r for r in rows if r[0]]), ("tokens before the subject", [r for r in rows if not r[0]])):
+        ratios = [naive / fast for _, naive, fast in group]
+        overall = sum(naive for _, naive, _ in group) / sum(fast for _, _, fast in group)
+        print(f"{label:>26}: {len(group):3d} facts, work ratio median {median(ratios):.2f} (min {min(ratios):.2f}, "
+              f"max {max(ratios):.2f}), all together {overall:.2f}: {target:g}x needs {target / overall:.2f}x the naive loop's FLOP rate")
 
 
 def prompt_length_scaling(loaded: Any, samples: int, window: int) -> None:
@@ -580,6 +604,7 @@ def main() -> None:
     parser.add_argument("--count-flops", action="store_true", help="check the FLOP count against torch's FlopCounterMode")
     parser.add_argument("--gemm", action="store_true", help="only the machine's float32 matrix-product rate")
     parser.add_argument("--together", action="store_true", help="only kinds and facts batched together vs apart")
+    parser.add_argument("--work-ratios", action="store_true", help="only the shipped facts' exact work ratios (no trace)")
     parser.add_argument("--compare-cache", action="store_true", help="only the KV cache written into room vs torch.cat")
     parser.add_argument("--compare-gelu", action="store_true", help="only GPT-2's gelu_new vs the tracer's one-kernel GELU (GPT-2 small shape)")
     parser.add_argument("--only", default=None, help="comma-separated fact ids to run (default: the first --facts)")
@@ -599,6 +624,9 @@ def main() -> None:
         gelu_comparison(args.device, args.dtype, facts, args.samples, args.window)
         return
     loaded = load_smollm2(args.device, args.dtype)
+    if args.work_ratios:
+        shipped_work_ratios(loaded, args.samples, args.window)
+        return
     if args.count_flops:
         counted_flops(loaded, FACTS[0], args.samples, args.window)
         return

@@ -107,3 +107,20 @@ def test_fast_flops_by_suffix_add_up_to_the_work_count(benchmarks: None) -> None
     for positions, flops in by_suffix.items():
         assert flops == 2 * (positions * 32 * 7.0 + 12 * 3.0)
     assert sum(by_suffix.values()) == bench_tracer.work_flops(7.0, 3.0, 4, 6, 2, 2, 2)[1]
+
+
+def test_work_ratios_of_the_shipped_facts_split_by_where_the_subject_sits(capsys: pytest.CaptureFixture[str],
+                                                                          benchmarks: None) -> None:
+    """`--work-ratios` prints the exact reuse bound on realistic prompts, without tracing."""
+    from tiny_models import tiny_loaded
+
+    import bench_tracer
+
+    bench_tracer.shipped_work_ratios(tiny_loaded("llama"), samples=2, window=2)
+    out = capsys.readouterr().out
+    n_facts = len(bench_tracer.shipped_facts())
+    assert f"exact work ratio of the {n_facts} shipped facts" in out
+    counts = [int(n) for n in re.findall(r": +(\d+) facts, work ratio median", out)]
+    assert len(counts) == 3 and counts[0] == n_facts == counts[1] + counts[2]
+    # The reuses always save work: every ratio is above 1.
+    assert all(float(r) > 1 for r in re.findall(r"min (\d+\.\d+)", out))
