@@ -6,6 +6,7 @@
     PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --count-flops  # FLOP count vs torch's FlopCounterMode
     PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --gemm         # the machine's float32 GEMM rate
     PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --work-ratios  # exact work ratio of the shipped facts (no trace)
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --shipped --facts 8  # naive + fast on shipped facts
     PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --together     # kinds / facts batched together vs apart
     PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --compare-cache --only short-subject-first,12-subject-middle
     PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --compare-gelu --only short-subject-first
@@ -118,7 +119,7 @@ def compare(loaded: Any, facts: list[Fact], samples: int, window: int, naive: bo
             total_naive += naive_s
         total_fast += fast_s
         print(
-            f"{fact.id:22} {n_tokens:6d} {str(trace.subject_range):>8} {fast_s:8.2f} {naive_s:8.2f} "
+            f"{str(fact.id or fact.subject):22} {n_tokens:6d} {str(trace.subject_range):>8} {fast_s:8.2f} {naive_s:8.2f} "
             f"{naive_s / fast_s:6.1f} {naive_work / fast_work:10.1f} {fast_work / fast_s / 1e9:12.0f} "
             f"{naive_work / naive_s / 1e9:13.0f} {diff:9.1e} {peak_rss_mib():12.0f}",
             flush=True,
@@ -595,7 +596,10 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--facts", type=int, default=None,
-                        help="how many of the benchmark facts (max 5, default 3); with --gpt2xl-shape, of the shipped fact sets' (default all)")
+                        help="how many of the benchmark facts (max 5, default 3); with --shipped, of the shipped fact sets' "
+                             "(default 8); with --gpt2xl-shape, of the shipped fact sets' (default all)")
+    parser.add_argument("--shipped", action="store_true",
+                        help="naive and fast on the first --facts facts of the shipped fact sets (SmolLM2's tokens)")
     parser.add_argument("--samples", type=int, default=10)
     parser.add_argument("--window", type=int, default=10)
     parser.add_argument("--quick", action="store_true", help="fast tracer only (no naive loop)")
@@ -619,7 +623,12 @@ def main() -> None:
     if args.gpt2xl_shape:
         gpt2xl_shape(args.device, args.dtype, args.facts, args.samples, args.window)
         return
-    facts = [f for f in FACTS if f.id in args.only.split(",")] if args.only else FACTS[: args.facts or 3]
+    if args.shipped:
+        facts = shipped_facts(args.facts or 8)
+    elif args.only:
+        facts = [f for f in FACTS if f.id in args.only.split(",")]
+    else:
+        facts = FACTS[: args.facts or 3]
     if args.compare_gelu:
         gelu_comparison(args.device, args.dtype, facts, args.samples, args.window)
         return
