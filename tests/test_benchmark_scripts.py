@@ -124,3 +124,18 @@ def test_work_ratios_of_the_shipped_facts_split_by_where_the_subject_sits(capsys
     assert len(counts) == 3 and counts[0] == n_facts == counts[1] + counts[2]
     # The reuses always save work: every ratio is above 1.
     assert all(float(r) > 1 for r in re.findall(r"min (\d+\.\d+)", out))
+
+
+def test_side_by_side_on_shipped_facts_prints_agreeing_traces(capsys: pytest.CaptureFixture[str], benchmarks: None) -> None:
+    """`--shipped`: the naive loop and the fast tracer on shipped facts, whose ids name the rows."""
+    from tiny_models import tiny_loaded
+
+    import bench_tracer
+
+    facts = bench_tracer.shipped_facts(2)
+    bench_tracer.compare(tiny_loaded("llama"), facts, samples=2, window=2, naive=True)
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines() if line.split() and line.split()[0] in {str(f.id) for f in facts}]
+    assert len(rows) == 2
+    assert all(float(row[-2]) <= 1e-5 for row in rows)  # max |IE(fast) - IE(naive)|
+    assert re.search(r"all facts: fast [\d.]+ s, naive [\d.]+ s, ratio [\d.]+x", out)
