@@ -29,8 +29,10 @@ __all__ = [
     "device_tensor",
     "fused_tanh_gelu",
     "is_out_of_memory",
+    "partial_module",
     "prefilled_layer",
     "replaced_layers",
+    "replaced_submodules",
     "replay_layer",
     "run_in_batches",
     "staggered_layer",
@@ -83,15 +85,17 @@ class BatchRows:
             return None
         return device_tensor((self._row_fact == local).nonzero().squeeze(1), self.device)
 
-    def gather(self, per_fact: Sequence[torch.Tensor], start_site: int = 0, out: torch.Tensor | None = None) -> torch.Tensor:
-        """The batch's rows from `start_site` on, of per-fact tensors given in `facts` order,
-        written into `out` when given (a contiguous tensor of those rows' shape). Always a
-        new tensor (or `out`): restorations edit layer outputs in place, and a replayed
-        output must not write through to the corrupted run that later batches read."""
+    def gather(self, per_fact: Sequence[torch.Tensor], start_site: int = 0, out: torch.Tensor | None = None,
+               batch_rows: torch.Tensor | None = None) -> torch.Tensor:
+        """The batch's rows from `start_site` on (or the batch rows `batch_rows`, a device
+        tensor), of per-fact tensors given in `facts` order, written into `out` when given
+        (a contiguous tensor of those rows' shape). Always a new tensor (or `out`):
+        restorations edit layer outputs in place, and a replayed output must not write
+        through to the corrupted run that later batches read."""
         import torch
 
         stacked = per_fact[0] if len(per_fact) == 1 else torch.cat(list(per_fact))
-        index = self.source[start_site * self.samples :]
+        index = self.source[start_site * self.samples :] if batch_rows is None else self.source.index_select(0, batch_rows)
         if out is None:
             return stacked.index_select(0, index)
         return torch.index_select(stacked.to(out.dtype), 0, index, out=out)
@@ -168,6 +172,53 @@ def _staggered_class() -> type:
     return StaggeredLayer
 
 
+def partial_module(module: Any, rows: int, positions: int, compute: torch.Tensor,
+                   fill: Callable[[torch.Tensor], Any] | None = None) -> torch.nn.Module:
+    """A stand-in for a position-wise module (an MLP) of a restoration forward whose output is
+    needed at only some (row, position) pairs. It runs `module` on the pairs `compute` (flat
+    indices row * positions + position into its input of `rows` x `positions` vectors),
+    lets `fill(out)` write others (those whose input is the corrupted run's: their output
+    is too) into the flat output `out` (rows * positions, width), and leaves the rest at
+    zero: they are overwritten by a restoration, or never read (the last layer's, but for
+    the last position). A call of any other shape runs `module` as it is."""
+    return _partial_class()(module, rows, positions, compute, fill)
+
+
+@lru_cache(maxsize=1)
+def _partial_class() -> type:
+    import torch
+
+    class PartialModule(torch.nn.Module):
+        def __init__(self, module: Any, rows: int, positions: int, compute: torch.Tensor,
+                     fill: Callable[[torch.Tensor], Any] | None) -> None:
+            super().__init__()
+            self.module = module
+            self.rows, self.positions = rows, positions
+            # With nothing to compute, pair 0 is computed anyway, to learn the output's width:
+            # it is one the fill or a restoration overwrites, or one never read.
+            self.compute = compute if compute.numel() else compute.new_zeros(1)
+            self.fill = fill
+
+        def forward(self, x: Any, *args: Any, **kwargs: Any) -> Any:
+            expected = isinstance(x, torch.Tensor) and not args and not kwargs and x.dim() in (2, 3)
+            if not expected or x.numel() != self.rows * self.positions * x.shape[-1]:
+                return self.module(x, *args, **kwargs)
+            flat = x.reshape(-1, x.shape[-1])
+            picked = flat.index_select(0, self.compute)
+            # The module gets the layout it was called with: (pairs, d) or (1, pairs, d).
+            result = self.module(picked if x.dim() == 2 else picked.unsqueeze(0))
+            if not isinstance(result, torch.Tensor):
+                return self.module(x)  # not a plain position-wise module after all
+            result = result.reshape(-1, result.shape[-1])
+            out = result.new_zeros((flat.shape[0], result.shape[-1]))
+            out.index_copy_(0, self.compute, result)
+            if self.fill is not None:
+                self.fill(out)
+            return out.view(*x.shape[:-1], result.shape[-1])
+
+    return PartialModule
+
+
 @contextmanager
 def attention_backends(device: str) -> Iterator[None]:
     """On CUDA: scaled-dot-product attention without cuDNN's kernels (flash, memory-efficient
@@ -222,6 +273,18 @@ def replaced_layers(layers: Any, replacements: Mapping[int, Any]) -> Iterator[No
     """Swap entries of a ModuleList for the duration; the originals always come back."""
     # A ModuleList keeps entry i as its attribute "i" (what `layers[i] = module` sets).
     with _swapped([(layers, str(i), module) for i, module in replacements.items()]):
+        yield
+
+
+@contextmanager
+def replaced_submodules(root: Any, replacements: Mapping[str, Any]) -> Iterator[None]:
+    """Swap submodules of `root`, given by dotted path, for the duration; the originals
+    always come back."""
+    assignments = []
+    for path, module in replacements.items():
+        parent, _, name = path.rpartition(".")
+        assignments.append((root.get_submodule(parent) if parent else root, name, module))
+    with _swapped(assignments):
         yield
 
 

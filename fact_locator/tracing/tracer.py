@@ -14,7 +14,7 @@ from fact_locator.errors import FactError, FactLocatorError, TraceError
 from fact_locator.facts import Fact
 from fact_locator.models.loading import LoadedModel, torch_dtype
 from fact_locator.tracing.corruption import calibrate_noise, make_noise
-from fact_locator.tracing.fast import BatchRows, attention_backends, auto_batch_rows, cache_tensors, cpu_rows_cap, device_tensor, fused_tanh_gelu, replaced_layers, replay_layer, run_in_batches, staggered_layer, suffix_cache, tanh_gelu_sites
+from fact_locator.tracing.fast import BatchRows, attention_backends, auto_batch_rows, cache_tensors, cpu_rows_cap, device_tensor, fused_tanh_gelu, partial_module, replaced_layers, replaced_submodules, replay_layer, run_in_batches, staggered_layer, suffix_cache, tanh_gelu_sites
 from fact_locator.tracing.hooks import edit_outputs, main_tensor
 from fact_locator.tracing.metrics import check_metric, metric_values
 from fact_locator.tracing.prompt import PreparedPrompt, prepare_prompt
@@ -56,6 +56,7 @@ class _CorruptedRun:
     outputs: list[torch.Tensor]
     output_rest: list[tuple[Any, ...] | None]
     keys_values: list[tuple[torch.Tensor, torch.Tensor]]
+    mlp_outputs: list[torch.Tensor]  # per layer, the MLP site's output (samples, tokens, d)
 
 
 @dataclass(frozen=True)
@@ -409,11 +410,14 @@ class Tracer:
         samples, n_tokens = draws.shape[0], len(prepared.token_ids)
         outputs: list[torch.Tensor] = []
         rests: list[tuple[Any, ...] | None] = []
+        mlp_outputs: list[torch.Tensor] = []
         handles = []
         if keep:
             for layer in range(self.loaded.n_layers):
                 module = self.loaded.model.get_submodule(self.loaded.adapter.layer_path(layer))
                 handles.append(module.register_forward_hook(_output_keeper(outputs, rests)))
+                mlp = self.loaded.model.get_submodule(self.loaded.adapter.site_path("mlp", layer))
+                handles.append(mlp.register_forward_hook(_output_keeper(mlp_outputs, [], (samples, n_tokens))))
         # A cache without the config: plain full-length layers (no sliding-window trimming),
         # so every prefix length can be cut from it exactly.
         cache = DynamicCache() if keep else None
@@ -431,7 +435,7 @@ class Tracer:
         keys_values = cache_tensors(cache) if cache is not None else []
         return _CorruptedRun(
             prob=float(probs.mean().item()), value=float(values.mean().item()),
-            outputs=outputs, output_rest=rests, keys_values=keys_values,
+            outputs=outputs, output_rest=rests, keys_values=keys_values, mlp_outputs=mlp_outputs,
         )
 
     def _restore(self, runs: Sequence[_FactRun], offset: int, sites: Sequence[Site], finite: list[_FiniteCheck] | None = None) -> torch.Tensor:
@@ -474,10 +478,13 @@ class Tracer:
         prompt_ids = device_tensor([r.prepared.token_ids[offset:] for r in fact_runs], self.loaded.device)
         input_ids = prompt_ids.index_select(0, rows.row_fact)
         layers = self.loaded.model.get_submodule(adapter.layers)
-        replays |= self._staggered(layers, rows, fact_runs, cache, firsts, offset)
-        # Replace the layers first, so that hooks on a replayed layer land on its stand-in.
-        with replaced_layers(layers, replays), edit_outputs(self.loaded.model, edits):
-            logits = self._forward(input_ids, cache)
+        partial = self._partial_mlps(sites, firsts, restored_at, rows, fact_runs, offset)
+        # The MLPs' stand-ins go in first: a staggered layer takes its children as they are
+        # then. The layers before the hooks, so that hooks land on the stand-ins.
+        with replaced_submodules(self.loaded.model, partial):
+            replays |= self._staggered(layers, rows, fact_runs, cache, firsts, offset)
+            with replaced_layers(layers, replays), edit_outputs(self.loaded.model, edits):
+                logits = self._forward(input_ids, cache)
         where = f"a restoration run ({', '.join(dict.fromkeys(s.kind for s in sites))})"
         values = torch.empty(len(sites) * samples, device=logits.device)
         for local, run in enumerate(fact_runs):
@@ -505,6 +512,56 @@ class Tracer:
         output = main if rest is None else (main, *rest)
         # One stand-in per layer: a hook on one replayed layer must not fire for the others.
         return {layer: replay_layer(output) for layer in range(first)}
+
+    def _partial_mlps(self, sites: Sequence[Site], firsts: Sequence[int], restored_at: dict[tuple[str, int], list[int]],
+                      rows: BatchRows, fact_runs: Sequence[_FactRun], offset: int) -> dict[str, Any]:
+        """Stand-ins (`partial_module`) for the MLPs of the layers a restoration forward runs,
+        by module path, that compute only the (row, position) pairs whose output can matter.
+        Not needed: positions but the last in the last layer (the logits read the last one);
+        the restored position of an MLP that a site restores (its clean state replaces it).
+        Copied from the corrupted run (KV-suffix path): an mlp or attn site's positions after
+        its restored token in its first restored layer, whose MLP input is the corrupted
+        run's there (the layers before it are, and an attention restoration at the token
+        changes no other position of its own layer)."""
+        import torch
+
+        adapter = self.loaded.adapter
+        n_layers, samples = self.loaded.n_layers, rows.samples
+        positions = len(fact_runs[0].prepared.token_ids) - offset
+        device = self.loaded.device
+        stand_ins: dict[str, Any] = {}
+        for layer in range(firsts[0], n_layers):
+            started = bisect_right(firsts, layer)  # sites that run this layer: the leading ones
+            need = torch.ones(started, samples, positions, dtype=torch.bool)
+            if layer == n_layers - 1:
+                need[:, :, :-1] = False
+            for i in restored_at.get(("mlp", layer), ()):
+                need[i, :, sites[i].token - offset] = False
+            copied = [i for i in range(started) if firsts[i] == layer and sites[i].kind != "hidden"] if self._suffix and positions > 1 else []
+            for i in copied:
+                need[i, :, 1:] = False
+            if bool(need.all()):
+                continue
+            fill = None
+            if copied:
+                batch_rows = (torch.tensor(copied)[:, None] * samples + torch.arange(samples)[None, :]).reshape(-1)
+                pairs = (batch_rows[:, None] * positions + torch.arange(1, positions)[None, :]).reshape(-1)
+                fill = self._mlp_copier(rows, fact_runs, layer, offset, device_tensor(batch_rows, device), device_tensor(pairs, device))
+            path = adapter.site_path("mlp", layer)
+            compute = device_tensor(need.reshape(-1).nonzero().squeeze(1), device)
+            stand_ins[path] = partial_module(self.loaded.model.get_submodule(path), started * samples, positions, compute, fill)
+        return stand_ins
+
+    @staticmethod
+    def _mlp_copier(rows: BatchRows, fact_runs: Sequence[_FactRun], layer: int, offset: int, batch_rows: torch.Tensor,
+                    pairs: torch.Tensor) -> Callable[[torch.Tensor], None]:
+        """Write the corrupted run's MLP output of `layer` at positions offset + 1.. of
+        `batch_rows` into the flat (row * positions + position) entries `pairs` of `out`."""
+        def fill(out: torch.Tensor) -> None:
+            values = rows.gather([r.corrupted.mlp_outputs[layer][:, offset + 1 :] for r in fact_runs], batch_rows=batch_rows)
+            out.index_copy_(0, pairs, values.reshape(-1, out.shape[-1]).to(out.dtype))
+
+        return fill
 
     def _staggered(self, layers: Any, rows: BatchRows, fact_runs: Sequence[_FactRun], cache: Any, firsts: Sequence[int], offset: int) -> dict[int, Any]:
         """Stand-ins for the layers between the batch's first and last site's first computed
@@ -618,9 +675,12 @@ def _prompt_shape(prepared: PreparedPrompt) -> tuple[int, tuple[int, int]]:
     return len(prepared.token_ids), prepared.subject_range
 
 
-def _output_keeper(outputs: list[Any], rests: list[Any]) -> Callable[..., None]:
+def _output_keeper(outputs: list[Any], rests: list[Any], shape: tuple[int, int] | None = None) -> Callable[..., None]:
+    """A forward hook keeping a copy of each output (viewed as (*shape, d) when given: OPT's
+    MLP output comes as (batch * tokens, d))."""
     def hook(_module: Any, _inputs: Any, output: Any) -> None:
-        outputs.append(main_tensor(output).detach().clone())
+        main = main_tensor(output)
+        outputs.append((main if shape is None else main.reshape(*shape, main.shape[-1])).detach().clone())
         rests.append(tuple(output[1:]) if isinstance(output, tuple) else None)
 
     return hook
