@@ -29,6 +29,7 @@ __all__ = [
     "device_tensor",
     "fused_tanh_gelu",
     "is_out_of_memory",
+    "model_width",
     "partial_module",
     "prefilled_layer",
     "replaced_layers",
@@ -172,16 +173,17 @@ def _staggered_class() -> type:
     return StaggeredLayer
 
 
-def partial_module(module: Any, rows: int, positions: int, compute: torch.Tensor,
+def partial_module(module: Any, rows: int, positions: int, width: int, compute: torch.Tensor,
                    fill: Callable[[torch.Tensor], Any] | None = None) -> torch.nn.Module:
     """A stand-in for a position-wise module (an MLP) of a restoration forward whose output is
     needed at only some (row, position) pairs. It runs `module` on the pairs `compute` (flat
     indices row * positions + position into its input of `rows` x `positions` vectors),
     lets `fill(out)` write others (those whose input is the corrupted run's: their output
-    is too) into the flat output `out` (rows * positions, width), and leaves the rest at
+    is too) into the flat output `out` (rows * positions, `width`), and leaves the rest at
     zero: they are overwritten by a restoration, or never read (the last layer's, but for
-    the last position). A call of any other shape runs `module` as it is."""
-    return _partial_class()(module, rows, positions, compute, fill)
+    the last position). A call of any other shape, or an output of another kind or width,
+    runs `module` as it is."""
+    return _partial_class()(module, rows, positions, width, compute, fill)
 
 
 @lru_cache(maxsize=1)
@@ -189,32 +191,29 @@ def _partial_class() -> type:
     import torch
 
     class PartialModule(torch.nn.Module):
-        def __init__(self, module: Any, rows: int, positions: int, compute: torch.Tensor,
+        def __init__(self, module: Any, rows: int, positions: int, width: int, compute: torch.Tensor,
                      fill: Callable[[torch.Tensor], Any] | None) -> None:
             super().__init__()
             self.module = module
-            self.rows, self.positions = rows, positions
-            # With nothing to compute, pair 0 is computed anyway, to learn the output's width:
-            # it is one the fill or a restoration overwrites, or one never read.
-            self.compute = compute if compute.numel() else compute.new_zeros(1)
-            self.fill = fill
+            self.rows, self.positions, self.width = rows, positions, width
+            self.compute, self.fill = compute, fill
 
         def forward(self, x: Any, *args: Any, **kwargs: Any) -> Any:
             expected = isinstance(x, torch.Tensor) and not args and not kwargs and x.dim() in (2, 3)
             if not expected or x.numel() != self.rows * self.positions * x.shape[-1]:
                 return self.module(x, *args, **kwargs)
             flat = x.reshape(-1, x.shape[-1])
-            picked = flat.index_select(0, self.compute)
-            # The module gets the layout it was called with: (pairs, d) or (1, pairs, d).
-            result = self.module(picked if x.dim() == 2 else picked.unsqueeze(0))
-            if not isinstance(result, torch.Tensor):
-                return self.module(x)  # not a plain position-wise module after all
-            result = result.reshape(-1, result.shape[-1])
-            out = result.new_zeros((flat.shape[0], result.shape[-1]))
-            out.index_copy_(0, self.compute, result)
+            out = flat.new_zeros((flat.shape[0], self.width))
+            if self.compute.numel():
+                picked = flat.index_select(0, self.compute)
+                # The module gets the layout it was called with: (pairs, d) or (1, pairs, d).
+                result = self.module(picked if x.dim() == 2 else picked.unsqueeze(0))
+                if not isinstance(result, torch.Tensor) or result.shape[-1] != self.width:
+                    return self.module(x)  # not a plain position-wise module after all
+                out.index_copy_(0, self.compute, result.reshape(-1, self.width).to(out.dtype))
             if self.fill is not None:
                 self.fill(out)
-            return out.view(*x.shape[:-1], result.shape[-1])
+            return out.view(*x.shape[:-1], self.width)
 
     return PartialModule
 
@@ -371,7 +370,7 @@ def auto_batch_rows(config: Any, n_tokens: int, suffix: int, device: str, elemen
     bytes one row needs (KV cache of every layer, the widest activations of one layer,
     attention scores and the float32 logits of one position)."""
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
-    d = _first_int(text, ("hidden_size", "n_embd", "d_model"), 768)
+    d = model_width(config) or 768
     inter = _first_int(text, ("intermediate_size", "n_inner", "ffn_dim"), 4 * d) or 4 * d
     layers = _first_int(text, ("num_hidden_layers", "n_layer"), 12)
     heads = _first_int(text, ("num_attention_heads", "n_head"), 12)
@@ -382,6 +381,12 @@ def auto_batch_rows(config: Any, n_tokens: int, suffix: int, device: str, elemen
 
 def cpu_rows_cap(suffix: int) -> int:
     return max(1, CPU_TOKEN_ROWS // max(1, suffix))
+
+
+def model_width(config: Any) -> int:
+    """The width of the residual stream (what every layer and MLP outputs)."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return _first_int(text, ("hidden_size", "n_embd", "d_model"), 0)
 
 
 def _budget(device: str) -> int:

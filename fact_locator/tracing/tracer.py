@@ -14,7 +14,7 @@ from fact_locator.errors import FactError, FactLocatorError, TraceError
 from fact_locator.facts import Fact
 from fact_locator.models.loading import LoadedModel, torch_dtype
 from fact_locator.tracing.corruption import calibrate_noise, make_noise
-from fact_locator.tracing.fast import BatchRows, attention_backends, auto_batch_rows, cache_tensors, cpu_rows_cap, device_tensor, fused_tanh_gelu, partial_module, replaced_layers, replaced_submodules, replay_layer, run_in_batches, staggered_layer, suffix_cache, tanh_gelu_sites
+from fact_locator.tracing.fast import BatchRows, attention_backends, auto_batch_rows, cache_tensors, cpu_rows_cap, device_tensor, fused_tanh_gelu, model_width, partial_module, replaced_layers, replaced_submodules, replay_layer, run_in_batches, staggered_layer, suffix_cache, tanh_gelu_sites
 from fact_locator.tracing.hooks import edit_outputs, main_tensor
 from fact_locator.tracing.metrics import check_metric, metric_values
 from fact_locator.tracing.prompt import PreparedPrompt, prepare_prompt
@@ -529,7 +529,10 @@ class Tracer:
         n_layers, samples = self.loaded.n_layers, rows.samples
         positions = len(fact_runs[0].prepared.token_ids) - offset
         device = self.loaded.device
+        width = model_width(self.loaded.model.config)
         stand_ins: dict[str, Any] = {}
+        if not width:
+            return stand_ins
         for layer in range(firsts[0], n_layers):
             started = bisect_right(firsts, layer)  # sites that run this layer: the leading ones
             need = torch.ones(started, samples, positions, dtype=torch.bool)
@@ -549,7 +552,7 @@ class Tracer:
                 fill = self._mlp_copier(rows, fact_runs, layer, offset, device_tensor(batch_rows, device), device_tensor(pairs, device))
             path = adapter.site_path("mlp", layer)
             compute = device_tensor(need.reshape(-1).nonzero().squeeze(1), device)
-            stand_ins[path] = partial_module(self.loaded.model.get_submodule(path), started * samples, positions, compute, fill)
+            stand_ins[path] = partial_module(self.loaded.model.get_submodule(path), started * samples, positions, width, compute, fill)
         return stand_ins
 
     @staticmethod
