@@ -105,13 +105,14 @@ def compare(loaded: Any, facts: list[Fact], samples: int, window: int, naive: bo
 
     tracer = Tracer(loaded, TraceSettings(samples=samples, window=window, dtype=loaded.identity.dtype))
     per_layer, lm_head = model_flops(loaded.model)
+    mlp = mlp_flops(loaded.model)
     print(f"{'fact':22} {'tokens':>6} {'subject':>8} {'fast s':>8} {'naive s':>8} {'ratio':>6} {'work ratio':>10} "
           f"{'fast GFLOP/s':>12} {'naive GFLOP/s':>13} {'max|dIE|':>9} {'peak RSS MiB':>12}")
     total_fast = total_naive = 0.0
     for fact in facts:
         trace, fast_s = timed(lambda: tracer.trace(fact))
         n_layers, n_tokens, start = len(trace.ie["hidden"]), len(trace.tokens), trace.subject_range[0]
-        naive_work, fast_work = work_flops(per_layer, lm_head, n_layers, n_tokens, start, samples, window)
+        naive_work, fast_work = work_flops(per_layer, lm_head, n_layers, n_tokens, start, samples, window, mlp)
         naive_s, diff = float("nan"), float("nan")
         if naive:
             ref, naive_s = timed(lambda: reference_trace(loaded, fact, KINDS, samples, trace.noise.std, window, 0))
@@ -142,7 +143,8 @@ def counted_flops(loaded: Any, fact: Fact, samples: int, window: int) -> None:
     with counter:
         trace = tracer.trace(fact)
     per_layer, lm_head = model_flops(loaded.model)
-    _, counted = work_flops(per_layer, lm_head, len(trace.ie["hidden"]), len(trace.tokens), trace.subject_range[0], samples, window)
+    _, counted = work_flops(per_layer, lm_head, len(trace.ie["hidden"]), len(trace.tokens), trace.subject_range[0], samples, window,
+                            mlp_flops(loaded.model))
     measured = counter.get_total_flops()
     print(f"\n# FLOPs of one trace ({fact.id}, {len(trace.tokens)} tokens): FlopCounterMode {measured / 1e12:.3f} TFLOP, "
           f"work_flops {counted / 1e12:.3f} TFLOP (ratio {measured / counted:.3f})")
@@ -170,24 +172,58 @@ def model_flops(model: Any) -> tuple[float, float]:
     return 2.0 * matrices, 2.0 * head
 
 
-def work_flops(per_layer: float, lm_head: float, n_layers: int, n_tokens: int, start: int, samples: int, window: int) -> tuple[float, float]:
+def mlp_flops(model: Any) -> float:
+    """FLOPs of one decoder layer's MLP for one position (its matrix weights)."""
+    from fact_locator.models.adapters import adapter_for
+
+    mlp = model.get_submodule(adapter_for(model).site_path("mlp", 0))
+    return 2.0 * sum(p.numel() for p in mlp.parameters() if p.dim() == 2)
+
+
+def work_flops(per_layer: float, lm_head: float, n_layers: int, n_tokens: int, start: int, samples: int, window: int,
+               mlp: float | None = None) -> tuple[float, float]:
     """(naive, fast) FLOPs of one trace's restoration runs, 3 kinds. The naive loop runs the
     whole prompt through every layer, with logits at every position, for each of
     kinds x layers x tokens sites; the fast tracer runs, per site from the subject on,
-    positions t.. from the site's first computed layer, and logits at the last position."""
+    positions t.. from the site's first computed layer, and logits at the last position
+    (its MLPs fewer positions: `fast_flops_by_suffix`)."""
     naive = len(KINDS) * n_layers * n_tokens * samples * n_tokens * (n_layers * per_layer + lm_head)
-    fast = fast_flops_by_suffix(per_layer, lm_head, n_layers, n_tokens, start, samples, window)
+    fast = fast_flops_by_suffix(per_layer, lm_head, n_layers, n_tokens, start, samples, window, mlp)
     return naive, sum(fast.values())
 
 
 def fast_flops_by_suffix(per_layer: float, lm_head: float, n_layers: int, n_tokens: int, start: int, samples: int,
-                         window: int) -> dict[int, float]:
+                         window: int, mlp: float | None = None) -> dict[int, float]:
     """The fast tracer's FLOPs (3 kinds) by the number of positions its forwards run: T - t
-    for the sites that restore token t."""
-    # Each site's first computed layer: hidden, mlp, attn at every layer.
-    firsts = [first for layer in range(n_layers) for first in (layer + 1, max(0, layer - window // 2), max(0, layer - window // 2))]
-    return {n_tokens - t: sum(samples * ((n_tokens - t) * (n_layers - first) * per_layer + lm_head) for first in firsts)
-            for t in range(start, n_tokens)}
+    for the sites that restore token t. `mlp` (the MLP's part of `per_layer`) counts the
+    MLP positions the tracer skips (`Tracer._partial_mlps`); None counts every layer at
+    every position (the tracer before it skipped any, as on the GPU runs of 2026-11-25)."""
+    by_suffix = {}
+    for token in range(start, n_tokens):
+        positions = n_tokens - token
+        flops = 0.0
+        for layer in range(n_layers):
+            for kind in KINDS:
+                first = layer + 1 if kind == "hidden" else max(0, layer - window // 2)
+                restored = range(layer, layer + 1) if kind == "hidden" else range(first, min(n_layers, layer + window - window // 2))
+                site = positions * (n_layers - first) * per_layer + lm_head
+                if mlp is not None:
+                    site -= mlp * sum(positions - mlp_positions(kind, first, restored, i, positions, n_layers) for i in range(first, n_layers))
+                flops += samples * site
+        by_suffix[positions] = flops
+    return by_suffix
+
+
+def mlp_positions(kind: str, first: int, restored: range, layer: int, positions: int, n_layers: int) -> int:
+    """Positions at which a row of the site computes `layer`'s MLP (`Tracer._partial_mlps`):
+    the last layer only at the last position, an MLP it restores not at the restored one,
+    an mlp/attn site's first layer not after it (copied from the corrupted run)."""
+    needed = {positions - 1} if layer == n_layers - 1 else set(range(positions))
+    if kind == "mlp" and layer in restored:
+        needed.discard(0)
+    if kind != "hidden" and layer == first:
+        needed -= set(range(1, positions))
+    return len(needed)
 
 
 def shipped_work_ratios(loaded: Any, samples: int, window: int, target: float = 8.0) -> None:
@@ -204,7 +240,7 @@ def shipped_work_ratios(loaded: Any, samples: int, window: int, target: float = 
     for fact in shipped_facts():
         prompt = prepare_prompt(loaded.tokenizer, fact)
         rows.append((prompt.subject_range[0] == 0, *work_flops(per_layer, lm_head, n_layers, len(prompt.token_ids),
-                                                              prompt.subject_range[0], samples, window)))
+                                                              prompt.subject_range[0], samples, window, mlp_flops(loaded.model))))
     print(f"\n# exact work ratio of the {len(rows)} shipped facts ({n_layers} layers, 3 kinds, {samples} samples, window {window})")
     for label, group in (("all", rows), ("subject first", [r for r in rows if r[0]]), ("tokens before the subject", [r for r in rows if not r[0]])):
         ratios = [naive / fast for _, naive, fast in group]
@@ -223,7 +259,7 @@ def prompt_length_scaling(loaded: Any, samples: int, window: int) -> None:
     for n in (4, 8, 14, 20):
         fact = Fact("The Colosseum", "{}" + " ".join(words[: n + 1]), "Italy")
         trace, s = timed(lambda: tracer.trace(fact))
-        naive, fast = work_flops(per_layer, lm_head, len(trace.ie["hidden"]), len(trace.tokens), 0, samples, window)
+        naive, fast = work_flops(per_layer, lm_head, len(trace.ie["hidden"]), len(trace.tokens), 0, samples, window, mlp_flops(loaded.model))
         print(f"tokens {len(trace.tokens):3d}: {s:6.2f} s, {fast / s / 1e9:4.0f} GFLOP/s, work ratio to naive {naive / fast:4.1f}", flush=True)
 
 
@@ -552,11 +588,13 @@ def together_overhead_bound(samples: int, window: int) -> None:
         print(f"{name:20} {s:6.3f} s ({forwards} forwards): {s / rows[0][1]:.2f}x the time of together", flush=True)
 
 
-def fast_tracer_flops(config: Any, n_tokens: int, start: int, samples: int, window: int) -> dict[int, float]:
+def fast_tracer_flops(config: Any, n_tokens: int, start: int, samples: int, window: int, partial_mlps: bool = True) -> dict[int, float]:
     """FLOPs of the fast tracer's restoration runs for a GPT-2-like model (12 d^2 weights a
-    layer), by the positions its forwards run (`fast_flops_by_suffix`)."""
+    layer, 8 d^2 of them the MLP's), by the positions its forwards run
+    (`fast_flops_by_suffix`); without `partial_mlps`, with the MLPs at every position."""
     d = config.n_embd
-    return fast_flops_by_suffix(2 * 12 * d * d, 2 * d * config.vocab_size, config.n_layer, n_tokens, start, samples, window)
+    return fast_flops_by_suffix(2 * 12 * d * d, 2 * d * config.vocab_size, config.n_layer, n_tokens, start, samples, window,
+                                2 * 8 * d * d if partial_mlps else None)
 
 
 def _interpolate(points: Sequence[tuple[float, float]], x: float) -> float:
@@ -569,15 +607,16 @@ def _interpolate(points: Sequence[tuple[float, float]], x: float) -> float:
     return points[-1][1]
 
 
-def h100_seconds(config: Any, prompts: Sequence[Any], samples: int, window: int) -> float:
+def h100_seconds(config: Any, prompts: Sequence[Any], samples: int, window: int, partial_mlps: bool = True) -> float:
     """An estimate of the H100 time of tracing `prompts` (prepared), from measurements of
     other prompts: each forward's FLOPs at the rate the model alone reached with as many
     positions (`H100_MODEL_TFLOPS`, interpolated), scaled by how much slower than that the
-    tracer was on run 7's prompts (1.35 s a fact)."""
-    def at_ceilings(shapes: Iterable[tuple[int, int]]) -> float:
+    tracer was on run 7's prompts (1.35 s a fact, before the tracer skipped MLP positions:
+    run 7's work is counted without `partial_mlps`)."""
+    def at_ceilings(shapes: Iterable[tuple[int, int]], partial: bool = partial_mlps) -> float:
         seconds = 0.0
         for n_tokens, start in shapes:
-            for positions, flops in fast_tracer_flops(config, n_tokens, start, samples, window).items():
+            for positions, flops in fast_tracer_flops(config, n_tokens, start, samples, window, partial).items():
                 seconds += flops / (_interpolate(H100_MODEL_TFLOPS, positions) * 1e12)
         return seconds
 
@@ -587,7 +626,7 @@ def h100_seconds(config: Any, prompts: Sequence[Any], samples: int, window: int)
 
     tiny = tiny_tokenizer()
     run7 = [prepare_prompt(tiny, Fact(subject, "{} is located in the country of", "Italy"), 1024) for subject in RUN7_SUBJECTS]
-    slower = H100_RUN7_SECONDS * len(run7) / at_ceilings((len(p.token_ids), p.subject_range[0]) for p in run7)
+    slower = H100_RUN7_SECONDS * len(run7) / at_ceilings(((len(p.token_ids), p.subject_range[0]) for p in run7), partial=False)
     return slower * at_ceilings((len(p.token_ids), p.subject_range[0]) for p in prompts)
 
 

@@ -90,8 +90,11 @@ def test_the_h100_estimate_reproduces_the_run_it_is_scaled_to(benchmarks: None) 
     config = GPT2Config(n_layer=48, n_embd=1600, n_head=25, n_positions=1024, vocab_size=50257)
     prompts = [prepare_prompt(tiny_tokenizer(), Fact(s, "{} is located in the country of", "Italy"), 1024)
                for s in bench_tracer.RUN7_SUBJECTS]
-    seconds = bench_tracer.h100_seconds(config, prompts, samples=10, window=10)
+    # Run 7 computed every MLP position: counted that way, its own time comes back.
+    seconds = bench_tracer.h100_seconds(config, prompts, samples=10, window=10, partial_mlps=False)
     assert seconds / len(prompts) == pytest.approx(bench_tracer.H100_RUN7_SECONDS, rel=1e-9)
+    # The tracer now skips MLP positions (`Tracer._partial_mlps`): less work, less time.
+    assert bench_tracer.h100_seconds(config, prompts, samples=10, window=10) < seconds
     # A shorter prompt runs fewer, smaller forwards: less time.
     short = [prepare_prompt(tiny_tokenizer(), Fact("Toyota", "{} is in", "Japan"), 1024)]
     assert bench_tracer.h100_seconds(config, short, samples=10, window=10) < bench_tracer.H100_RUN7_SECONDS
@@ -107,6 +110,27 @@ def test_fast_flops_by_suffix_add_up_to_the_work_count(benchmarks: None) -> None
     for positions, flops in by_suffix.items():
         assert flops == 2 * (positions * 32 * 7.0 + 12 * 3.0)
     assert sum(by_suffix.values()) == bench_tracer.work_flops(7.0, 3.0, 4, 6, 2, 2, 2)[1]
+
+
+def test_mlp_positions_skipped_are_counted_site_by_site(benchmarks: None) -> None:
+    """With `mlp`, the count leaves out the MLP positions the tracer skips. 4 layers,
+    window 2, a token with 3 positions to the end, hidden / mlp / attn at layer 2: first
+    computed layers 3 / 1 / 1, restored layers 2 / 1..2 / 1..2."""
+    import bench_tracer
+
+    positions = [[bench_tracer.mlp_positions(kind, first, restored, layer, 3, 4) for layer in range(first, 4)]
+                 for kind, first, restored in (("hidden", 3, range(2, 3)), ("mlp", 1, range(1, 3)), ("attn", 1, range(1, 3)))]
+    # The last layer: its last position only. mlp: never its restored position; its first
+    # layer nothing (the rest is copied). attn: its first layer at the restored position only.
+    assert positions == [[1], [0, 2, 1], [1, 3, 1]]
+    per_layer, mlp, head = 7.0, 5.0, 3.0
+    full = bench_tracer.fast_flops_by_suffix(per_layer, head, 4, 6, 2, 2, 2)
+    partial = bench_tracer.fast_flops_by_suffix(per_layer, head, 4, 6, 2, 2, 2, mlp)
+    assert all(partial[p] < full[p] for p in full if p > 1)
+    # One position to the end (the last token): nothing after it to copy, and the last layer
+    # needs it. Skipped: each restored MLP, at that position; the mlp sites at layers 0..3
+    # restore 1, 2, 2 and 2 layers; 2 samples.
+    assert full[1] - partial[1] == 2 * mlp * (1 + 2 + 2 + 2)
 
 
 def test_work_ratios_of_the_shipped_facts_split_by_where_the_subject_sits(capsys: pytest.CaptureFixture[str],
