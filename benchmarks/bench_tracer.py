@@ -10,6 +10,7 @@
     PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --together     # kinds / facts batched together vs apart
     PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --compare-cache --only short-subject-first,12-subject-middle
     PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --compare-gelu --only short-subject-first
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --compare-partial-mlps --only short-subject-first
     PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --gpt2xl-shape --device cuda   # shipped facts, GPT-2's tokenizer
 
 Prints seconds per fact, the ratio, max |IE difference| and peak memory.
@@ -395,6 +396,39 @@ def cache_ab(tracer: Tracer, facts: list[Fact], rounds: int = 2) -> None:
             print(f"round {round_ + 1} {name:9}: {s / len(facts):.2f} s per fact", flush=True)
 
 
+def partial_mlps_ab(tracer: Tracer, fact: Fact, rounds: int = 3) -> tuple[float, float]:
+    """The restoration batches of one trace with and without the partial MLPs
+    (`Tracer._partial_mlps`), batch by batch, alternating which goes first: on a VM whose
+    speed drifts by 10-20% within minutes, whole traces timed one after the other cannot
+    show a change of a few percent. Both run on the same corrupted run. Returns the seconds
+    (with, without) over all rounds."""
+    from unittest import mock
+
+    from fact_locator.tracing.tracer import _FactRun
+
+    with torch.inference_mode():
+        prepared = tracer.prepare(fact)
+        tracer._suffix = tracer._suffix_probe(prepared)
+        clean = tracer._clean_run(prepared, tracer.settings.kinds)
+        draws, _noise = tracer._corruption(prepared, clean, None)
+        run = _FactRun(prepared, clean.states, draws, tracer._corrupted_run(prepared, draws, keep=bool(tracer._suffix)))
+        batches = []
+        for shape, offset, sites in tracer._site_groups([run]):
+            size = tracer._sites_per_batch(shape[0], shape[0] - offset)
+            batches += [(offset, sites[i : i + size]) for i in range(0, len(sites), size)]
+        print(f"\n# partial MLPs, {fact.id}: {len(batches)} restoration batches, each with and without, alternately")
+        seconds = {True: 0.0, False: 0.0}
+        for round_ in range(rounds):
+            for i, (offset, batch) in enumerate(batches):
+                for partial in (True, False) if (i + round_) % 2 == 0 else (False, True):
+                    with mock.patch.object(Tracer, "_partial_mlps", Tracer._partial_mlps if partial else lambda *_a, **_k: {}):
+                        _, s = timed(lambda: tracer._restore([run], offset, batch))
+                    seconds[partial] += s
+            print(f"round {round_ + 1}: with {seconds[True]:.1f} s, without {seconds[False]:.1f} s "
+                  f"({seconds[False] / seconds[True]:.3f}x)", flush=True)
+    return seconds[True], seconds[False]
+
+
 def gelu_ab(tracer: Tracer, facts: list[Fact], rounds: int = 2) -> None:
     """The model's "gelu_new" (8 element-wise kernels) against the one kernel the tracer runs
     in its place (`fast.fused_tanh_gelu`), alternately on one model; then how far apart the
@@ -649,6 +683,8 @@ def main() -> None:
     parser.add_argument("--together", action="store_true", help="only kinds and facts batched together vs apart")
     parser.add_argument("--work-ratios", action="store_true", help="only the shipped facts' exact work ratios (no trace)")
     parser.add_argument("--compare-cache", action="store_true", help="only the KV cache written into room vs torch.cat")
+    parser.add_argument("--compare-partial-mlps", action="store_true",
+                        help="only the restoration batches with and without the partial MLPs, alternately (--only picks facts)")
     parser.add_argument("--compare-gelu", action="store_true", help="only GPT-2's gelu_new vs the tracer's one-kernel GELU (GPT-2 small shape)")
     parser.add_argument("--only", default=None, help="comma-separated fact ids to run (default: the first --facts)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
@@ -684,6 +720,11 @@ def main() -> None:
         for fact in facts:
             print(f"\n{fact.id}:", end="")
             cache_ab(tracer, [fact])
+        return
+    if args.compare_partial_mlps:
+        tracer = Tracer(loaded, TraceSettings(samples=args.samples, window=args.window))
+        for fact in facts:
+            partial_mlps_ab(tracer, fact)
         return
     if args.together:
         together_overhead_bound(args.samples, args.window)

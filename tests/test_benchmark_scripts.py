@@ -163,3 +163,21 @@ def test_side_by_side_on_shipped_facts_prints_agreeing_traces(capsys: pytest.Cap
     assert len(rows) == 2
     assert all(float(row[-2]) <= 1e-5 for row in rows)  # max |IE(fast) - IE(naive)|
     assert re.search(r"all facts: fast [\d.]+ s, naive [\d.]+ s, ratio [\d.]+x", out)
+
+
+def test_partial_mlps_are_timed_batch_by_batch_both_ways(capsys: pytest.CaptureFixture[str], benchmarks: None) -> None:
+    """`--compare-partial-mlps`: every restoration batch of a trace runs with and without the
+    partial MLPs, and the tracer's own `_partial_mlps` is back afterwards."""
+    from tiny_models import tiny_loaded
+
+    import bench_tracer
+
+    from fact_locator.tracing.settings import TraceSettings
+    from fact_locator.tracing.tracer import Tracer
+
+    original = Tracer._partial_mlps
+    tracer = Tracer(tiny_loaded("llama"), TraceSettings(samples=2, window=2))
+    with_, without = bench_tracer.partial_mlps_ab(tracer, bench_tracer.FACTS[0], rounds=2)
+    assert with_ > 0 and without > 0
+    assert Tracer._partial_mlps is original
+    assert len(re.findall(r"round \d: with [\d.]+ s, without [\d.]+ s", capsys.readouterr().out)) == 2
