@@ -417,7 +417,7 @@ class Tracer:
                 module = self.loaded.model.get_submodule(self.loaded.adapter.layer_path(layer))
                 handles.append(module.register_forward_hook(_output_keeper(outputs, rests)))
                 mlp = self.loaded.model.get_submodule(self.loaded.adapter.site_path("mlp", layer))
-                handles.append(mlp.register_forward_hook(_output_keeper(mlp_outputs, [], (samples, n_tokens))))
+                handles.append(mlp.register_forward_hook(_output_keeper(mlp_outputs, shape=(samples, n_tokens))))
         # A cache without the config: plain full-length layers (no sliding-window trimming),
         # so every prefix length can be cut from it exactly.
         cache = DynamicCache() if keep else None
@@ -678,13 +678,14 @@ def _prompt_shape(prepared: PreparedPrompt) -> tuple[int, tuple[int, int]]:
     return len(prepared.token_ids), prepared.subject_range
 
 
-def _output_keeper(outputs: list[Any], rests: list[Any], shape: tuple[int, int] | None = None) -> Callable[..., None]:
-    """A forward hook keeping a copy of each output (viewed as (*shape, d) when given: OPT's
-    MLP output comes as (batch * tokens, d))."""
+def _output_keeper(outputs: list[Any], rests: list[Any] | None = None, shape: tuple[int, int] | None = None) -> Callable[..., None]:
+    """A forward hook keeping a copy of each main output (viewed as (*shape, d) when given:
+    OPT's MLP output comes as (batch * tokens, d)) and, into `rests`, the rest of its tuple."""
     def hook(_module: Any, _inputs: Any, output: Any) -> None:
         main = main_tensor(output)
         outputs.append((main if shape is None else main.reshape(*shape, main.shape[-1])).detach().clone())
-        rests.append(tuple(output[1:]) if isinstance(output, tuple) else None)
+        if rests is not None:
+            rests.append(tuple(output[1:]) if isinstance(output, tuple) else None)
 
     return hook
 
