@@ -236,12 +236,13 @@ def shipped_work_ratios(loaded: Any, samples: int, window: int, target: float = 
     from fact_locator.tracing.prompt import prepare_prompt
 
     per_layer, lm_head = model_flops(loaded.model)
+    mlp = mlp_flops(loaded.model)
     n_layers = loaded.model.config.num_hidden_layers
     rows = []
     for fact in shipped_facts():
         prompt = prepare_prompt(loaded.tokenizer, fact)
         rows.append((prompt.subject_range[0] == 0, *work_flops(per_layer, lm_head, n_layers, len(prompt.token_ids),
-                                                              prompt.subject_range[0], samples, window, mlp_flops(loaded.model))))
+                                                              prompt.subject_range[0], samples, window, mlp)))
     print(f"\n# exact work ratio of the {len(rows)} shipped facts ({n_layers} layers, 3 kinds, {samples} samples, window {window})")
     for label, group in (("all", rows), ("subject first", [r for r in rows if r[0]]), ("tokens before the subject", [r for r in rows if not r[0]])):
         ratios = [naive / fast for _, naive, fast in group]
@@ -257,10 +258,11 @@ def prompt_length_scaling(loaded: Any, samples: int, window: int) -> None:
     tail = " which is a place that many people from all over the world like to visit, in the country of"
     words = tail.split(" ")
     per_layer, lm_head = model_flops(loaded.model)
+    mlp = mlp_flops(loaded.model)
     for n in (4, 8, 14, 20):
         fact = Fact("The Colosseum", "{}" + " ".join(words[: n + 1]), "Italy")
         trace, s = timed(lambda: tracer.trace(fact))
-        naive, fast = work_flops(per_layer, lm_head, len(trace.ie["hidden"]), len(trace.tokens), 0, samples, window, mlp_flops(loaded.model))
+        naive, fast = work_flops(per_layer, lm_head, len(trace.ie["hidden"]), len(trace.tokens), 0, samples, window, mlp)
         print(f"tokens {len(trace.tokens):3d}: {s:6.2f} s, {fast / s / 1e9:4.0f} GFLOP/s, work ratio to naive {naive / fast:4.1f}", flush=True)
 
 
