@@ -11,6 +11,7 @@
     PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --compare-cache --only short-subject-first,12-subject-middle
     PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --compare-gelu --only short-subject-first
     PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --compare-partial-mlps --only short-subject-first
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --compare-forks --only short-subject-first
     PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --gpt2xl-shape --device cuda   # shipped facts, GPT-2's tokenizer
 
 Prints seconds per fact, the ratio, max |IE difference| and peak memory.
@@ -182,31 +183,40 @@ def mlp_flops(model: Any) -> float:
 
 
 def work_flops(per_layer: float, lm_head: float, n_layers: int, n_tokens: int, start: int, samples: int, window: int,
-               mlp: float | None = None) -> tuple[float, float]:
+               mlp: float | None = None, forks: bool = True) -> tuple[float, float]:
     """(naive, fast) FLOPs of one trace's restoration runs, 3 kinds. The naive loop runs the
     whole prompt through every layer, with logits at every position, for each of
     kinds x layers x tokens sites; the fast tracer runs, per site from the subject on,
     positions t.. from the site's first computed layer, and logits at the last position
-    (its MLPs fewer positions: `fast_flops_by_suffix`)."""
+    (its MLPs fewer positions, and the forks: `fast_flops_by_suffix`)."""
     naive = len(KINDS) * n_layers * n_tokens * samples * n_tokens * (n_layers * per_layer + lm_head)
-    fast = fast_flops_by_suffix(per_layer, lm_head, n_layers, n_tokens, start, samples, window, mlp)
+    fast = fast_flops_by_suffix(per_layer, lm_head, n_layers, n_tokens, start, samples, window, mlp, forks)
     return naive, sum(fast.values())
 
 
 def fast_flops_by_suffix(per_layer: float, lm_head: float, n_layers: int, n_tokens: int, start: int, samples: int,
-                         window: int, mlp: float | None = None) -> dict[int, float]:
+                         window: int, mlp: float | None = None, forks: bool = True) -> dict[int, float]:
     """The fast tracer's FLOPs (3 kinds) by the number of positions its forwards run: T - t
     for the sites that restore token t. `mlp` (the MLP's part of `per_layer`) counts the
     MLP positions the tracer skips (`Tracer._partial_mlps`); None counts every layer at
-    every position (the tracer before it skipped any, as on the GPU runs of 2026-11-25)."""
+    every position (the tracer before it skipped any, as on the GPU runs of 2026-11-25).
+    `forks`: windows clipped at layer 0 start at their end from the longest one's state
+    (`Tracer._forks`; every site of a token in one batch, as on a GPU); False: at layer 0
+    (the tracer before 2026-11-27, later)."""
+    from fact_locator.tracing.tracer import restored_layers
+
+    windows = [restored_layers("mlp", layer, n_layers, window) for layer in range(n_layers)]
+    longest_from_0 = max(w.stop for w in windows if w.start == 0)
     by_suffix = {}
     for token in range(start, n_tokens):
         positions = n_tokens - token
         flops = 0.0
         for layer in range(n_layers):
             for kind in KINDS:
-                first = layer + 1 if kind == "hidden" else max(0, layer - window // 2)
-                restored = range(layer, layer + 1) if kind == "hidden" else range(first, min(n_layers, layer + window - window // 2))
+                first = layer + 1 if kind == "hidden" else windows[layer].start
+                restored = range(layer, layer + 1) if kind == "hidden" else windows[layer]
+                if forks and kind != "hidden" and restored.start == 0 and restored.stop < longest_from_0:
+                    first, restored = restored.stop, range(0)  # a fork restores nothing itself
                 site = positions * (n_layers - first) * per_layer + lm_head
                 if mlp is not None:
                     site -= mlp * sum(positions - mlp_positions(kind, first, restored, i, positions, n_layers) for i in range(first, n_layers))
@@ -218,11 +228,11 @@ def fast_flops_by_suffix(per_layer: float, lm_head: float, n_layers: int, n_toke
 def mlp_positions(kind: str, first: int, restored: range, layer: int, positions: int, n_layers: int) -> int:
     """Positions at which a row of the site computes `layer`'s MLP (`Tracer._partial_mlps`):
     the last layer only at the last position, an MLP it restores not at the restored one,
-    an mlp/attn site's first layer not after it (copied from the corrupted run)."""
+    an mlp/attn site's first restored layer not after it (copied from the corrupted run)."""
     needed = {positions - 1} if layer == n_layers - 1 else set(range(positions))
     if kind == "mlp" and layer in restored:
         needed.discard(0)
-    if kind != "hidden" and layer == first:
+    if kind != "hidden" and layer == first and first in restored:  # not a fork's first
         needed -= set(range(1, positions))
     return len(needed)
 
@@ -398,16 +408,25 @@ def cache_ab(tracer: Tracer, facts: list[Fact], rounds: int = 2) -> None:
             print(f"round {round_ + 1} {name:9}: {s / len(facts):.2f} s per fact", flush=True)
 
 
-def partial_mlps_ab(tracer: Tracer, fact: Fact, rounds: int = 3) -> tuple[float, float]:
-    """The restoration batches of one trace with and without the partial MLPs
-    (`Tracer._partial_mlps`), batch by batch, alternating which goes first: on a VM whose
-    speed drifts by 10-20% within minutes, whole traces timed one after the other cannot
-    show a change of a few percent. Both run on the same corrupted run. Returns the seconds
-    (with, without) over all rounds."""
+# What `--compare-partial-mlps` and `--compare-forks` switch off: a Tracer method, and what
+# stands in for it (nothing to skip, no forks).
+SWITCHABLE = {
+    "partial MLPs": ("_partial_mlps", lambda *_a, **_k: {}),
+    "forks": ("_forks", lambda *_a, **_k: {}),
+}
+
+
+def batches_ab(tracer: Tracer, fact: Fact, feature: str, rounds: int = 3) -> tuple[float, float]:
+    """The restoration batches of one trace with and without `feature` (a key of
+    `SWITCHABLE`), batch by batch, alternating which goes first: on a VM whose speed drifts
+    by 10-20% within minutes, whole traces timed one after the other cannot show a change of
+    a few percent. Both run on the same corrupted run. Returns the seconds (with, without)
+    over all rounds."""
     from unittest import mock
 
     from fact_locator.tracing.tracer import _FactRun
 
+    method, off = SWITCHABLE[feature]
     with torch.inference_mode():
         prepared = tracer.prepare(fact)
         tracer._suffix = tracer._suffix_probe(prepared)
@@ -418,14 +437,14 @@ def partial_mlps_ab(tracer: Tracer, fact: Fact, rounds: int = 3) -> tuple[float,
         for shape, offset, sites in tracer._site_groups([run]):
             size = tracer._sites_per_batch(shape[0], shape[0] - offset)
             batches += [(offset, sites[i : i + size]) for i in range(0, len(sites), size)]
-        print(f"\n# partial MLPs, {fact.id}: {len(batches)} restoration batches, each with and without, alternately")
+        print(f"\n# {feature}, {fact.id}: {len(batches)} restoration batches, each with and without, alternately")
         seconds = {True: 0.0, False: 0.0}
         for round_ in range(rounds):
             for i, (offset, batch) in enumerate(batches):
-                for partial in (True, False) if (i + round_) % 2 == 0 else (False, True):
-                    with mock.patch.object(Tracer, "_partial_mlps", Tracer._partial_mlps if partial else lambda *_a, **_k: {}):
+                for on in (True, False) if (i + round_) % 2 == 0 else (False, True):
+                    with mock.patch.object(Tracer, method, getattr(Tracer, method) if on else off):
                         _, s = timed(lambda: tracer._restore([run], offset, batch))
-                    seconds[partial] += s
+                    seconds[on] += s
             print(f"round {round_ + 1}: with {seconds[True]:.1f} s, without {seconds[False]:.1f} s "
                   f"({seconds[False] / seconds[True]:.3f}x)", flush=True)
     return seconds[True], seconds[False]
@@ -624,13 +643,14 @@ def together_overhead_bound(samples: int, window: int) -> None:
         print(f"{name:20} {s:6.3f} s ({forwards} forwards): {s / rows[0][1]:.2f}x the time of together", flush=True)
 
 
-def fast_tracer_flops(config: Any, n_tokens: int, start: int, samples: int, window: int, partial_mlps: bool = True) -> dict[int, float]:
+def fast_tracer_flops(config: Any, n_tokens: int, start: int, samples: int, window: int, current: bool = True) -> dict[int, float]:
     """FLOPs of the fast tracer's restoration runs for a GPT-2-like model (12 d^2 weights a
     layer, 8 d^2 of them the MLP's), by the positions its forwards run
-    (`fast_flops_by_suffix`); without `partial_mlps`, with the MLPs at every position."""
+    (`fast_flops_by_suffix`); not `current`: the tracer of the H100 runs, with the MLPs at
+    every position and no forks."""
     d = config.n_embd
     return fast_flops_by_suffix(2 * 12 * d * d, 2 * d * config.vocab_size, config.n_layer, n_tokens, start, samples, window,
-                                2 * 8 * d * d if partial_mlps else None)
+                                2 * 8 * d * d if current else None, forks=current)
 
 
 def _interpolate(points: Sequence[tuple[float, float]], x: float) -> float:
@@ -643,16 +663,16 @@ def _interpolate(points: Sequence[tuple[float, float]], x: float) -> float:
     return points[-1][1]
 
 
-def h100_seconds(config: Any, prompts: Sequence[Any], samples: int, window: int, partial_mlps: bool = True) -> float:
+def h100_seconds(config: Any, prompts: Sequence[Any], samples: int, window: int, current: bool = True) -> float:
     """An estimate of the H100 time of tracing `prompts` (prepared), from measurements of
     other prompts: each forward's FLOPs at the rate the model alone reached with as many
     positions (`H100_MODEL_TFLOPS`, interpolated), scaled by how much slower than that the
-    tracer was on run 7's prompts (1.35 s a fact, before the tracer skipped MLP positions:
-    run 7's work is counted without `partial_mlps`)."""
-    def at_ceilings(shapes: Iterable[tuple[int, int]], partial: bool = partial_mlps) -> float:
+    tracer was on run 7's prompts (1.35 s a fact, before the tracer skipped MLP positions
+    and forked: run 7's work is counted as not `current`)."""
+    def at_ceilings(shapes: Iterable[tuple[int, int]], now: bool = current) -> float:
         seconds = 0.0
         for n_tokens, start in shapes:
-            for positions, flops in fast_tracer_flops(config, n_tokens, start, samples, window, partial).items():
+            for positions, flops in fast_tracer_flops(config, n_tokens, start, samples, window, now).items():
                 seconds += flops / (_interpolate(H100_MODEL_TFLOPS, positions) * 1e12)
         return seconds
 
@@ -662,7 +682,7 @@ def h100_seconds(config: Any, prompts: Sequence[Any], samples: int, window: int,
 
     tiny = tiny_tokenizer()
     run7 = [prepare_prompt(tiny, Fact(subject, "{} is located in the country of", "Italy"), 1024) for subject in RUN7_SUBJECTS]
-    slower = H100_RUN7_SECONDS * len(run7) / at_ceilings(((len(p.token_ids), p.subject_range[0]) for p in run7), partial=False)
+    slower = H100_RUN7_SECONDS * len(run7) / at_ceilings(((len(p.token_ids), p.subject_range[0]) for p in run7), now=False)
     return slower * at_ceilings((len(p.token_ids), p.subject_range[0]) for p in prompts)
 
 
@@ -687,6 +707,8 @@ def main() -> None:
     parser.add_argument("--compare-cache", action="store_true", help="only the KV cache written into room vs torch.cat")
     parser.add_argument("--compare-partial-mlps", action="store_true",
                         help="only the restoration batches with and without the partial MLPs, alternately (--only picks facts)")
+    parser.add_argument("--compare-forks", action="store_true",
+                        help="only the restoration batches with and without forks, alternately (--only picks facts)")
     parser.add_argument("--compare-gelu", action="store_true", help="only GPT-2's gelu_new vs the tracer's one-kernel GELU (GPT-2 small shape)")
     parser.add_argument("--only", default=None, help="comma-separated fact ids to run (default: the first --facts)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
@@ -723,10 +745,10 @@ def main() -> None:
             print(f"\n{fact.id}:", end="")
             cache_ab(tracer, [fact])
         return
-    if args.compare_partial_mlps:
+    if args.compare_partial_mlps or args.compare_forks:
         tracer = Tracer(loaded, TraceSettings(samples=args.samples, window=args.window))
         for fact in facts:
-            partial_mlps_ab(tracer, fact)
+            batches_ab(tracer, fact, "partial MLPs" if args.compare_partial_mlps else "forks")
         return
     if args.together:
         together_overhead_bound(args.samples, args.window)

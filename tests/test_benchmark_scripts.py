@@ -90,10 +90,10 @@ def test_the_h100_estimate_reproduces_the_run_it_is_scaled_to(benchmarks: None) 
     config = GPT2Config(n_layer=48, n_embd=1600, n_head=25, n_positions=1024, vocab_size=50257)
     prompts = [prepare_prompt(tiny_tokenizer(), Fact(s, "{} is located in the country of", "Italy"), 1024)
                for s in bench_tracer.RUN7_SUBJECTS]
-    # Run 7 computed every MLP position: counted that way, its own time comes back.
-    seconds = bench_tracer.h100_seconds(config, prompts, samples=10, window=10, partial_mlps=False)
+    # Run 7 computed every MLP position, without forks: counted that way, its own time comes back.
+    seconds = bench_tracer.h100_seconds(config, prompts, samples=10, window=10, current=False)
     assert seconds / len(prompts) == pytest.approx(bench_tracer.H100_RUN7_SECONDS, rel=1e-9)
-    # The tracer now skips MLP positions (`Tracer._partial_mlps`): less work, less time.
+    # The tracer now skips MLP positions and forks: less work, less time.
     assert bench_tracer.h100_seconds(config, prompts, samples=10, window=10) < seconds
     # A shorter prompt runs fewer, smaller forwards: less time.
     short = [prepare_prompt(tiny_tokenizer(), Fact("Toyota", "{} is in", "Japan"), 1024)]
@@ -103,12 +103,17 @@ def test_the_h100_estimate_reproduces_the_run_it_is_scaled_to(benchmarks: None) 
 def test_fast_flops_by_suffix_add_up_to_the_work_count(benchmarks: None) -> None:
     import bench_tracer
 
-    by_suffix = bench_tracer.fast_flops_by_suffix(7.0, 3.0, n_layers=4, n_tokens=6, start=2, samples=2, window=2)
-    assert sorted(by_suffix) == [1, 2, 3, 4]  # tokens 2..5 of 6: forwards of 4..1 positions
+    unforked = bench_tracer.fast_flops_by_suffix(7.0, 3.0, n_layers=4, n_tokens=6, start=2, samples=2, window=2, forks=False)
+    assert sorted(unforked) == [1, 2, 3, 4]  # tokens 2..5 of 6: forwards of 4..1 positions
     # First computed layers, hidden / mlp / attn: layer 0: 1, 0, 0; 1: 2, 0, 0; 2: 3, 1, 1;
     # 3: 4, 2, 2. So 32 layer runs over 12 sites, each of `positions` positions, plus 12 heads.
-    for positions, flops in by_suffix.items():
+    for positions, flops in unforked.items():
         assert flops == 2 * (positions * 32 * 7.0 + 12 * 3.0)
+    # Forks: the mlp and attn sites of layer 0 (window 0..0) start at layer 1 from those of
+    # layer 1 (window 0..1): 30 layer runs.
+    by_suffix = bench_tracer.fast_flops_by_suffix(7.0, 3.0, n_layers=4, n_tokens=6, start=2, samples=2, window=2)
+    for positions, flops in by_suffix.items():
+        assert flops == 2 * (positions * 30 * 7.0 + 12 * 3.0)
     assert sum(by_suffix.values()) == bench_tracer.work_flops(7.0, 3.0, 4, 6, 2, 2, 2)[1]
 
 
@@ -128,9 +133,10 @@ def test_mlp_positions_skipped_are_counted_site_by_site(benchmarks: None) -> Non
     partial = bench_tracer.fast_flops_by_suffix(per_layer, head, 4, 6, 2, 2, 2, mlp)
     assert all(partial[p] < full[p] for p in full if p > 1)
     # One position to the end (the last token): nothing after it to copy, and the last layer
-    # needs it. Skipped: each restored MLP, at that position; the mlp sites at layers 0..3
-    # restore 1, 2, 2 and 2 layers; 2 samples.
-    assert full[1] - partial[1] == 2 * mlp * (1 + 2 + 2 + 2)
+    # needs it. Skipped: each restored MLP, at that position; the mlp sites at layers 1..3
+    # restore 2 layers each (the one at layer 0 is a fork of layer 1's: it restores nothing
+    # itself); 2 samples.
+    assert full[1] - partial[1] == 2 * mlp * (2 + 2 + 2)
 
 
 def test_work_ratios_of_the_shipped_facts_split_by_where_the_subject_sits(capsys: pytest.CaptureFixture[str],
@@ -165,9 +171,10 @@ def test_side_by_side_on_shipped_facts_prints_agreeing_traces(capsys: pytest.Cap
     assert re.search(r"all facts: fast [\d.]+ s, naive [\d.]+ s, ratio [\d.]+x", out)
 
 
-def test_partial_mlps_are_timed_batch_by_batch_both_ways(capsys: pytest.CaptureFixture[str], benchmarks: None) -> None:
-    """`--compare-partial-mlps`: every restoration batch of a trace runs with and without the
-    partial MLPs, and the tracer's own `_partial_mlps` is back afterwards."""
+@pytest.mark.parametrize("feature", ["partial MLPs", "forks"])
+def test_a_feature_is_timed_batch_by_batch_both_ways(feature: str, capsys: pytest.CaptureFixture[str], benchmarks: None) -> None:
+    """`--compare-partial-mlps`, `--compare-forks`: every restoration batch of a trace runs
+    with and without the feature, and the tracer's own method is back afterwards."""
     from tiny_models import tiny_loaded
 
     import bench_tracer
@@ -175,9 +182,10 @@ def test_partial_mlps_are_timed_batch_by_batch_both_ways(capsys: pytest.CaptureF
     from fact_locator.tracing.settings import TraceSettings
     from fact_locator.tracing.tracer import Tracer
 
-    original = Tracer._partial_mlps
+    method = bench_tracer.SWITCHABLE[feature][0]
+    original = getattr(Tracer, method)
     tracer = Tracer(tiny_loaded("llama"), TraceSettings(samples=2, window=2))
-    with_, without = bench_tracer.partial_mlps_ab(tracer, bench_tracer.FACTS[0], rounds=2)
+    with_, without = bench_tracer.batches_ab(tracer, bench_tracer.FACTS[0], feature, rounds=2)
     assert with_ > 0 and without > 0
-    assert Tracer._partial_mlps is original
+    assert getattr(Tracer, method) is original
     assert len(re.findall(r"round \d: with [\d.]+ s, without [\d.]+ s", capsys.readouterr().out)) == 2

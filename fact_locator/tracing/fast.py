@@ -123,14 +123,16 @@ def _replay_class() -> type:
     return ReplayLayer
 
 
-def staggered_layer(layer: Any, batch: int, active: int, idle: Callable[[torch.Tensor], Any], cache: Any, index: int) -> torch.nn.Module:
+def staggered_layer(layer: Any, batch: int, active: int, idle: Callable[[torch.Tensor], Any], cache: Any, index: int,
+                    copies: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.nn.Module:
     """A stand-in for decoder layer `index` when only the first `active` of the batch's
     `batch` rows must run it (their sites' first restored layer is at or below `index`; sites
     are sorted by it). The other rows get the corrupted run's outputs of this layer, which
     `idle(out)` writes into `out`, so a batch of sites with different first layers wastes no
-    work. The layer's submodules stay reachable under their usual names, so hooks on them
-    still fire."""
-    return _staggered_class()(layer, batch, active, idle, cache, index)
+    work; then `copies` (target rows, source rows), if given, sets idle rows to the output
+    of active ones (rows that continue from another's state). The layer's submodules stay
+    reachable under their usual names, so hooks on them still fire."""
+    return _staggered_class()(layer, batch, active, idle, cache, index, copies)
 
 
 @lru_cache(maxsize=1)
@@ -140,13 +142,14 @@ def _staggered_class() -> type:
     from fact_locator.tracing.hooks import main_tensor, replace_main_tensor
 
     class StaggeredLayer(torch.nn.Module):
-        def __init__(self, layer: Any, batch: int, active: int, idle: Callable[[torch.Tensor], Any], cache: Any, index: int) -> None:
+        def __init__(self, layer: Any, batch: int, active: int, idle: Callable[[torch.Tensor], Any], cache: Any, index: int,
+                     copies: tuple[torch.Tensor, torch.Tensor] | None) -> None:
             super().__init__()
             for name, child in layer.named_children():
                 self.add_module(name, child)  # same objects: hooks on `<layer>.mlp` fire
             object.__setattr__(self, "_layer", layer)  # not a child: no duplicate names
             self.batch, self.active, self.idle = batch, active, idle
-            self.cache, self.index = cache, index
+            self.cache, self.index, self.copies = cache, index, copies
 
         def _rows(self, value: Any) -> Any:
             # Batch-first tensors (hidden states, a per-row mask or rotary table) lose the
@@ -168,6 +171,9 @@ def _staggered_class() -> type:
             full = main.new_empty((self.batch, *main.shape[1:]))
             full[: self.active].copy_(main)
             self.idle(full[self.active :])
+            if self.copies is not None:
+                targets, sources = self.copies
+                full.index_copy_(0, targets, full.index_select(0, sources))
             return replace_main_tensor(output, full)
 
     return StaggeredLayer

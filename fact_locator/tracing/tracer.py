@@ -326,14 +326,16 @@ class Tracer:
         by_shape: dict[tuple[int, tuple[int, int], int], list[int]] = {}
         for i, run in enumerate(runs):
             by_shape.setdefault(run.shape, []).append(i)
-        first = lambda site: self._first_real_layer(site.kind, site.layer)  # noqa: E731
+        # By first computed layer; among the windows that start at layer 0, the longest
+        # first, so that a batch cut from them holds the site the others fork from (`_forks`).
+        order = lambda site: (self._first_real_layer(site.kind, site.layer), -self._window(site).stop)  # noqa: E731
         groups = []
         for shape, facts in by_shape.items():
             n_tokens, (start, _end), _rows = shape
             per_token = [[Site(f, kind, layer, token) for f in facts for kind in self.settings.kinds for layer in range(n_layers)]
                          for token in range(start, n_tokens)]
             if self._suffix:
-                groups += [(shape, sites[0].token, sorted(sites, key=first)) for sites in per_token]
+                groups += [(shape, sites[0].token, sorted(sites, key=order)) for sites in per_token]
             else:
                 groups.append((shape, 0, [site for sites in per_token for site in sites]))
         return groups
@@ -344,6 +346,34 @@ class Tracer:
         capped small, SmolLM2's 90 sites of one token already fill one: facts go one by one."""
         sites = self._sites_per_batch(n_tokens, 1)
         return max(1, min(64, sites // max(1, len(self.settings.kinds) * self.loaded.n_layers)))
+
+    def _window(self, site: Site) -> range:
+        return restored_layers(site.kind, site.layer, self.loaded.n_layers, self.settings.window)
+
+    def _forks(self, sites: Sequence[Site]) -> dict[int, int]:
+        """Sites that start from another site's state instead of layer 0 (KV-suffix path):
+        {index: donor index}. Windows clipped at layer 0 share their start: an mlp or attn
+        site restoring layers 0..e-1 of a token computes, up to layer e-1, exactly what a
+        site of the same fact, kind and token does whose window starts at 0 too and ends
+        later (both restore every layer so far, from the same corrupted embeddings). So it
+        runs from layer e on only, from the donor's output of layer e - 1, restoring nothing
+        itself. The donor is the longest such window in the batch. Window 10: the sites of
+        layers 0-4 start at layers 5-9, 3.6% of SmolLM2's work."""
+        if not self._suffix:
+            return {}
+        longest: dict[tuple[int, str, int], tuple[int, int]] = {}  # (fact, kind, token) -> (window end, site)
+        for i, site in enumerate(sites):
+            window = self._window(site)
+            key = (site.fact, site.kind, site.token)
+            if site.kind != "hidden" and window.start == 0 and window.stop > longest.get(key, (0, 0))[0]:
+                longest[key] = (window.stop, i)
+        forks = {}
+        for i, site in enumerate(sites):
+            window = self._window(site)
+            end, donor = longest.get((site.fact, site.kind, site.token), (0, i))
+            if site.kind != "hidden" and window.start == 0 and window.stop < end:
+                forks[i] = donor
+        return forks
 
     def _first_real_layer(self, kind: str, layer: int) -> int:
         """The first layer a restoration run must compute: layers before it see exactly the
@@ -439,13 +469,29 @@ class Tracer:
         )
 
     def _restore(self, runs: Sequence[_FactRun], offset: int, sites: Sequence[Site], finite: list[_FiniteCheck] | None = None) -> torch.Tensor:
-        """Corrupted runs with restorations, `samples` rows per site (row = site * samples +
-        sample), over prompt positions `offset`.. only. The sites' facts have one shape
-        (`_FactRun.shape`). With offset > 0 (KV-suffix path) every site restores token
-        `offset` and the caches supply positions < offset. Returns the metric's values (the
-        target's probabilities by default), (sites, samples). The logits are checked for
-        NaN/inf at once, or later by the caller through `finite` (so the host need not wait
-        for the GPU after each batch)."""
+        """Corrupted runs with restorations, `samples` rows per site, over prompt positions
+        `offset`.. only. The sites' facts have one shape (`_FactRun.shape`). With offset > 0
+        (KV-suffix path) every site restores token `offset` and the caches supply positions
+        < offset. Returns the metric's values (the target's probabilities by default),
+        (sites, samples), in the order of `sites`; they run sorted by the first layer each
+        computes (`_first_real_layer`, or its window's end for a fork: `_forks`). The logits
+        are checked for NaN/inf at once, or later by the caller through `finite` (so the host
+        need not wait for the GPU after each batch)."""
+        forks = self._forks(sites)
+        firsts = [self._window(s).stop if i in forks else self._first_real_layer(s.kind, s.layer) if self._suffix else 0
+                  for i, s in enumerate(sites)]
+        order = sorted(range(len(sites)), key=firsts.__getitem__)
+        moved = {old: new for new, old in enumerate(order)}
+        values = self._restore_sorted(runs, offset, [sites[i] for i in order], [firsts[i] for i in order],
+                                      {moved[i]: moved[donor] for i, donor in forks.items()}, finite)
+        if order == list(range(len(sites))):
+            return values
+        return values.index_select(0, device_tensor([moved[i] for i in range(len(sites))], values.device))
+
+    def _restore_sorted(self, runs: Sequence[_FactRun], offset: int, sites: Sequence[Site], firsts: Sequence[int],
+                        forks: dict[int, int], finite: list[_FiniteCheck] | None) -> torch.Tensor:
+        """`_restore` of sites sorted by their first computed layer `firsts` (row = site *
+        samples + sample); `forks` maps a site that starts from another's state to it."""
         import torch
 
         adapter = self.loaded.adapter
@@ -454,9 +500,6 @@ class Tracer:
         n_tokens = len(base.token_ids)
         positions = n_tokens - offset
         n_layers = self.loaded.n_layers
-        firsts = [self._first_real_layer(s.kind, s.layer) if self._suffix else 0 for s in sites]
-        if firsts != sorted(firsts):
-            raise ValueError("sites of one restoration run must be sorted by their first computed layer")
         first = firsts[0]
         rows = BatchRows([s.fact for s in sites], samples, self.loaded.device)
         fact_runs = [runs[f] for f in rows.facts]
@@ -467,7 +510,7 @@ class Tracer:
         # Which sites restore each (kind, layer): one pass over the sites, not one per module.
         restored_at: dict[tuple[str, int], list[int]] = {}
         for i, s in enumerate(sites):
-            for layer in restored_layers(s.kind, s.layer, n_layers, self.settings.window):
+            for layer in () if i in forks else self._window(s):
                 restored_at.setdefault((s.kind, layer), []).append(i)
         for (kind, layer), restored in restored_at.items():
             clean = torch.stack([r.states[(kind, layer)] for r in fact_runs])  # (facts, tokens, d)
@@ -478,11 +521,11 @@ class Tracer:
         prompt_ids = device_tensor([r.prepared.token_ids[offset:] for r in fact_runs], self.loaded.device)
         input_ids = prompt_ids.index_select(0, rows.row_fact)
         layers = self.loaded.model.get_submodule(adapter.layers)
-        partial = self._partial_mlps(sites, firsts, restored_at, rows, fact_runs, offset)
+        partial = self._partial_mlps(sites, firsts, forks, restored_at, rows, fact_runs, offset)
         # The MLPs' stand-ins go in first: a staggered layer takes its children as they are
         # then. The layers before the hooks, so that hooks land on the stand-ins.
         with replaced_submodules(self.loaded.model, partial):
-            replays |= self._staggered(layers, rows, fact_runs, cache, firsts, offset)
+            replays |= self._staggered(layers, rows, fact_runs, cache, firsts, forks, offset)
             with replaced_layers(layers, replays), edit_outputs(self.loaded.model, edits):
                 logits = self._forward(input_ids, cache)
         where = f"a restoration run ({', '.join(dict.fromkeys(s.kind for s in sites))})"
@@ -513,7 +556,7 @@ class Tracer:
         # One stand-in per layer: a hook on one replayed layer must not fire for the others.
         return {layer: replay_layer(output) for layer in range(first)}
 
-    def _partial_mlps(self, sites: Sequence[Site], firsts: Sequence[int], restored_at: dict[tuple[str, int], list[int]],
+    def _partial_mlps(self, sites: Sequence[Site], firsts: Sequence[int], forks: dict[int, int], restored_at: dict[tuple[str, int], list[int]],
                       rows: BatchRows, fact_runs: Sequence[_FactRun], offset: int) -> dict[str, Any]:
         """Stand-ins (`partial_module`) for the MLPs of the layers a restoration forward runs,
         by module path, that compute only the (row, position) pairs whose output can matter.
@@ -540,7 +583,8 @@ class Tracer:
                 need[:, :, :-1] = False
             for i in restored_at.get(("mlp", layer), ()):
                 need[i, :, sites[i].token - offset] = False
-            copied = [i for i in range(started) if firsts[i] == layer and sites[i].kind != "hidden"] if self._suffix and positions > 1 else []
+            copied = [i for i in range(started) if firsts[i] == layer and sites[i].kind != "hidden" and i not in forks] \
+                if self._suffix and positions > 1 else []
             for i in copied:
                 need[i, :, 1:] = False
             if bool(need.all()):
@@ -566,11 +610,14 @@ class Tracer:
 
         return fill
 
-    def _staggered(self, layers: Any, rows: BatchRows, fact_runs: Sequence[_FactRun], cache: Any, firsts: Sequence[int], offset: int) -> dict[int, Any]:
+    def _staggered(self, layers: Any, rows: BatchRows, fact_runs: Sequence[_FactRun], cache: Any, firsts: Sequence[int],
+                   forks: dict[int, int], offset: int) -> dict[int, Any]:
         """Stand-ins for the layers between the batch's first and last site's first computed
         layer: each runs only the rows of the sites that have started (sites are sorted by
         first layer, so these are the leading rows) and hands back the corrupted run's
-        output for the rest."""
+        output for the rest, but for the forks that start at the next layer: their donor's
+        output (`_forks`)."""
+        samples = rows.samples
         stand_ins = {}
         for index in range(firsts[0], firsts[-1]):
             started = bisect_right(firsts, index)
@@ -578,7 +625,13 @@ class Tracer:
             def idle(out: torch.Tensor, index: int = index, started: int = started) -> Any:
                 return rows.gather([r.corrupted.outputs[index][:, offset:] for r in fact_runs], start_site=started, out=out)
 
-            stand_ins[index] = staggered_layer(layers[index], len(firsts) * rows.samples, started * rows.samples, idle, cache, index)
+            starting = [(site, donor) for site, donor in forks.items() if firsts[site] == index + 1]
+            copies = None
+            if starting:
+                targets = [site * samples + sample for site, _ in starting for sample in range(samples)]
+                sources = [donor * samples + sample for _, donor in starting for sample in range(samples)]
+                copies = (device_tensor(targets, rows.device), device_tensor(sources, rows.device))
+            stand_ins[index] = staggered_layer(layers[index], len(firsts) * samples, started * samples, idle, cache, index, copies)
         return stand_ins
 
     def _suffix_probe(self, prepared: PreparedPrompt) -> bool:
