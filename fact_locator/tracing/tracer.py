@@ -358,22 +358,16 @@ class Tracer:
         later (both restore every layer so far, from the same corrupted embeddings). So it
         runs from layer e on only, from the donor's output of layer e - 1, restoring nothing
         itself. The donor is the longest such window in the batch. Window 10: the sites of
-        layers 0-4 start at layers 5-9, 3.6% of SmolLM2's work."""
+        layers 0-4 start at layers 5-9: 3.5% less work on SmolLM2."""
         if not self._suffix:
             return {}
+        clipped = [(i, (s.fact, s.kind, s.token), self._window(s).stop) for i, s in enumerate(sites)
+                   if s.kind != "hidden" and self._window(s).start == 0]
         longest: dict[tuple[int, str, int], tuple[int, int]] = {}  # (fact, kind, token) -> (window end, site)
-        for i, site in enumerate(sites):
-            window = self._window(site)
-            key = (site.fact, site.kind, site.token)
-            if site.kind != "hidden" and window.start == 0 and window.stop > longest.get(key, (0, 0))[0]:
-                longest[key] = (window.stop, i)
-        forks = {}
-        for i, site in enumerate(sites):
-            window = self._window(site)
-            end, donor = longest.get((site.fact, site.kind, site.token), (0, i))
-            if site.kind != "hidden" and window.start == 0 and window.stop < end:
-                forks[i] = donor
-        return forks
+        for i, key, end in clipped:
+            if end > longest.get(key, (0, i))[0]:
+                longest[key] = (end, i)
+        return {i: longest[key][1] for i, key, end in clipped if end < longest[key][0]}
 
     def _first_real_layer(self, kind: str, layer: int) -> int:
         """The first layer a restoration run must compute: layers before it see exactly the
