@@ -103,7 +103,8 @@ class Tracer:
     `_suffix_probe`), run only the positions from that token on, on top of the corrupted
     runs' KV caches, starting at the earliest restored layer of the batch; the layers before
     it replay the corrupted run's output, and each layer above it runs only the sites whose
-    first restored layer it has reached. Otherwise every run is a forward of the whole
+    first restored layer it has reached (windows clipped at layer 0 start at their end, from
+    the longest one's state: `_forks`). Otherwise every run is a forward of the whole
     prompt. Either way the numbers equal the plain loop's (tests/reference_tracer.py).
     """
 
