@@ -362,8 +362,11 @@ class Tracer:
         layers 0-4 start at layers 5-9: 3.5% less work on SmolLM2."""
         if not self._suffix:
             return {}
-        clipped = [(i, (s.fact, s.kind, s.token), self._window(s).stop) for i, s in enumerate(sites)
-                   if s.kind != "hidden" and self._window(s).start == 0]
+        clipped = []  # (site, (fact, kind, token), window end) of the mlp/attn windows from layer 0
+        for i, site in enumerate(sites):
+            window = self._window(site)
+            if site.kind != "hidden" and window.start == 0:
+                clipped.append((i, (site.fact, site.kind, site.token), window.stop))
         longest: dict[tuple[int, str, int], tuple[int, int]] = {}  # (fact, kind, token) -> (window end, site)
         for i, key, end in clipped:
             if end > longest.get(key, (0, i))[0]:
