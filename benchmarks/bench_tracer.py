@@ -12,6 +12,8 @@
     PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --compare-gelu --only short-subject-first
     PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --compare-partial-mlps --only short-subject-first
     PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --compare-forks --only short-subject-first
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --compare-readout --only short-subject-first
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --compare-gqa --only short-subject-first
     PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --gpt2xl-shape --device cuda   # shipped facts, GPT-2's tokenizer
 
 Prints seconds per fact, the ratio, max |IE difference| and peak memory.
@@ -20,6 +22,7 @@ Prints seconds per fact, the ratio, max |IE difference| and peak memory.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import platform
 import resource
@@ -37,6 +40,8 @@ import torch  # noqa: E402
 
 from fact_locator.facts import Fact  # noqa: E402
 from fact_locator.tracing.settings import KINDS, TraceSettings  # noqa: E402
+from fact_locator.tracing import fast  # noqa: E402
+from fact_locator.tracing.readout import Readout  # noqa: E402
 from fact_locator.tracing.tracer import Tracer  # noqa: E402
 
 # Where `gpt2_tokenizer.py` builds GPT-2's tokenizer (git-ignored; carried to the GPU machine).
@@ -408,11 +413,19 @@ def cache_ab(tracer: Tracer, facts: list[Fact], rounds: int = 2) -> None:
             print(f"round {round_ + 1} {name:9}: {s / len(facts):.2f} s per fact", flush=True)
 
 
-# What `--compare-partial-mlps` and `--compare-forks` switch off: a Tracer method, and what
-# stands in for it (nothing to skip, no forks).
+def _fresh_buffer(_readout: Any, _name: str, rows: int, width: int, dtype: Any, device: Any) -> Any:
+    return torch.empty((rows, width), dtype=dtype, device=device)
+
+
+# What `--compare-partial-mlps`, `--compare-forks`, `--compare-readout` and `--compare-gqa`
+# switch off: a method, and what stands in for it (nothing to skip, no forks, a new tensor for
+# every batch's logits and softmax instead of the readout's reused buffers, transformers' own
+# choice of copied key/value heads).
 SWITCHABLE = {
-    "partial MLPs": ("_partial_mlps", lambda *_a, **_k: {}),
-    "forks": ("_forks", lambda *_a, **_k: {}),
+    "partial MLPs": (Tracer, "_partial_mlps", lambda *_a, **_k: {}),
+    "forks": (Tracer, "_forks", lambda *_a, **_k: {}),
+    "reused readout buffers": (Readout, "buffer", _fresh_buffer),
+    "grouped-query attention": (fast, "cpu_grouped_query_attention", contextlib.nullcontext),
 }
 
 
@@ -426,7 +439,7 @@ def batches_ab(tracer: Tracer, fact: Fact, feature: str, rounds: int = 3) -> tup
 
     from fact_locator.tracing.tracer import _FactRun
 
-    method, off = SWITCHABLE[feature]
+    owner, method, off = SWITCHABLE[feature]
     with torch.inference_mode():
         prepared = tracer.prepare(fact)
         tracer._suffix = tracer._suffix_probe(prepared)
@@ -442,7 +455,7 @@ def batches_ab(tracer: Tracer, fact: Fact, feature: str, rounds: int = 3) -> tup
         for round_ in range(rounds):
             for i, (offset, batch) in enumerate(batches):
                 for on in (True, False) if (i + round_) % 2 == 0 else (False, True):
-                    with mock.patch.object(Tracer, method, getattr(Tracer, method) if on else off):
+                    with mock.patch.object(owner, method, getattr(owner, method) if on else off):
                         _, s = timed(lambda: tracer._restore([run], offset, batch))
                     seconds[on] += s
             print(f"round {round_ + 1}: with {seconds[True]:.1f} s, without {seconds[False]:.1f} s "
@@ -709,6 +722,10 @@ def main() -> None:
                         help="only the restoration batches with and without the partial MLPs, alternately (--only picks facts)")
     parser.add_argument("--compare-forks", action="store_true",
                         help="only the restoration batches with and without forks, alternately (--only picks facts)")
+    parser.add_argument("--compare-readout", action="store_true",
+                        help="only the restoration batches with the readout's buffers reused and made anew, alternately")
+    parser.add_argument("--compare-gqa", action="store_true",
+                        help="only the restoration batches with SDPA's enable_gqa and with copied key/value heads, alternately")
     parser.add_argument("--compare-gelu", action="store_true", help="only GPT-2's gelu_new vs the tracer's one-kernel GELU (GPT-2 small shape)")
     parser.add_argument("--only", default=None, help="comma-separated fact ids to run (default: the first --facts)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
@@ -745,10 +762,13 @@ def main() -> None:
             print(f"\n{fact.id}:", end="")
             cache_ab(tracer, [fact])
         return
-    if args.compare_partial_mlps or args.compare_forks:
+    switched = {"partial MLPs": args.compare_partial_mlps, "forks": args.compare_forks, "reused readout buffers": args.compare_readout,
+                "grouped-query attention": args.compare_gqa}
+    if any(switched.values()):
         tracer = Tracer(loaded, TraceSettings(samples=args.samples, window=args.window))
         for fact in facts:
-            batches_ab(tracer, fact, "partial MLPs" if args.compare_partial_mlps else "forks")
+            for feature in (feature for feature, on in switched.items() if on):
+                batches_ab(tracer, fact, feature)
         return
     if args.together:
         together_overhead_bound(args.samples, args.window)

@@ -171,10 +171,11 @@ def test_side_by_side_on_shipped_facts_prints_agreeing_traces(capsys: pytest.Cap
     assert re.search(r"all facts: fast [\d.]+ s, naive [\d.]+ s, ratio [\d.]+x", out)
 
 
-@pytest.mark.parametrize("feature", ["partial MLPs", "forks"])
+@pytest.mark.parametrize("feature", ["partial MLPs", "forks", "reused readout buffers", "grouped-query attention"])
 def test_a_feature_is_timed_batch_by_batch_both_ways(feature: str, capsys: pytest.CaptureFixture[str], benchmarks: None) -> None:
-    """`--compare-partial-mlps`, `--compare-forks`: every restoration batch of a trace runs
-    with and without the feature, and the tracer's own method is back afterwards."""
+    """`--compare-partial-mlps`, `--compare-forks`, `--compare-readout`, `--compare-gqa`:
+    every restoration batch of a trace runs with and without the feature, and the patched
+    method is back afterwards."""
     from tiny_models import tiny_loaded
 
     import bench_tracer
@@ -182,10 +183,10 @@ def test_a_feature_is_timed_batch_by_batch_both_ways(feature: str, capsys: pytes
     from fact_locator.tracing.settings import TraceSettings
     from fact_locator.tracing.tracer import Tracer
 
-    method = bench_tracer.SWITCHABLE[feature][0]
-    original = getattr(Tracer, method)
+    owner, method, _off = bench_tracer.SWITCHABLE[feature]
+    original = getattr(owner, method)
     tracer = Tracer(tiny_loaded("llama"), TraceSettings(samples=2, window=2))
     with_, without = bench_tracer.batches_ab(tracer, bench_tracer.FACTS[0], feature, rounds=2)
     assert with_ > 0 and without > 0
-    assert getattr(Tracer, method) is original
+    assert getattr(owner, method) is original
     assert len(re.findall(r"round \d: with [\d.]+ s, without [\d.]+ s", capsys.readouterr().out)) == 2

@@ -342,6 +342,37 @@ def test_every_tracer_forward_chooses_its_attention_kernels(monkeypatch: pytest.
     assert len(cudnn_in_forward) > 3 and not any(cudnn_in_forward)
 
 
+def test_cpu_grouped_query_attention_reads_shared_heads_in_place_and_comes_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a CPU the tracer's forwards hand SDPA the key/value heads as they are
+    (`enable_gqa`) instead of copies for every query head; on CUDA (masked GQA falls back to
+    the math kernel there) and after the forward, transformers decides as before."""
+    from transformers.integrations import sdpa_attention
+
+    original = sdpa_attention.use_gqa_in_sdpa
+    key = torch.zeros(1, 2, 5, 16)
+    mask = torch.ones(1, 1, 3, 5, dtype=torch.bool)
+    assert not original(mask, key, key)  # transformers' own choice with a mask
+    with fast.attention_backends("cpu"):
+        assert sdpa_attention.use_gqa_in_sdpa(mask, key, key)
+    assert sdpa_attention.use_gqa_in_sdpa is original
+    with fast.attention_backends("cuda:0"):
+        assert sdpa_attention.use_gqa_in_sdpa is original
+
+    # Inside a restoration forward of a model with 4 query and 2 key/value heads, SDPA gets
+    # the 2 heads, and no key or value head is repeated.
+    loaded = tiny_loaded("llama", layers=2)
+    heads: list[tuple[int, bool]] = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(query: torch.Tensor, key: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        heads.append((key.shape[1], bool(kwargs.get("enable_gqa", False))))
+        return sdpa(query, key, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    Tracer(loaded, TraceSettings(samples=2, window=2)).trace(SUBJECT_MIDDLE)
+    assert heads and all(h == (2, True) for h in heads)
+
+
 # -- out-of-memory handling ----------------------------------------------------------------
 
 

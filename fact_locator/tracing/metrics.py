@@ -11,7 +11,7 @@ from fact_locator.tracing.prompt import PreparedPrompt
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["check_metric", "metric_values"]
+__all__ = ["check_metric", "metric_values", "row_metric_values"]
 
 
 def check_metric(metric: str, prepared: PreparedPrompt) -> None:
@@ -26,11 +26,24 @@ def metric_values(metric: str, logits: torch.Tensor, prepared: PreparedPrompt) -
     """One value per row from float32 last-position logits (rows, vocab)."""
     import torch
 
-    if metric == "prob":
-        return torch.softmax(logits, dim=-1)[:, prepared.target_id]
-    if metric == "logprob":
-        return torch.log_softmax(logits, dim=-1)[:, prepared.target_id]
+    rows = logits.shape[0]
+    distractor = None if prepared.distractor_id is None else torch.full((rows,), prepared.distractor_id, device=logits.device)
+    return row_metric_values(metric, logits, torch.full((rows,), prepared.target_id, device=logits.device), distractor)
+
+
+def row_metric_values(metric: str, logits: torch.Tensor, target_ids: torch.Tensor, distractor_ids: torch.Tensor | None = None,
+                      scratch: torch.Tensor | None = None) -> torch.Tensor:
+    """One value per row from float32 last-position logits (rows, vocab), each row with its
+    own target (and distractor) token id: rows of several facts share a batch. The softmax
+    is written into `scratch` (a float32 tensor of the logits' shape) when given, so that a
+    caller running batch after batch need not allocate one each time."""
+    import torch
+
+    if metric in ("prob", "logprob"):
+        normalize = torch.softmax if metric == "prob" else torch.log_softmax
+        normalized = normalize(logits, dim=-1) if scratch is None else normalize(logits, dim=-1, out=scratch)
+        return normalized.gather(1, target_ids[:, None]).squeeze(1)
     if metric == "logit_diff":
-        assert prepared.distractor_id is not None
-        return logits[:, prepared.target_id] - logits[:, prepared.distractor_id]
+        assert distractor_ids is not None
+        return logits.gather(1, target_ids[:, None]).squeeze(1) - logits.gather(1, distractor_ids[:, None]).squeeze(1)
     raise ValueError(f"unknown metric {metric!r}")

@@ -18,6 +18,7 @@ from fact_locator.tracing.fast import BatchRows, attention_backends, auto_batch_
 from fact_locator.tracing.hooks import edit_outputs, main_tensor
 from fact_locator.tracing.metrics import check_metric, metric_values
 from fact_locator.tracing.prompt import PreparedPrompt, prepare_prompt
+from fact_locator.tracing.readout import Readout, finite_rows
 from fact_locator.tracing.settings import TraceSettings
 from fact_locator.tracing.trace import NoiseInfo, Trace
 
@@ -119,6 +120,10 @@ class Tracer:
         # GELU's tanh form runs as one kernel instead of "gelu_new"'s eight (`fused_tanh_gelu`).
         self._gelu_sites = tanh_gelu_sites(loaded.model)
         self._suffix: bool | None = None  # decided by the probe on the first trace
+        # Restoration forwards write their logits and softmax into buffers kept for a trace.
+        self._readout = Readout()
+        head = loaded.model.get_output_embeddings() if hasattr(loaded.model, "get_output_embeddings") else None
+        self._head_path = next((name for name, module in loaded.model.named_modules() if module is head), None) if head is not None else None
         self.suffix_fallback_reason: str | None = None
 
     # -- public ------------------------------------------------------------------------
@@ -160,14 +165,17 @@ class Tracer:
         by_shape: dict[tuple[int, tuple[int, int]], list[int]] = {}
         for i, p in enumerate(prepared):
             by_shape.setdefault(_prompt_shape(p), []).append(i)
-        for indices in by_shape.values():
-            step = self._facts_together(len(prepared[indices[0]].token_ids))
-            for lo in range(0, len(indices), step):
-                chunk = indices[lo : lo + step]
-                for i, trace in zip(chunk, self._trace_together([prepared[i] for i in chunk], noise, count)):
-                    traces[i] = trace
-                    if on_traced is not None:
-                        on_traced(i, trace)
+        try:
+            for indices in by_shape.values():
+                step = self._facts_together(len(prepared[indices[0]].token_ids))
+                for lo in range(0, len(indices), step):
+                    chunk = indices[lo : lo + step]
+                    for i, trace in zip(chunk, self._trace_together([prepared[i] for i in chunk], noise, count)):
+                        traces[i] = trace
+                        if on_traced is not None:
+                            on_traced(i, trace)
+        finally:
+            self._readout.clear()
         return [traces[i] for i in range(len(prepared))]
 
     def batch_mates(self, fact: Fact, others: Iterable[Fact]) -> list[Fact]:
@@ -289,7 +297,7 @@ class Tracer:
                     return chunk
 
                 size = self._sites_per_batch(n_tokens, n_tokens - offset)
-                done += run_in_batches(sites, size, run, on_oom=_free_cuda_memory)
+                done += run_in_batches(sites, size, run, on_oom=self._free_memory)
             self._raise_unless_finite(finite)
             for site, value in zip(done, torch.cat(means).tolist() if means else []):
                 grids[site.fact][site.kind][site.layer][site.token] = value - runs[site.fact].corrupted.value
@@ -520,6 +528,9 @@ class Tracer:
         input_ids = prompt_ids.index_select(0, rows.row_fact)
         layers = self.loaded.model.get_submodule(adapter.layers)
         partial = self._partial_mlps(sites, firsts, forks, restored_at, rows, fact_runs, offset)
+        head = self._readout.head(self.loaded.model.get_submodule(self._head_path)) if self._head_path is not None else None
+        if head is not None:
+            partial[self._head_path] = head
         # The MLPs' stand-ins go in first: a staggered layer takes its children as they are
         # then. The layers before the hooks, so that hooks land on the stand-ins.
         with replaced_submodules(self.loaded.model, partial):
@@ -527,20 +538,25 @@ class Tracer:
             with replaced_layers(layers, replays), edit_outputs(self.loaded.model, edits):
                 logits = self._forward(input_ids, cache)
         where = f"a restoration run ({', '.join(dict.fromkeys(s.kind for s in sites))})"
-        values = torch.empty(len(sites) * samples, device=logits.device)
+        ok = finite_rows(logits)
         for local, run in enumerate(fact_runs):
             fact_rows = rows.fact_rows(local)
-            fact_logits = logits if fact_rows is None else logits.index_select(0, fact_rows)
+            check = _FiniteCheck((ok if fact_rows is None else ok.index_select(0, fact_rows)).all(), where, run.prepared)
             if finite is None:
-                self._check_finite(fact_logits, where, run.prepared)
+                self._raise_unless_finite([check])
             else:
-                finite.append(_FiniteCheck(_all_finite(fact_logits), where, run.prepared))
-            fact_values = metric_values(self.settings.metric, fact_logits, run.prepared)
-            if fact_rows is None:
-                values = fact_values
-            else:
-                values[fact_rows] = fact_values
-        return values.view(len(sites), samples)
+                finite.append(check)
+        metric = self.settings.metric
+        targets = device_tensor([r.prepared.target_id for r in fact_runs], logits.device).index_select(0, rows.row_fact)
+        distractors = None
+        if metric == "logit_diff":
+            distractors = device_tensor([r.prepared.distractor_id for r in fact_runs], logits.device).index_select(0, rows.row_fact)
+        return self._readout.values(metric, logits, targets, distractors).view(len(sites), samples)
+
+    def _free_memory(self) -> None:
+        """Before a batch is retried at half the size after running out of memory."""
+        self._readout.clear()
+        _free_cuda_memory()
 
     def _replays(self, rows: BatchRows, fact_runs: Sequence[_FactRun], first: int, offset: int) -> dict[int, Any]:
         """Stand-ins for layers 0..first-1, all returning layer first-1's corrupted output at
