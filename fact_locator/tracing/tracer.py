@@ -527,13 +527,13 @@ class Tracer:
         prompt_ids = device_tensor([r.prepared.token_ids[offset:] for r in fact_runs], self.loaded.device)
         input_ids = prompt_ids.index_select(0, rows.row_fact)
         layers = self.loaded.model.get_submodule(adapter.layers)
-        partial = self._partial_mlps(sites, firsts, forks, restored_at, rows, fact_runs, offset)
+        stand_ins = self._partial_mlps(sites, firsts, forks, restored_at, rows, fact_runs, offset)
         head = self._readout.head(self.loaded.model.get_submodule(self._head_path)) if self._head_path is not None else None
         if head is not None:
-            partial[self._head_path] = head
+            stand_ins[self._head_path] = head  # logits into the readout's buffer
         # The MLPs' stand-ins go in first: a staggered layer takes its children as they are
         # then. The layers before the hooks, so that hooks land on the stand-ins.
-        with replaced_submodules(self.loaded.model, partial):
+        with replaced_submodules(self.loaded.model, stand_ins):
             replays |= self._staggered(layers, rows, fact_runs, cache, firsts, forks, offset)
             with replaced_layers(layers, replays), edit_outputs(self.loaded.model, edits):
                 logits = self._forward(input_ids, cache)
