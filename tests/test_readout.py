@@ -100,7 +100,8 @@ def test_finite_rows_flags_nan_and_both_infinities() -> None:
     logits[2, 0] = float("inf")
     logits[3, 5] = float("-inf")
     assert finite_rows(logits).tolist() == [True, False, False, False]
-    assert finite_rows(torch.full((1, 49152), 3e4)).tolist() == [True]  # large logits do not overflow the check
+    assert finite_rows(torch.full((1, 49152), 1e30)).tolist() == [True]  # large, and its sum still in range
+    assert finite_rows(torch.full((1, 50), 3e38)).tolist() == [False]  # a sum beyond float32 counts as not finite
 
 
 @pytest.mark.parametrize("arch", sorted(TINY_CONFIGS))
