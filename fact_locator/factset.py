@@ -298,6 +298,14 @@ class _Reader:
                 root,
             )
         self.value(root)  # one safe-load pass over the whole file: tags, duplicate keys, aliases
+        keys = [key.value for key, _ in root.value if isinstance(key, self.yaml.ScalarNode)]
+        if keys and not any(key in TOP_KEYS or _suggest(str(key), TOP_KEYS) for key in keys):
+            # Some other YAML file (a config, data): say what a fact set needs, not which key is unknown.
+            raise self.error(
+                f"not a fact set: it has no 'facts:' list (a fact set is a mapping with 'facts:', each fact "
+                f"with subject, relation and target; this file has {', '.join(map(repr, keys))})",
+                root,
+            )
         top = self.keyed(root, TOP_KEYS, "fact set")
 
         def get(key: str) -> Any:

@@ -18,7 +18,7 @@ from fact_locator.errors import FactLocatorError
 from fact_locator.plugin import fixtures as _fixtures
 from fact_locator.plugin.collection import CASE_KEY, FactSetFile, FactSetFiles, selected_facts
 from fact_locator.plugin.options import OptionError, add_run_options, add_trace_options, register_ini, resolve_options
-from fact_locator.plugin.session import SESSION_KEY, FactLocatorSession
+from fact_locator.plugin.session import SESSION_KEY, YAML_SUFFIXES, FactLocatorSession
 from fact_locator.plugin.xdist import XdistMerge, is_worker, publish
 
 GROUP = "fact-locator"
@@ -48,6 +48,7 @@ def pytest_configure(config: pytest.Config) -> None:
     fl = FactLocatorSession(config, options)
     fl.load_baseline()
     config.stash[SESSION_KEY] = fl
+    config.pluginmanager.register(BrokenFactSets(fl), "fact_locator.broken_factsets")
     if not config.pluginmanager.is_registered(_fixtures):
         config.pluginmanager.register(_fixtures, "fact_locator.fixtures")
     if config.pluginmanager.hasplugin("xdist") and not is_worker(config):
@@ -71,9 +72,22 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     fl = parent.config.stash.get(SESSION_KEY, None)
-    if fl is not None and fl.matches_factset_glob(file_path):
+    if fl is not None and fl.is_factset_file(file_path, named=parent.session.isinitpath(file_path)):
         return FactSetFile.from_parent(parent, path=file_path)
     return None
+
+
+class BrokenFactSets:
+    """Remembers the fact-set files that failed to load. A plugin object, because
+    `pytest_collectreport` gets no config; under xdist the controller learns of a worker's
+    collection errors only through that hook."""
+
+    def __init__(self, fl: FactLocatorSession):
+        self.fl = fl
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed and Path(report.nodeid.split("::")[0]).suffix in YAML_SUFFIXES:
+            self.fl.broken_factsets.add(report.nodeid)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -146,6 +160,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         publish(config, fl)
         return
     fl.write_outputs()
+    if fl.broken_factsets and session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED,
+                                                     pytest.ExitCode.NO_TESTS_COLLECTED):
+        # Exit 2, pytest's own code for collection errors, even though the other fact sets
+        # ran: CI can tell "a fact set is broken" from "an audit failed" (1).
+        session.exitstatus = pytest.ExitCode.INTERRUPTED
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

@@ -193,7 +193,6 @@ class FactSetFile(pytest.File):
         try:
             factset = fl.factset(self.path)
         except FactSetError as exc:
-            fl.broken_factsets.add(self.nodeid)
             raise self.CollectError(str(exc)) from None
         for mark in _xdist_group(self.config, factset.name):
             self.add_marker(mark)

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["DIST_KEY", "SESSION_KEY", "WORKER_OUTPUT_KEY", "Case", "FactLocatorSession", "get_session"]
 
 WORKER_OUTPUT_KEY = "fact_locator_results"
+YAML_SUFFIXES = (".yaml", ".yml")
 # In an xdist worker's input: the controller's --dist mode (workers see "no").
 DIST_KEY = "fact_locator_dist"
 
@@ -177,22 +178,38 @@ class FactLocatorSession:
     def factset_globs(self) -> list[str]:
         return [g for g in str(self.options["factsets"]).split(",") if g]
 
-    def matches_factset_glob(self, file_path: Path) -> bool:
-        if file_path.suffix not in (".yaml", ".yml"):
+    def factset_glob_base(self) -> Path:
+        """Where relative --fl-factsets globs start. Given on the command line: the invocation
+        folder, like every path argument. From the ini file or the default: the ini file's
+        folder, else the invocation folder. Never the rootdir, which pytest moves to the common
+        ancestor of path-like arguments when no ini file pins it."""
+        invocation = Path(self.config.invocation_params.dir)
+        if self.options.sources["factsets"] == "cli":
+            return invocation
+        inipath = self.config.inipath
+        return inipath.parent if inipath is not None else invocation
+
+    def is_factset_file(self, file_path: Path, named: bool) -> bool:
+        """A YAML file is a fact set when it is named on the command line (`named`: pytest's
+        `session.isinitpath`), or when one of the fact-set globs matches it."""
+        if file_path.suffix not in YAML_SUFFIXES:
             return False
+        if named:
+            return True
         if self._glob_files is None:
             self._glob_files = set(self.factset_files())
         return file_path.resolve() in self._glob_files
 
     def factset_files(self) -> list[Path]:
         """Every file the globs match (sorted, deduplicated)."""
+        base = self.factset_glob_base()
         found: dict[Path, None] = {}
         for pattern in self.factset_globs():
             pattern_path = Path(pattern).expanduser()
-            full = pattern_path if pattern_path.is_absolute() else self.rootpath / pattern_path
+            full = pattern_path if pattern_path.is_absolute() else base / pattern_path
             for name in sorted(glob.glob(str(full), recursive=True)):
                 m = Path(name)
-                if m.is_file() and m.suffix in (".yaml", ".yml"):
+                if m.is_file() and m.suffix in YAML_SUFFIXES:
                     found[m.resolve()] = None
         return list(found)
 

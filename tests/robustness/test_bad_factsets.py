@@ -55,6 +55,7 @@ BAD_FACTSETS = [
     ("noise-nan", "settings:\n  noise: .nan\nfacts:\n" + FACT, 2, "settings.noise: noise must be a positive number"),
     ("unknown-kind", "settings:\n  kinds: [ffn]\nfacts:\n" + FACT, 2, "unknown kind 'ffn'"),
     ("unknown-setting", "settings:\n  batchsize: 4\nfacts:\n" + FACT, 2, "unknown key 'batchsize' in the settings"),
+    ("not-a-factset", "jobs:\n  - build\n", 1, "not a fact set: it has no 'facts:' list"),
     ("unknown-rule", "unknown: ignore\nfacts:\n" + FACT, 1, "unknown must be one of skip, fail, trace, got 'ignore'"),
     ("min-p-clean-2", "min_p_clean: 2\nfacts:\n" + FACT, 1, "min_p_clean must be a probability between 0 and 1"),
     ("python-tag", 'facts:\n  - subject: !!python/object/apply:os.system ["echo pwned"]\n    relation: "{} is"\n    target: y\n', 2,
@@ -69,7 +70,7 @@ BAD_FACTSETS = [
 def test_a_bad_fact_set_is_one_located_collection_error(fl, text, line, message):
     fl.factset("bad", text)
     result = fl.run("--fl-json", "results.json", "--fl-html", "report.html")
-    assert result.ret == pytest.ExitCode.TESTS_FAILED  # 1: a collection error, the other sets still run
+    assert result.ret == pytest.ExitCode.INTERRUPTED  # 2: a collection error (the other sets still run)
     out = result.stdout.str()
     assert_one_clean_line(out, f"factsets/bad.yaml:{line}: ", message)
     errors = [ln for ln in out.splitlines() if ln.startswith("factsets/bad.yaml:")]
@@ -81,7 +82,7 @@ def test_a_bad_fact_set_is_one_located_collection_error(fl, text, line, message)
 def test_a_file_that_is_not_utf8_names_the_line(fl):
     fl.factset("bad", b"facts:\n  - subject: caf\xe9\n")
     result = fl.run()
-    assert result.ret == 1
+    assert result.ret == pytest.ExitCode.INTERRUPTED
     assert_one_clean_line(result.stdout.str(), "factsets/bad.yaml:2: the file is not UTF-8 text")
 
 
@@ -89,7 +90,7 @@ def test_a_broken_set_does_not_stop_the_good_one(fl):
     fl.factset("bad", "facts: [\n")
     fl.factset("good", "unknown: trace\nfacts:\n" + FACT)
     result = fl.run()
-    assert result.ret == 1
+    assert result.ret == pytest.ExitCode.INTERRUPTED
     result.assert_outcomes(passed=1, errors=1)
 
 
@@ -114,5 +115,5 @@ def test_a_python_model_named_in_a_fact_set_is_refused(fl):
     fl.pytester.makeini("[pytest]\nfl_samples = 2\n")  # the model comes from the default: a set could name one
     fl.factset("bad", "settings:\n  model: python:os:getcwd\nfacts:\n" + FACT)
     result = fl.run()
-    assert result.ret == 1
+    assert result.ret == pytest.ExitCode.TESTS_FAILED  # its items fail; the file itself loads
     assert_one_clean_line(result.stdout.str(), "a python: model may only be given with --fl-model or the ini file")

@@ -92,7 +92,7 @@ def test_yaml_code_tags_are_a_collection_error_and_nothing_runs(fl, tag, tmp_pat
     marker = tmp_path / "pwned"
     fl.factset("evil", f'facts:\n  - subject: {tag} ["touch {marker}"]\n    relation: "{{}} is"\n    target: y\n')
     result = fl.run()
-    assert result.ret == 1
+    assert result.ret == pytest.ExitCode.INTERRUPTED  # a collection error
     assert_one_clean_line(result.stdout.str(), "factsets/evil.yaml:2: cannot read the value")
     assert not marker.exists()
     assert fl.traced() == []
