@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from fact_locator.errors import FactLocatorError, UsageError
-from fact_locator.tracing.settings import CORRUPTIONS, DTYPES, KINDS, METRICS, TraceSettings, parse_kinds
+from fact_locator.settings import AUTO_NOISE, add_cli_options
+from fact_locator.tracing.settings import TraceSettings
 
-__all__ = ["add_trace_options", "main"]
+__all__ = ["build_parser", "main"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -23,72 +24,26 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _int_at_least(minimum: int) -> Any:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{text!r} must be at least {minimum}")
-        return value
-
-    return parse
-
-
-_positive_int = _int_at_least(1)
-_non_negative_int = _int_at_least(0)
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
-    return value
-
-
 def _scales(text: str) -> tuple[float, ...]:
-    return tuple(_positive_float(part.strip()) for part in text.split(",") if part.strip())
+    scales = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            value = float(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{part!r} is not a number") from None
+        if not value > 0 or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"{part!r} must be a positive number")
+        scales.append(value)
+    return tuple(scales)
 
 
-def _kinds(text: str) -> tuple[str, ...]:
-    try:
-        return parse_kinds(text)
-    except UsageError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _device(text: str) -> str:
-    if text in ("auto", "cpu", "cuda", "mps") or (text.startswith("cuda:") and text[5:].isdigit()):
-        return text
-    raise argparse.ArgumentTypeError(f"unknown device {text!r}: choose cpu, cuda, cuda:N or auto")
-
-
-def add_trace_options(add: Any, prefix: str = "") -> None:
-    """The trace settings as options; the pytest plugin reuses them with prefix 'fl-'."""
-    defaults = TraceSettings()
-    add(f"--{prefix}kinds", type=_kinds, default=",".join(defaults.kinds), metavar="KINDS",
-        help=f"comma-separated site kinds among {', '.join(KINDS)}. Default: %(default)r")
-    add(f"--{prefix}samples", type=_positive_int, default=defaults.samples, metavar="N",
-        help="noise samples per fact. Default: %(default)r")
-    add(f"--{prefix}noise", type=_positive_float, default=None, metavar="STD",
-        help="noise standard deviation; default: 3 x std of the subject-token embeddings. Default: %(default)r")
-    add(f"--{prefix}window", type=_positive_int, default=defaults.window, metavar="W",
-        help="layers restored together for mlp and attn sites. Default: %(default)r")
-    add(f"--{prefix}seed", type=_non_negative_int, default=defaults.seed, metavar="SEED",
-        help="seed of the noise draws. Default: %(default)r")
-    add(f"--{prefix}device", type=_device, default=defaults.device, metavar="DEVICE",
-        help="cpu, cuda, cuda:N or auto. Default: %(default)r")
-    add(f"--{prefix}dtype", choices=DTYPES, default=defaults.dtype, metavar="DTYPE",
-        help=f"one of {', '.join(DTYPES)}. Default: %(default)r")
-    add(f"--{prefix}corruption", choices=CORRUPTIONS, default=defaults.corruption, metavar="MODE",
-        help="gaussian noise (ROME), uniform noise of the same std, or str (symmetric token replacement: "
-             "the subject swapped for another of the same token length). Default: %(default)r")
-    add(f"--{prefix}metric", choices=METRICS, default=defaults.metric, metavar="METRIC",
-        help="what is measured: prob (P of the target), logprob, or logit_diff (target minus distractor). Default: %(default)r")
+# Settings of each command, from the settings table (fact_locator/settings.py).
+TRACE_SETTINGS = ("model", "kinds", "samples", "noise", "window", "seed", "device", "dtype", "corruption", "metric",
+                  "method", "severed")
+SWEEP_SETTINGS = ("model", "samples", "seed", "device", "dtype")
+BASELINE_SETTINGS = ("baseline-max-layer-shift", "baseline-max-ate-drop", "baseline-max-te-drop")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,8 +54,6 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     trace = commands.add_parser("trace", help="trace one fact and show where its effect lies")
-    trace.add_argument("--model", default="smollm2-135m", metavar="MODEL",
-                       help="built-in name, local directory, .gguf file or hub id. Default: %(default)r")
     trace.add_argument("--subject", required=True, help="the subject, as it appears in the prompt")
     where = trace.add_mutually_exclusive_group(required=True)
     where.add_argument("--relation", help="relation template with one {} where the subject goes")
@@ -109,24 +62,19 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument("--distractor", help="a wrong answer, for --metric logit_diff")
     trace.add_argument("--replacement", action="append", default=[], metavar="SUBJECT",
                        help="a subject to swap in for --corruption str (repeat it; those of the same token length are used)")
-    add_trace_options(trace.add_argument)
-    trace.add_argument("--method", choices=("exact", "atp"), default="exact",
-                       help="exact causal tracing, or atp: attribution patching, an approximate one-pass screen. Default: %(default)r")
-    trace.add_argument("--severed", action="store_true",
-                       help="also restore hidden states with the later MLP / attention outputs held corrupted (the paper's Figure 3)")
+    add_cli_options(trace.add_argument, TRACE_SETTINGS)
     trace.add_argument("--json", type=Path, metavar="PATH", help="write the trace as JSON to PATH")
     trace.add_argument("--trust-remote-code", action="store_true", help="allow a hub model's own code (off by default)")
     trace.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     models = commands.add_parser("models", help="list the built-in models and what is cached")
-    models.add_argument("--cache-dir", type=Path, metavar="DIR", help="cache directory. Default: $FACT_LOCATOR_CACHE or the user cache")
+    add_cli_options(models.add_argument, ("cache-dir",))
 
     report = commands.add_parser("report", help="render saved results as a self-contained HTML report")
     report.add_argument("results", type=Path, help="results JSON written by pytest --fl-json")
     report.add_argument("-o", "--output", type=Path, default=Path("report.html"), metavar="HTML",
                         help="output file. Default: %(default)s")
     sweep = commands.add_parser("sweep", help="show how the total effect depends on the noise scale")
-    sweep.add_argument("--model", default="smollm2-135m", metavar="MODEL", help="model spec. Default: %(default)r")
     sweep.add_argument("--factset", type=Path, metavar="YAML", help="sweep over the facts of a fact set")
     sweep.add_argument("--subject", help="one fact's subject (with --relation and --target)")
     sweep.add_argument("--relation", help="one fact's relation template")
@@ -134,31 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--scales", type=_scales, default="0.5,1,2,3,4,6,10", metavar="LIST",
                        help="noise scales, in units of the subject-embedding std. Default: %(default)r")
     sweep.add_argument("--corruption", choices=("gaussian", "uniform"), default="gaussian", help="noise shape. Default: %(default)r")
-    sweep.add_argument("--samples", type=_positive_int, default=10, metavar="N", help="noise samples. Default: %(default)r")
-    sweep.add_argument("--seed", type=_non_negative_int, default=0, metavar="SEED", help="noise seed. Default: %(default)r")
-    sweep.add_argument("--device", type=_device, default="auto", metavar="DEVICE", help="Default: %(default)r")
-    sweep.add_argument("--dtype", choices=DTYPES, default="float32", metavar="DTYPE", help="Default: %(default)r")
+    add_cli_options(sweep.add_argument, SWEEP_SETTINGS)
 
     compare = commands.add_parser("compare", help="compare two results (or trace) files: moved peaks, changed effects")
     compare.add_argument("before", type=Path, help="results or trace JSON of the baseline")
     compare.add_argument("after", type=Path, help="results or trace JSON to compare with it")
-    add_baseline_options(compare.add_argument)
+    add_cli_options(compare.add_argument, BASELINE_SETTINGS)
     compare.add_argument("--check", action="store_true", help="exit 1 when the baseline rule is broken")
     compare.add_argument("--html", type=Path, metavar="PATH", help="also render the comparison as a self-contained HTML page")
     return parser
-
-
-def add_baseline_options(add: Any, prefix: str = "") -> None:
-    """The baseline rule; the pytest plugin reuses it with prefix 'fl-baseline-'."""
-    from fact_locator.compare import BaselineRule
-
-    rule = BaselineRule()
-    add(f"--{prefix}max-layer-shift", type=_non_negative_int, default=rule.max_layer_shift, metavar="K",
-        help="largest accepted move of a peak, in layers. Default: %(default)r")
-    add(f"--{prefix}max-ate-drop", type=_positive_float, default=rule.max_ate_drop, metavar="X",
-        help="largest accepted drop of a fact set's ATE. Default: %(default)r")
-    add(f"--{prefix}max-te-drop", type=_positive_float, default=rule.max_te_drop, metavar="X",
-        help="largest accepted drop of one fact's TE. Default: %(default)r")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -188,7 +120,7 @@ def _trace(args: argparse.Namespace) -> int:
         fact = Fact.from_prompt(args.prompt, args.subject, args.target)
     fact = replace(fact, distractor=args.distractor, replacements=tuple(args.replacement))
     settings = TraceSettings(
-        kinds=args.kinds, samples=args.samples, noise=args.noise, window=args.window,
+        kinds=args.kinds, samples=args.samples, noise=None if args.noise == AUTO_NOISE else args.noise, window=args.window,
         seed=args.seed, device=args.device, dtype=args.dtype, corruption=args.corruption, metric=args.metric,
     )
     if args.json is not None and args.json.is_dir():
@@ -246,7 +178,7 @@ def _models(args: argparse.Namespace) -> int:
 
     from fact_locator.models.sources import BUILTIN_MODELS, cached_models, default_cache_dir
 
-    cache_dir = args.cache_dir or default_cache_dir()
+    cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     cached = {m.name: m for m in cached_models(cache_dir)}
     table = Table(title=f"models (cache: {cache_dir})")
     for column in ("name", "description", "cached", "size", "path"):

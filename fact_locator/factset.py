@@ -18,13 +18,13 @@ from typing import Any
 from fact_locator.errors import FactError, FactSetError, UsageError
 from fact_locator.expectations import ID_PATTERN, ExpectationSpec, parse_expectation
 from fact_locator.facts import Fact, check_fact_fields
+from fact_locator.settings import FACTSET_KEYS, UNKNOWN_RULES
 
 __all__ = ["FactSet", "FactSpec", "UNKNOWN_RULES", "load_factset", "parse_factset", "slugify"]
 
 TOP_KEYS = ("name", "description", "settings", "tags", "unknown", "min_p_clean", "expect", "aggregate", "facts")
 FACT_KEYS = ("id", "subject", "relation", "target", "tags", "known", "expect", "distractor", "replacements")
-SETTING_KEYS = ("model", "samples", "window", "noise", "noise_scale", "kinds", "seed", "corruption", "metric")
-UNKNOWN_RULES = ("skip", "fail", "trace")
+SETTING_KEYS = FACTSET_KEYS  # a fact set's `settings:` keys, from the settings table
 _STOPWORDS = frozenset(
     "a an the is are was were be been of in on at to by for with and or as from its it his her their "
     "this that which who whom what where when".split()

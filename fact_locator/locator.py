@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from fact_locator.errors import FactLocatorError, FactSetError, ModelLoadError, UsageError
 from fact_locator.facts import Fact
+from fact_locator.settings import METHODS, PYTHON_PREFIX, UNKNOWN_RULES
 
 if TYPE_CHECKING:
     from fact_locator.cache import TraceCache
@@ -33,12 +34,9 @@ if TYPE_CHECKING:
 
 __all__ = ["CleanCheck", "Locator", "UNKNOWN_RULES", "load_python_model"]
 
-UNKNOWN_RULES = ("skip", "fail", "trace")
-PYTHON_PREFIX = "python:"
 # Settings that change the numbers of a trace (batch_size does not; device does, slightly).
 _KEY_EXCLUDE = ("batch_size",)
 _TRACE_FIELDS = ("kinds", "samples", "noise", "noise_scale", "window", "seed", "batch_size", "corruption", "metric")
-METHODS = ("exact", "atp")
 
 
 @dataclass(frozen=True)

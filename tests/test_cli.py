@@ -49,12 +49,12 @@ def test_trace_prints_the_numbers_and_writes_the_documented_json(tiny_dir, tmp_p
         (["--model", "no-such-model"], "unknown model 'no-such-model'"),
         (["--model", "./missing/dir"], "model path not found"),
         (["--model", "/nowhere/model.gguf"], "model path not found"),
-        (["--samples", "0"], "argument --samples: '0' must be at least 1"),
+        (["--samples", "0"], "argument --samples: 0 is too small: give an integer >= 1"),
         (["--samples", "ten"], "argument --samples: 'ten' is not an integer"),
         (["--kinds", "mlp,heads"], "unknown kind 'heads'"),
         (["--device", "tpu"], "unknown device 'tpu'"),
         (["--device", "cuda"], "no CUDA GPU is available"),
-        (["--noise", "-1"], "'-1' must be a positive number"),
+        (["--noise", "-1"], "noise std must be a positive finite number, got '-1'"),
     ],
 )
 def test_bad_options_get_one_line_and_exit_code_2(args, message, capsys):
@@ -102,7 +102,9 @@ def test_the_installed_command_prints_no_traceback():
     result = subprocess.run([sys.executable, "-m", "fact_locator.cli", *TRACE, "--model", "nope"],
                             capture_output=True, text=True)
     assert result.returncode == 2
-    assert result.stderr.strip() == "fact-locator: error: unknown model 'nope': built-in models are smollm2-135m, gemma3-270m; or give a local directory, a .gguf file or a hub id like org/name"
+    assert result.stderr.strip() == (
+        "fact-locator trace: error: argument --model: unknown model 'nope': built-in models are smollm2-135m, "
+        "gemma3-270m; or give a local directory, a .gguf file or a hub id like org/name (see fact-locator trace --help)")
 
 
 def test_models_lists_the_built_ins(tmp_path, capsys):
@@ -131,7 +133,7 @@ def test_trace_options_for_metrics_corruptions_atp_and_severed_paths(tiny_dir, t
 
 
 def test_unknown_metric_and_corruption_are_one_line(capsys):
-    for args, message in ((["--metric", "rank"], "argument --metric: invalid choice: 'rank'"),
-                          (["--corruption", "blur"], "argument --corruption: invalid choice: 'blur'")):
+    for args, message in ((["--metric", "rank"], "argument --metric: unknown metric 'rank'"),
+                          (["--corruption", "blur"], "argument --corruption: unknown corruption 'blur'")):
         code, out, err = run_cli([*TRACE, *args], capsys)
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1

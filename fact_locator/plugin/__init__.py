@@ -17,7 +17,7 @@ import pytest
 from fact_locator.errors import FactLocatorError
 from fact_locator.plugin import fixtures as _fixtures
 from fact_locator.plugin.collection import CASE_KEY, FactSetFile, FactSetFiles, selected_facts
-from fact_locator.plugin.options import OptionError, add_run_options, add_trace_options, register_ini, resolve_options
+from fact_locator.plugin.options import OptionError, resolve_options
 from fact_locator.plugin.session import SESSION_KEY, YAML_SUFFIXES, FactLocatorSession
 from fact_locator.plugin.xdist import XdistMerge, is_worker, publish
 
@@ -32,8 +32,9 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup(GROUP, "fact-locator: causal-tracing audits of where a model stores facts")
-    add_trace_options(group.addoption)
-    add_run_options(group.addoption)
+    from fact_locator.settings import add_plugin_options, register_ini
+
+    add_plugin_options(group.addoption)
     register_ini(parser.addini)
 
 

@@ -6,16 +6,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from fact_locator.errors import UsageError
+from fact_locator.settings import CORRUPTIONS, DTYPES, KINDS, METRICS
 
 __all__ = ["CORRUPTIONS", "DTYPES", "KINDS", "METRICS", "TraceSettings", "parse_kinds"]
-
-KINDS: tuple[str, ...] = ("hidden", "mlp", "attn")
-DTYPES: tuple[str, ...] = ("float32", "float16", "bfloat16")
-# Gaussian noise (ROME), uniform noise of the same std, or symmetric token replacement.
-CORRUPTIONS: tuple[str, ...] = ("gaussian", "uniform", "str")
-# The effect measured: P(o), log P(o), or logit(o) - logit(distractor).
-METRICS: tuple[str, ...] = ("prob", "logprob", "logit_diff")
-
 
 @dataclass(frozen=True)
 class TraceSettings:
