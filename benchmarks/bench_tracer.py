@@ -1,4 +1,4 @@
-"""Naive loop (tests/reference_tracer.py) vs. the fast tracer, side by side in one process.
+"""Naive loop (fact_locator/tracing/reference.py) vs. the fast tracer, side by side in one process.
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py              # SmolLM2, 3 facts, naive + fast
     PYTHONPATH=. .venv/bin/python benchmarks/bench_tracer.py --quick      # fast only, plus the scaling runs
@@ -108,7 +108,7 @@ def timed(fn: Any) -> tuple[Any, float]:
 
 
 def compare(loaded: Any, facts: list[Fact], samples: int, window: int, naive: bool) -> None:
-    from reference_tracer import reference_trace
+    from fact_locator.tracing.reference import reference_trace
 
     tracer = Tracer(loaded, TraceSettings(samples=samples, window=window, dtype=loaded.identity.dtype))
     per_layer, lm_head = model_flops(loaded.model)
@@ -301,7 +301,7 @@ def layer_scaling(samples: int, window: int, naive_layers: int | None) -> None:
         trace, s = timed(lambda: tracer.trace(fact))
         line = f"layers {layers:2d}: fast {s:6.2f} s"
         if naive_layers == layers:
-            from reference_tracer import reference_trace
+            from fact_locator.tracing.reference import reference_trace
 
             _, n = timed(lambda: reference_trace(loaded, fact, KINDS, samples, trace.noise.std, window, 0))
             line += f", naive {n:6.2f} s, ratio {n / s:.1f}x"

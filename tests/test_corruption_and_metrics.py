@@ -8,9 +8,9 @@ import torch
 from fact_locator.errors import FactError, UsageError
 from fact_locator.facts import Fact
 from fact_locator.tracing.corruption import make_noise
+from fact_locator.tracing.reference import reference_trace
 from fact_locator.tracing.settings import TraceSettings
 from fact_locator.tracing.tracer import Tracer
-from reference_tracer import reference_trace
 from tiny_models import tiny_loaded
 
 FACT = Fact("The Colosseum", "{} is located in the country of", "Italy", distractor="Paris")

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 import torch
-from reference_tracer import reference_trace
 from tiny_models import TINY_CONFIGS, tiny_loaded
 
 from fact_locator.facts import Fact
+from fact_locator.tracing.reference import reference_trace
 from fact_locator.tracing.settings import KINDS, TraceSettings
 from fact_locator.tracing.tracer import Site, Tracer
 

@@ -106,7 +106,7 @@ class Tracer:
     it replay the corrupted run's output, and each layer above it runs only the sites whose
     first restored layer it has reached (windows clipped at layer 0 start at their end, from
     the longest one's state: `_forks`). Otherwise every run is a forward of the whole
-    prompt. Either way the numbers equal the plain loop's (tests/reference_tracer.py).
+    prompt. Either way the numbers equal the plain loop's (`tracing/reference.py`).
     """
 
     def __init__(self, loaded: LoadedModel, settings: TraceSettings | None = None):
