@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from fact_locator.errors import FactError, FactSetError, UsageError
-from fact_locator.expectations import ID_PATTERN, ExpectationSpec, parse_expectation
+from fact_locator.expectations import ID_PATTERN, ExpectationSpec
+from fact_locator.expectations.reading import read_expectations
 from fact_locator.facts import Fact, check_fact_fields
 from fact_locator.settings import FACTSET_KEYS, UNKNOWN_RULES
 
@@ -274,20 +275,7 @@ class _Reader:
     def expectations(self, node: Any, scope: str, what: str) -> tuple[ExpectationSpec, ...]:
         if not isinstance(node, self.yaml.SequenceNode):
             raise self.error(f"{what} must be a list of expectations ('- te: \">= 0.2\"'), got {_kind_name(node)}", node)
-        specs: list[ExpectationSpec] = []
-        seen: dict[str, int] = {}
-        for item in node.value:
-            value = self.value(item)
-            spec = parse_expectation(value, self.path, _line(item), scope, node=item)
-            if spec.id in seen:
-                raise self.error(
-                    f"duplicate expectation id {spec.id!r} in {what} (first on line {seen[spec.id]}); "
-                    f"give one of them another 'id:'",
-                    item,
-                )
-            seen[spec.id] = spec.line
-            specs.append(spec)
-        return tuple(specs)
+        return read_expectations(node.value, self.value, self.path, scope, what)  # names via the kind registry
 
     # -- the file ---------------------------------------------------------------------------
     def factset(self, root: Any) -> FactSet:
