@@ -40,7 +40,7 @@ import torch  # noqa: E402
 
 from fact_locator.facts import Fact  # noqa: E402
 from fact_locator.tracing.settings import KINDS, TraceSettings  # noqa: E402
-from fact_locator.tracing import fast  # noqa: E402
+from fact_locator.tracing import kernels  # noqa: E402
 from fact_locator.tracing.readout import Readout  # noqa: E402
 from fact_locator.tracing.tracer import Tracer  # noqa: E402
 
@@ -398,9 +398,9 @@ def cache_ab(tracer: Tracer, facts: list[Fact], rounds: int = 2) -> None:
     every layer as transformers' DynamicLayer does."""
     from unittest import mock
 
-    from fact_locator.tracing import fast
+    from fact_locator.tracing import kv_suffix
 
-    prefilled = fast.prefilled_layer
+    prefilled = kv_suffix.prefilled_layer
 
     def by_cat(keys: Any, values: Any, length: int, writable: bool) -> Any:
         return prefilled(keys, values, length, writable=False)
@@ -408,7 +408,7 @@ def cache_ab(tracer: Tracer, facts: list[Fact], rounds: int = 2) -> None:
     print("\n# KV cache of restoration runs: written into room vs torch.cat, alternately")
     for round_ in range(rounds):
         for name, layer in (("torch.cat", by_cat), ("prefilled", prefilled)):
-            with mock.patch.object(fast, "prefilled_layer", layer):
+            with mock.patch.object(kv_suffix, "prefilled_layer", layer):
                 _, s = timed(lambda: tracer.trace_many(facts))
             print(f"round {round_ + 1} {name:9}: {s / len(facts):.2f} s per fact", flush=True)
 
@@ -425,7 +425,7 @@ SWITCHABLE = {
     "partial MLPs": (Tracer, "_partial_mlps", lambda *_a, **_k: {}),
     "forks": (Tracer, "_forks", lambda *_a, **_k: {}),
     "reused readout buffers": (Readout, "buffer", _fresh_buffer),
-    "grouped-query attention": (fast, "cpu_grouped_query_attention", contextlib.nullcontext),
+    "grouped-query attention": (kernels, "cpu_grouped_query_attention", contextlib.nullcontext),
 }
 
 
@@ -465,7 +465,7 @@ def batches_ab(tracer: Tracer, fact: Fact, feature: str, rounds: int = 3) -> tup
 
 def gelu_ab(tracer: Tracer, facts: list[Fact], rounds: int = 2) -> None:
     """The model's "gelu_new" (8 element-wise kernels) against the one kernel the tracer runs
-    in its place (`fast.fused_tanh_gelu`), alternately on one model; then how far apart the
+    in its place (`kernels.fused_tanh_gelu`), alternately on one model; then how far apart the
     effects of the two are."""
     fused = tracer._gelu_sites
     print(f"\n# GELU's tanh form at {len(fused)} MLPs: gelu_new's 8 kernels vs one, alternately")
@@ -515,7 +515,7 @@ def model_ceilings(model: Any, device: str, rows: int, n_tokens: int) -> None:
     matrix products of a layer. FLOPs count the weight matrices only, as the tracer's do."""
     from transformers import DynamicCache
 
-    from fact_locator.tracing.fast import attention_backends
+    from fact_locator.tracing.kernels import attention_backends
 
     per_layer, lm_head = model_flops(model)
     layers = next(m for m in model.modules() if isinstance(m, torch.nn.ModuleList))

@@ -12,7 +12,7 @@ import torch
 from tiny_models import TINY_CONFIGS, tiny_loaded
 
 from fact_locator.facts import Fact
-from fact_locator.tracing.fast import partial_module
+from fact_locator.tracing.stand_ins import partial_module
 from fact_locator.tracing.settings import TraceSettings
 from fact_locator.tracing.tracer import Tracer
 

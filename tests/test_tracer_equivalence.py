@@ -11,7 +11,7 @@ import torch
 from tiny_models import TINY_CONFIGS, tiny_loaded
 
 from fact_locator.facts import Fact
-from fact_locator.tracing import fast
+from fact_locator.tracing import batching, kernels, stand_ins
 from fact_locator.tracing.reference import reference_trace
 from fact_locator.tracing.settings import KINDS, TraceSettings
 from fact_locator.tracing.trace import NoiseInfo
@@ -255,8 +255,8 @@ def test_gelu_new_runs_as_one_kernel_while_tracing_and_comes_back(arch: str, mon
 
 
 def test_models_without_gelu_new_are_left_as_they_are() -> None:
-    assert fast.tanh_gelu_sites(tiny_loaded("llama", layers=2).model) == ()
-    assert fast.tanh_gelu_sites(tiny_loaded("gpt_neox", layers=2).model) == ()  # exact (erf) GELU
+    assert kernels.tanh_gelu_sites(tiny_loaded("llama", layers=2).model) == ()
+    assert kernels.tanh_gelu_sites(tiny_loaded("gpt_neox", layers=2).model) == ()  # exact (erf) GELU
 
 
 def test_one_kernel_gelu_equals_gelu_new_to_float_rounding() -> None:
@@ -268,9 +268,9 @@ def test_one_kernel_gelu_equals_gelu_new_to_float_rounding() -> None:
 
 def test_gelu_new_comes_back_when_a_forward_fails() -> None:
     model = tiny_loaded("gpt2", layers=2).model
-    sites = fast.tanh_gelu_sites(model)
+    sites = kernels.tanh_gelu_sites(model)
     before = [getattr(parent, name) for parent, name in sites]
-    with pytest.raises(RuntimeError, match="mid-forward"), fast.fused_tanh_gelu(sites):
+    with pytest.raises(RuntimeError, match="mid-forward"), kernels.fused_tanh_gelu(sites):
         assert all(isinstance(getattr(parent, name), torch.nn.GELU) for parent, name in sites)
         raise RuntimeError("mid-forward")
     assert [getattr(parent, name) for parent, name in sites] == before
@@ -284,7 +284,7 @@ def test_prefilled_cache_layer_writes_new_positions_into_its_room() -> None:
     instead of a torch.cat of the whole cache at every layer; the result is the same."""
     room_k, room_v = torch.randn(4, 2, 6, 3), torch.randn(4, 2, 6, 3)
     prefix_k, prefix_v = room_k[:, :, :2].clone(), room_v[:, :, :2].clone()
-    layer = fast.prefilled_layer(room_k, room_v, 2, writable=True)
+    layer = stand_ins.prefilled_layer(room_k, room_v, 2, writable=True)
     assert layer.get_seq_length() == 2
     new_k, new_v = torch.randn(4, 2, 3, 3), torch.randn(4, 2, 3, 3)
     keys, values = layer.update(new_k, new_v)
@@ -299,14 +299,14 @@ def test_prefilled_cache_layer_writes_new_positions_into_its_room() -> None:
 def test_read_only_cache_layer_leaves_the_corrupted_run_alone() -> None:
     corrupted_k, corrupted_v = torch.randn(2, 2, 6, 3), torch.randn(2, 2, 6, 3)
     before = corrupted_k.clone()
-    layer = fast.prefilled_layer(corrupted_k, corrupted_v, 2, writable=False)
+    layer = stand_ins.prefilled_layer(corrupted_k, corrupted_v, 2, writable=False)
     keys, _ = layer.update(torch.zeros(2, 2, 4, 3), torch.zeros(2, 2, 4, 3))
     assert torch.equal(corrupted_k, before)
     assert torch.equal(keys, torch.cat([before[:, :, :2], torch.zeros(2, 2, 4, 3)], dim=-2))
 
 
 def test_a_forward_longer_than_the_room_still_gets_every_position() -> None:
-    layer = fast.prefilled_layer(torch.randn(1, 1, 3, 2), torch.randn(1, 1, 3, 2), 2, writable=True)
+    layer = stand_ins.prefilled_layer(torch.randn(1, 1, 3, 2), torch.randn(1, 1, 3, 2), 2, writable=True)
     keys, _ = layer.update(torch.ones(1, 1, 4, 2), torch.ones(1, 1, 4, 2))
     assert keys.shape == (1, 1, 6, 2) and torch.equal(keys[:, :, 2:], torch.ones(1, 1, 4, 2))
 
@@ -318,12 +318,12 @@ def test_cuda_attention_runs_without_cudnn_and_the_flags_come_back() -> None:
     """cuDNN builds an attention plan for every new shape, and restoration batches come in
     many (on an H100 one GPT-2 XL-shape trace took 48 s with it, 3 s without)."""
     before = torch.backends.cuda.cudnn_sdp_enabled()
-    with fast.attention_backends("cuda:0"):
+    with kernels.attention_backends("cuda:0"):
         assert not torch.backends.cuda.cudnn_sdp_enabled()
         assert torch.backends.cuda.flash_sdp_enabled() and torch.backends.cuda.mem_efficient_sdp_enabled()
         assert torch.backends.cuda.math_sdp_enabled()
     assert torch.backends.cuda.cudnn_sdp_enabled() == before
-    with fast.attention_backends("cpu"):
+    with kernels.attention_backends("cpu"):
         assert torch.backends.cuda.cudnn_sdp_enabled() == before
 
 
@@ -331,7 +331,7 @@ def test_every_tracer_forward_chooses_its_attention_kernels(monkeypatch: pytest.
     from fact_locator.tracing import tracer as tracer_module
 
     # Pretend the model is on CUDA for the kernel choice alone, and look inside each forward.
-    monkeypatch.setattr(tracer_module, "attention_backends", lambda _device: fast.attention_backends("cuda"))
+    monkeypatch.setattr(tracer_module, "attention_backends", lambda _device: kernels.attention_backends("cuda"))
     loaded = tiny_loaded("gpt2", layers=4)
     cudnn_in_forward: list[bool] = []
     handle = loaded.model.register_forward_pre_hook(lambda *_: cudnn_in_forward.append(torch.backends.cuda.cudnn_sdp_enabled()))
@@ -352,10 +352,10 @@ def test_cpu_grouped_query_attention_reads_shared_heads_in_place_and_comes_back(
     key = torch.zeros(1, 2, 5, 16)
     mask = torch.ones(1, 1, 3, 5, dtype=torch.bool)
     assert not original(mask, key, key)  # transformers' own choice with a mask
-    with fast.attention_backends("cpu"):
+    with kernels.attention_backends("cpu"):
         assert sdpa_attention.use_gqa_in_sdpa(mask, key, key)
     assert sdpa_attention.use_gqa_in_sdpa is original
-    with fast.attention_backends("cuda:0"):
+    with kernels.attention_backends("cuda:0"):
         assert sdpa_attention.use_gqa_in_sdpa is original
 
     # Inside a restoration forward of a model with 4 query and 2 key/value heads, SDPA gets
@@ -387,7 +387,7 @@ def test_out_of_memory_halves_the_batch_and_retries() -> None:
         return [x * 2 for x in chunk]
 
     items = list(range(20))
-    assert fast.run_in_batches(items, 16, forward, on_oom=lambda: frees.append(1)) == [x * 2 for x in items]
+    assert batching.run_in_batches(items, 16, forward, on_oom=lambda: frees.append(1)) == [x * 2 for x in items]
     assert calls[:3] == [16, 8, 4] and set(calls[3:]) <= {2}
     assert len(frees) == 3
 
@@ -398,7 +398,7 @@ def test_out_of_memory_runtime_error_message_counts_too() -> None:
             raise RuntimeError("CUDA error: out of memory")
         return list(chunk)
 
-    assert fast.run_in_batches([1, 2, 3], 4, forward) == [1, 2, 3]
+    assert batching.run_in_batches([1, 2, 3], 4, forward) == [1, 2, 3]
 
 
 def test_other_errors_and_a_single_item_that_does_not_fit_are_raised() -> None:
@@ -406,22 +406,22 @@ def test_other_errors_and_a_single_item_that_does_not_fit_are_raised() -> None:
         raise RuntimeError("shape mismatch")
 
     with pytest.raises(RuntimeError, match="shape mismatch"):
-        fast.run_in_batches([1, 2], 2, broken)
+        batching.run_in_batches([1, 2], 2, broken)
 
     def never_fits(chunk: Any) -> list[int]:
         raise torch.OutOfMemoryError("out of memory")
 
     with pytest.raises(torch.OutOfMemoryError):
-        fast.run_in_batches([1, 2], 2, never_fits)
+        batching.run_in_batches([1, 2], 2, never_fits)
 
 
 def test_automatic_batch_size_follows_the_memory_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     loaded = tiny_loaded("llama")
     config = loaded.model.config
-    rows = fast.auto_batch_rows(config, n_tokens=10, suffix=5, device="cpu", element_bytes=4)
-    monkeypatch.setattr(fast, "CPU_BUDGET_BYTES", fast.CPU_BUDGET_BYTES // 4)
-    assert fast.auto_batch_rows(config, n_tokens=10, suffix=5, device="cpu", element_bytes=4) == pytest.approx(rows / 4, rel=0.01)
-    assert fast.auto_batch_rows(config, n_tokens=100, suffix=100, device="cpu", element_bytes=4) < rows
+    rows = batching.auto_batch_rows(config, n_tokens=10, suffix=5, device="cpu", element_bytes=4)
+    monkeypatch.setattr(batching, "CPU_BUDGET_BYTES", batching.CPU_BUDGET_BYTES // 4)
+    assert batching.auto_batch_rows(config, n_tokens=10, suffix=5, device="cpu", element_bytes=4) == pytest.approx(rows / 4, rel=0.01)
+    assert batching.auto_batch_rows(config, n_tokens=100, suffix=100, device="cpu", element_bytes=4) < rows
 
 
 def test_cuda_budget_counts_memory_the_allocator_holds_unused(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -432,7 +432,7 @@ def test_cuda_budget_counts_memory_the_allocator_holds_unused(monkeypatch: pytes
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (10 * gib, 80 * gib))
     monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 30 * gib)
     monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 20 * gib)
-    assert fast._budget("cuda:0") == int((10 + 30 - 20) * gib * fast.CUDA_BUDGET_FRACTION)
+    assert batching._budget("cuda:0") == int((10 + 30 - 20) * gib * batching.CUDA_BUDGET_FRACTION)
 
 
 # -- the real model ------------------------------------------------------------------------------

@@ -14,7 +14,12 @@ from fact_locator.errors import FactError, FactLocatorError, TraceError
 from fact_locator.facts import Fact
 from fact_locator.models.loading import LoadedModel, torch_dtype
 from fact_locator.tracing.corruption import calibrate_noise, make_noise
-from fact_locator.tracing.fast import BatchRows, attention_backends, auto_batch_rows, cache_tensors, cpu_rows_cap, device_tensor, fused_tanh_gelu, model_width, partial_module, replaced_layers, replaced_submodules, replay_layer, run_in_batches, staggered_layer, suffix_cache, tanh_gelu_sites
+from fact_locator.tracing.batch_rows import BatchRows, device_tensor
+from fact_locator.tracing.batching import auto_batch_rows, cpu_rows_cap, model_width, run_in_batches
+from fact_locator.tracing.kernels import attention_backends, fused_tanh_gelu, tanh_gelu_sites
+from fact_locator.tracing.kv_suffix import cache_tensors, suffix_cache
+from fact_locator.tracing.module_swaps import replaced_layers, replaced_submodules
+from fact_locator.tracing.stand_ins import partial_module, replay_layer, staggered_layer
 from fact_locator.tracing.hooks import edit_outputs, main_tensor
 from fact_locator.tracing.metrics import check_metric, metric_values
 from fact_locator.tracing.prompt import PreparedPrompt, prepare_prompt

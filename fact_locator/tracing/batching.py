@@ -1,0 +1,93 @@
+"""How many sites one restoration forward takes (a memory budget divided by what one row
+needs; on a CPU also a cap where bigger forwards stop paying off), and running a list of
+sites in batches that halve after running out of memory."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+__all__ = ["CPU_BUDGET_BYTES", "auto_batch_rows", "cpu_rows_cap", "is_out_of_memory", "model_width", "run_in_batches"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+CPU_BUDGET_BYTES = 1 << 30  # 1 GiB of activations per forward on a CPU
+CUDA_BUDGET_FRACTION = 0.5  # of the free GPU memory (`_budget`)
+# On a CPU, bigger forwards stop paying off at about this many (row, position) pairs
+# (benchmarks/README.md).
+CPU_TOKEN_ROWS = 1024
+
+
+def auto_batch_rows(config: Any, n_tokens: int, suffix: int, device: str, element_bytes: int) -> int:
+    """How many rows one forward may take: a memory budget divided by an estimate of the
+    bytes one row needs (KV cache of every layer, the widest activations of one layer,
+    attention scores and the float32 logits of one position)."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    d = model_width(config) or 768
+    inter = _first_int(text, ("intermediate_size", "n_inner", "ffn_dim"), 4 * d) or 4 * d
+    layers = _first_int(text, ("num_hidden_layers", "n_layer"), 12)
+    heads = _first_int(text, ("num_attention_heads", "n_head"), 12)
+    vocab = _first_int(text, ("vocab_size",), 50000)
+    per_row = element_bytes * (2 * layers * d * n_tokens + suffix * (6 * d + 3 * inter + heads * n_tokens)) + 8 * vocab
+    return max(1, _budget(device) // per_row)
+
+
+def cpu_rows_cap(suffix: int) -> int:
+    return max(1, CPU_TOKEN_ROWS // max(1, suffix))
+
+
+def model_width(config: Any) -> int:
+    """The width of the residual stream (what every layer and MLP outputs)."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return _first_int(text, ("hidden_size", "n_embd", "d_model"), 0)
+
+
+def _budget(device: str) -> int:
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        free, _total = torch.cuda.mem_get_info(torch.device(device))
+        # Memory torch's allocator holds but no tensor uses is free to us too: without it
+        # the batch size would shrink after the first trace, and vary from run to run.
+        held = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return int((free + held) * CUDA_BUDGET_FRACTION)
+    return CPU_BUDGET_BYTES
+
+
+def _first_int(config: Any, names: Sequence[str], default: int) -> int:
+    for name in names:
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return default
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    import torch
+
+    oom_type = getattr(torch, "OutOfMemoryError", None)
+    if oom_type is not None and isinstance(exc, oom_type):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def run_in_batches(items: Sequence[T], size: int, run: Callable[[Sequence[T]], Sequence[R]], on_oom: Callable[[], None] | None = None) -> list[R]:
+    """`run` over consecutive chunks of at most `size` items, results concatenated. A chunk
+    that runs out of memory is retried at half the size (and later chunks keep the smaller
+    size); one item that still does not fit re-raises."""
+    results: list[R] = []
+    i = 0
+    while i < len(items):
+        chunk = items[i : i + size]
+        try:
+            results.extend(run(chunk))
+        except (RuntimeError, MemoryError) as exc:
+            if not is_out_of_memory(exc) or size == 1:
+                raise
+            size = max(1, size // 2)
+            if on_oom is not None:
+                on_oom()
+            continue
+        i += len(chunk)
+    return results
