@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import glob
 import json
-import platform
-import sys
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -24,6 +22,7 @@ import pytest
 
 from fact_locator.errors import FactLocatorError, FactSetError, ModelLoadError
 from fact_locator.plugin.options import ResolvedOptions
+from fact_locator.versions import run_versions as _versions
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -612,18 +611,3 @@ def _longrepr_text(report: pytest.TestReport, limit: int = 4000) -> str:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    from fact_locator import __version__
-
-    out = {"fact_locator": __version__, "python": platform.python_version(), "pytest": pytest.__version__}
-    for dist in ("torch", "transformers"):
-        try:
-            out[dist] = sys.modules[dist].__version__ if dist in sys.modules else version(dist)
-        except (PackageNotFoundError, AttributeError):
-            pass
-    return out
-
