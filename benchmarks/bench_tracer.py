@@ -41,7 +41,10 @@ import torch  # noqa: E402
 from fact_locator.facts import Fact  # noqa: E402
 from fact_locator.tracing.settings import KINDS, TraceSettings  # noqa: E402
 from fact_locator.tracing import kernels  # noqa: E402
+from fact_locator.tracing.batching import facts_together, sites_per_batch  # noqa: E402
+from fact_locator.tracing.planning import SitePlan  # noqa: E402
 from fact_locator.tracing.readout import Readout  # noqa: E402
+from fact_locator.tracing.restoration import Restorations  # noqa: E402
 from fact_locator.tracing.tracer import Tracer  # noqa: E402
 
 # Where `gpt2_tokenizer.py` builds GPT-2's tokenizer (git-ignored; carried to the GPU machine).
@@ -366,8 +369,8 @@ def gpt2xl_shape(device: str, dtype: str, n_facts: int | None, samples: int, win
     n_tokens = len(shapes[0].token_ids)
     print(f"warm-up trace {s_warm:.1f} s {({k: round(v, 2) for k, v in warm.timings.items()})}; KV-suffix path "
           f"{tracer.uses_kv_suffix} {tracer.suffix_fallback_reason or ''}; sites per batch at the last token "
-          f"{tracer._sites_per_batch(n_tokens, 1)}, at the first {tracer._sites_per_batch(n_tokens, n_tokens)}; "
-          f"facts together {tracer._facts_together(n_tokens)}", flush=True)
+          f"{sites_per_batch(tracer.loaded, tracer.settings, n_tokens, 1)}, at the first {sites_per_batch(tracer.loaded, tracer.settings, n_tokens, n_tokens)}; "
+          f"facts together {facts_together(tracer.loaded, tracer.settings, n_tokens)}", flush=True)
     started = time.perf_counter()
 
     def done(i: int, _trace: Any) -> None:
@@ -389,7 +392,7 @@ def gpt2xl_shape(device: str, dtype: str, n_facts: int | None, samples: int, win
     if profile:
         kernel_profile(lambda: tracer.trace_many(facts[:4]), cuda=device.startswith("cuda"))
     if ceilings:
-        model_ceilings(model, device, rows=min(5000, 10 * tracer._sites_per_batch(n_tokens, n_tokens)), n_tokens=n_tokens)
+        model_ceilings(model, device, rows=min(5000, 10 * sites_per_batch(tracer.loaded, tracer.settings, n_tokens, n_tokens)), n_tokens=n_tokens)
 
 
 def cache_ab(tracer: Tracer, facts: list[Fact], rounds: int = 2) -> None:
@@ -422,8 +425,8 @@ def _fresh_buffer(_readout: Any, _name: str, rows: int, width: int, dtype: Any, 
 # every batch's logits and softmax instead of the readout's reused buffers, transformers' own
 # choice of copied key/value heads).
 SWITCHABLE = {
-    "partial MLPs": (Tracer, "_partial_mlps", lambda *_a, **_k: {}),
-    "forks": (Tracer, "_forks", lambda *_a, **_k: {}),
+    "partial MLPs": (Restorations, "_partial_mlps", lambda *_a, **_k: {}),
+    "forks": (SitePlan, "forks", lambda *_a, **_k: {}),
     "reused readout buffers": (Readout, "buffer", _fresh_buffer),
     "grouped-query attention": (kernels, "cpu_grouped_query_attention", contextlib.nullcontext),
 }
@@ -437,18 +440,19 @@ def batches_ab(tracer: Tracer, fact: Fact, feature: str, rounds: int = 3) -> tup
     over all rounds."""
     from unittest import mock
 
-    from fact_locator.tracing.tracer import _FactRun
+    from fact_locator.tracing.clean_run import clean_run
+    from fact_locator.tracing.corrupted_run import FactRun, corrupted_run
 
     owner, method, off = SWITCHABLE[feature]
     with torch.inference_mode():
         prepared = tracer.prepare(fact)
-        tracer._suffix = tracer._suffix_probe(prepared)
-        clean = tracer._clean_run(prepared, tracer.settings.kinds)
+        tracer._choose_path(prepared)
+        clean = clean_run(tracer.engine, prepared, tracer.settings.kinds, measure=True)
         draws, _noise = tracer._corruption(prepared, clean, None)
-        run = _FactRun(prepared, clean.states, draws, tracer._corrupted_run(prepared, draws, keep=bool(tracer._suffix)))
+        run = FactRun(prepared, clean.states, draws, corrupted_run(tracer.engine, prepared, draws, keep=bool(tracer._suffix)))
         batches = []
-        for shape, offset, sites in tracer._site_groups([run]):
-            size = tracer._sites_per_batch(shape[0], shape[0] - offset)
+        for shape, offset, sites in tracer._plan().site_groups([run.shape]):
+            size = sites_per_batch(tracer.loaded, tracer.settings, shape[0], shape[0] - offset)
             batches += [(offset, sites[i : i + size]) for i in range(0, len(sites), size)]
         print(f"\n# {feature}, {fact.id}: {len(batches)} restoration batches, each with and without, alternately")
         seconds = {True: 0.0, False: 0.0}
@@ -456,7 +460,7 @@ def batches_ab(tracer: Tracer, fact: Fact, feature: str, rounds: int = 3) -> tup
             for i, (offset, batch) in enumerate(batches):
                 for on in (True, False) if (i + round_) % 2 == 0 else (False, True):
                     with mock.patch.object(owner, method, getattr(owner, method) if on else off):
-                        _, s = timed(lambda: tracer._restore([run], offset, batch))
+                        _, s = timed(lambda: tracer._restorations.restore([run], offset, batch, tracer._plan()))
                     seconds[on] += s
             print(f"round {round_ + 1}: with {seconds[True]:.1f} s, without {seconds[False]:.1f} s "
                   f"({seconds[False] / seconds[True]:.3f}x)", flush=True)
@@ -467,19 +471,19 @@ def gelu_ab(tracer: Tracer, facts: list[Fact], rounds: int = 2) -> None:
     """The model's "gelu_new" (8 element-wise kernels) against the one kernel the tracer runs
     in its place (`kernels.fused_tanh_gelu`), alternately on one model; then how far apart the
     effects of the two are."""
-    fused = tracer._gelu_sites
+    fused = tracer.engine.gelu_sites
     print(f"\n# GELU's tanh form at {len(fused)} MLPs: gelu_new's 8 kernels vs one, alternately")
     traces: dict[str, list[Any]] = {}
     seconds = {"gelu_new": 0.0, "one kernel": 0.0}
     try:
         for round_ in range(rounds):
             for name, sites in (("gelu_new", ()), ("one kernel", fused)):
-                tracer._gelu_sites = sites
+                tracer.engine.gelu_sites = sites
                 traces[name], s = timed(lambda: tracer.trace_many(facts))
                 seconds[name] += s
                 print(f"round {round_ + 1} {name:10}: {s / len(facts):.2f} s per fact", flush=True)
     finally:
-        tracer._gelu_sites = fused
+        tracer.engine.gelu_sites = fused
     print(f"all rounds: gelu_new {seconds['gelu_new']:.1f} s, one kernel {seconds['one kernel']:.1f} s "
           f"({seconds['gelu_new'] / seconds['one kernel']:.2f}x)")
     gap = largest = 0.0

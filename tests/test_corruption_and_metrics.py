@@ -81,3 +81,14 @@ def test_unknown_modes_are_usage_errors():
         TraceSettings(corruption="blur")
     with pytest.raises(UsageError, match="unknown metric 'rank'"):
         TraceSettings(metric="rank")
+
+
+def test_every_corruption_setting_has_one_registered_mode():
+    """The settings table parses the names (without torch); the registry says what each does."""
+    from fact_locator.settings import CORRUPTIONS
+    from fact_locator.tracing.corruption import CORRUPTION_MODES, NOISE_MODES
+
+    assert tuple(CORRUPTION_MODES) == CORRUPTIONS
+    assert NOISE_MODES == ("gaussian", "uniform")
+    with pytest.raises(ValueError, match="unknown noise mode 'str'"):
+        make_noise(2, 1, 4, 1.0, 0, "str")

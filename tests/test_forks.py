@@ -2,8 +2,8 @@
 and 2 restore layers 0-1, 0-2 and 0-3 of their token, so up to layer 1 all three compute
 the same states, and up to layer 2 the last two. A restoration batch runs the longest of
 them from layer 0 and starts each shorter one at its window's end from that site's state
-(a fork), which leaves out 3.5% of a SmolLM2 trace's work at window 10. The traces still
-equal the reference loop."""
+(a fork), which leaves out the layers they share. The traces still equal the reference
+loop."""
 
 from __future__ import annotations
 
@@ -16,7 +16,10 @@ from tiny_models import TINY_CONFIGS, tiny_loaded
 from fact_locator.facts import Fact
 from fact_locator.tracing.reference import reference_trace
 from fact_locator.tracing.settings import KINDS, TraceSettings
-from fact_locator.tracing.tracer import Site, Tracer
+from fact_locator.tracing.clean_run import clean_run
+from fact_locator.tracing.corrupted_run import FactRun, corrupted_run
+from fact_locator.tracing.planning import Site, SitePlan
+from fact_locator.tracing.tracer import Tracer
 
 TOL = 1e-5
 FACT = Fact("the Eiffel Tower", "In Paris, {} is located in the city of", "Paris")
@@ -38,35 +41,33 @@ def llama() -> Tracer:
 def test_windows_clipped_at_layer_zero_fork_from_the_longest(llama: Tracer) -> None:
     sites = [Site(0, kind, layer, 5) for kind in KINDS for layer in range(LAYERS)]
     index = {(s.kind, s.layer): i for i, s in enumerate(sites)}
-    assert llama._forks(sites) == {
+    assert llama._plan().forks(sites) == {
         index["mlp", 0]: index["mlp", 2], index["mlp", 1]: index["mlp", 2],
         index["attn", 0]: index["attn", 2], index["attn", 1]: index["attn", 2],
     }
 
 
 def test_a_fork_needs_its_donor_in_the_same_batch(llama: Tracer) -> None:
-    assert llama._forks([Site(0, "mlp", 0, 5), Site(0, "mlp", 1, 5)]) == {0: 1}  # the longest window present
-    assert llama._forks([Site(0, "mlp", 0, 5), Site(0, "attn", 2, 5)]) == {}  # another kind
-    assert llama._forks([Site(0, "mlp", 0, 5), Site(1, "mlp", 2, 5)]) == {}  # another fact
-    assert llama._forks([Site(0, "mlp", 0, 5), Site(0, "mlp", 2, 6)]) == {}  # another token
-    assert llama._forks([Site(0, "mlp", 1, 5), Site(0, "mlp", 3, 5)]) == {}  # layer 3's window starts at 1
-    assert llama._forks([Site(0, "hidden", 0, 5), Site(0, "hidden", 1, 5)]) == {}
+    assert llama._plan().forks([Site(0, "mlp", 0, 5), Site(0, "mlp", 1, 5)]) == {0: 1}  # the longest window present
+    assert llama._plan().forks([Site(0, "mlp", 0, 5), Site(0, "attn", 2, 5)]) == {}  # another kind
+    assert llama._plan().forks([Site(0, "mlp", 0, 5), Site(1, "mlp", 2, 5)]) == {}  # another fact
+    assert llama._plan().forks([Site(0, "mlp", 0, 5), Site(0, "mlp", 2, 6)]) == {}  # another token
+    assert llama._plan().forks([Site(0, "mlp", 1, 5), Site(0, "mlp", 3, 5)]) == {}  # layer 3's window starts at 1
+    assert llama._plan().forks([Site(0, "hidden", 0, 5), Site(0, "hidden", 1, 5)]) == {}
 
 
 def test_sites_may_come_in_any_order_and_their_values_come_back_in_it(llama: Tracer) -> None:
-    """`_restore` runs a batch sorted by first computed layer (forks after their donors) and
-    returns the values in the order it was given."""
-    from fact_locator.tracing.tracer import _FactRun
-
+    """`Restorations.restore` runs a batch sorted by first computed layer (forks after their
+    donors) and returns the values in the order it was given."""
     with torch.inference_mode():
         prepared = llama.prepare(FACT)
-        clean = llama._clean_run(prepared, KINDS)
+        clean = clean_run(llama.engine, prepared, KINDS)
         draws, _noise = llama._corruption(prepared, clean, None)
-        run = _FactRun(prepared, clean.states, draws, llama._corrupted_run(prepared, draws, keep=True))
+        run = FactRun(prepared, clean.states, draws, corrupted_run(llama.engine, prepared, draws, keep=True))
         token = prepared.subject_range[0]
         sites = [Site(0, kind, layer, token) for kind in KINDS for layer in range(LAYERS)]
-        forward = llama._restore([run], token, sites)
-        backward = llama._restore([run], token, sites[::-1])
+        forward = llama._restorations.restore([run], token, sites, llama._plan())
+        backward = llama._restorations.restore([run], token, sites[::-1], llama._plan())
     assert (forward - backward.flip(0)).abs().max().item() <= 1e-6
 
 
@@ -100,7 +101,7 @@ def test_forks_skip_the_shared_layers_and_still_equal_the_reference(arch: str, m
         assert diff <= TOL, f"{kind}: max |IE - reference| = {diff:.3g}"
 
     with_forks = layer_pairs(tracer)
-    monkeypatch.setattr(Tracer, "_forks", lambda _self, _sites: {})
+    monkeypatch.setattr(SitePlan, "forks", lambda _self, _sites: {})
     without = layer_pairs(tracer)
     # Per window kind and restored token t: the sites of layers 0 and 1 skip layers 0-1 and
     # 0-2 (2 + 3 layers) at each of the T - t positions the batch runs, for each sample.

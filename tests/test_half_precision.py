@@ -46,5 +46,5 @@ def test_half_precision_logits_reach_the_softmax_in_float32() -> None:
     half = from_objects(tiny_model("llama", layers=2), tiny_tokenizer(), name="tiny-llama", dtype="bfloat16")
     tracer = Tracer(half, TraceSettings(samples=2, dtype="bfloat16"))
     assert next(half.model.parameters()).dtype == torch.bfloat16
-    logits = tracer._forward(torch.tensor([tracer.prepare(SUBJECT_MIDDLE).token_ids]))
+    logits = tracer.engine.forward(torch.tensor([tracer.prepare(SUBJECT_MIDDLE).token_ids]))
     assert logits.dtype == torch.float32

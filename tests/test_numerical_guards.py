@@ -5,6 +5,8 @@ import torch
 
 from fact_locator.errors import TraceError
 from fact_locator.facts import Fact
+from fact_locator.tracing import tracer as tracer_module
+from fact_locator.tracing.nonfinite import all_finite, check_finite
 from fact_locator.tracing.settings import TraceSettings
 from fact_locator.tracing.tracer import Tracer
 from tiny_models import tiny_loaded
@@ -36,39 +38,37 @@ def test_a_single_non_finite_logit_fails_the_run(bad):
     logits = torch.zeros(3, 50)
     logits[1, 7] = bad
     with pytest.raises(TraceError, match="non-finite logits"):
-        tracer._check_finite(logits, "a restoration run (hidden)", tracer.prepare(FACT))
+        check_finite(tracer.engine, logits, "a restoration run (hidden)", tracer.prepare(FACT))
 
 
 def test_huge_but_finite_logits_pass_even_when_their_sum_overflows():
     tracer = Tracer(tiny_loaded("llama", layers=2), TraceSettings(kinds="hidden", samples=2))
     logits = torch.full((3, 50), 3e38)
     assert not torch.isfinite(logits.sum(dim=-1)).all()
-    tracer._check_finite(logits, "a restoration run (hidden)", tracer.prepare(FACT))  # no error
+    check_finite(tracer.engine, logits, "a restoration run (hidden)", tracer.prepare(FACT))  # no error
 
 
 def test_nan_that_appears_only_in_a_restoration_run_fails_the_trace(monkeypatch):
     """Restoration runs are checked after all their batches are queued (the host does not
     wait for the GPU after each one), and still fail the trace."""
     tracer = Tracer(tiny_loaded("llama", layers=2), TraceSettings(kinds="hidden", samples=2))
-    clean_run = tracer._clean_run
+    clean_run = tracer_module.clean_run
 
-    def clean_with_a_bad_state(prepared, kinds, measure=True):
-        clean = clean_run(prepared, kinds, measure)
+    def clean_with_a_bad_state(engine, prepared, kinds=(), measure=False):
+        clean = clean_run(engine, prepared, kinds, measure)
         if ("hidden", 0) in clean.states:  # only what restorations write back
             clean.states[("hidden", 0)][-1] = float("nan")
         return clean
 
-    monkeypatch.setattr(tracer, "_clean_run", clean_with_a_bad_state)
+    monkeypatch.setattr(tracer_module, "clean_run", clean_with_a_bad_state)
     with pytest.raises(TraceError, match=r"non-finite logits \(NaN or inf\) in a restoration run \(hidden\)"):
         tracer.trace(FACT)
 
 
 @pytest.mark.parametrize("bad", [float("inf"), float("-inf"), float("nan")])
 def test_the_deferred_check_sees_any_non_finite_logit(bad):
-    from fact_locator.tracing.tracer import _all_finite
-
     logits = torch.zeros(3, 50)
-    assert bool(_all_finite(logits))
+    assert bool(all_finite(logits))
     logits[2, 49] = bad
-    assert not bool(_all_finite(logits))
-    assert bool(_all_finite(torch.full((3, 50), 3e38)))  # huge but finite
+    assert not bool(all_finite(logits))
+    assert bool(all_finite(torch.full((3, 50), 3e38)))  # huge but finite

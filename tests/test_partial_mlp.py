@@ -121,14 +121,16 @@ def test_restoration_forwards_compute_only_the_mlp_pairs_that_matter(arch: str, 
         if restoring[0]:
             pairs[0] += args[0].numel() // args[0].shape[-1]
 
+    original = tracer._restorations.restore
+
     def restore(*args: Any, **kwargs: Any) -> Any:
         restoring[0] = True
         try:
-            return Tracer._restore(tracer, *args, **kwargs)
+            return original(*args, **kwargs)
         finally:
             restoring[0] = False
 
-    tracer._restore = restore  # type: ignore[method-assign]
+    tracer._restorations.restore = restore  # type: ignore[method-assign]
     n_layers = loaded.n_layers
     mlps = [loaded.model.get_submodule(loaded.adapter.site_path("mlp", layer)) for layer in range(n_layers)]
     handles = [mlp.register_forward_pre_hook(count) for mlp in mlps]

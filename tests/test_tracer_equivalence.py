@@ -12,9 +12,11 @@ from tiny_models import TINY_CONFIGS, tiny_loaded
 
 from fact_locator.facts import Fact
 from fact_locator.tracing import batching, kernels, stand_ins
+from fact_locator.tracing.clean_run import clean_run
 from fact_locator.tracing.reference import reference_trace
 from fact_locator.tracing.settings import KINDS, TraceSettings
 from fact_locator.tracing.trace import NoiseInfo
+from fact_locator.tracing import tracer as tracer_module
 from fact_locator.tracing.tracer import Tracer
 
 TOL = 1e-5
@@ -37,7 +39,7 @@ def likeliest_target(loaded: Any, fact: Fact) -> Fact:
     words = sorted({w for line in CORPUS for w in line.split()})
     tracer = Tracer(loaded, TraceSettings(samples=1))
     with torch.inference_mode():
-        best = max(words, key=lambda w: tracer._clean_run(tracer.prepare(replace(fact, target=w)), ()).prob)
+        best = max(words, key=lambda w: clean_run(tracer.engine, tracer.prepare(replace(fact, target=w))).prob)
     return replace(fact, target=best)
 
 
@@ -89,7 +91,7 @@ def test_kv_suffix_is_used_on_every_tiny_architecture(tiny: Any) -> None:
 def test_fallback_path_equals_reference(monkeypatch: pytest.MonkeyPatch) -> None:
     """A model that fails the probe runs whole prompts, and still gets the same numbers."""
     loaded = tiny_loaded("llama", layers=4)
-    monkeypatch.setattr(Tracer, "_suffix_probe", lambda self, prepared: False)
+    monkeypatch.setattr(tracer_module, "suffix_probe", lambda *_args: "failed")
     tracer = Tracer(loaded, TraceSettings(samples=3, window=2))
     trace = tracer.trace(SUBJECT_MIDDLE)
     assert tracer.uses_kv_suffix is False
@@ -102,7 +104,7 @@ def test_probe_rejects_a_model_that_ignores_the_cache(monkeypatch: pytest.Monkey
     loaded = tiny_loaded("llama")
     tracer = Tracer(loaded, TraceSettings(samples=2))
     # Pretend the forward has no cache argument: the suffix then runs as if it were the prompt.
-    monkeypatch.setattr(tracer, "_cache_kwarg", "not_a_cache")
+    monkeypatch.setattr(tracer.engine, "cache_kwarg", "not_a_cache")
     original = loaded.model.forward
 
     def forward(*args: Any, not_a_cache: Any = None, **kwargs: Any) -> Any:
@@ -328,10 +330,10 @@ def test_cuda_attention_runs_without_cudnn_and_the_flags_come_back() -> None:
 
 
 def test_every_tracer_forward_chooses_its_attention_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
-    from fact_locator.tracing import tracer as tracer_module
+    from fact_locator.tracing import engine
 
     # Pretend the model is on CUDA for the kernel choice alone, and look inside each forward.
-    monkeypatch.setattr(tracer_module, "attention_backends", lambda _device: kernels.attention_backends("cuda"))
+    monkeypatch.setattr(engine, "attention_backends", lambda _device, **_options: kernels.attention_backends("cuda"))
     loaded = tiny_loaded("gpt2", layers=4)
     cudnn_in_forward: list[bool] = []
     handle = loaded.model.register_forward_pre_hook(lambda *_: cudnn_in_forward.append(torch.backends.cuda.cudnn_sdp_enabled()))

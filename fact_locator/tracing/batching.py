@@ -5,9 +5,24 @@ sites in batches that halve after running out of memory."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-__all__ = ["CPU_BUDGET_BYTES", "auto_batch_rows", "cpu_rows_cap", "is_out_of_memory", "model_width", "run_in_batches"]
+from fact_locator.models.loading import torch_dtype
+
+if TYPE_CHECKING:
+    from fact_locator.models.loading import LoadedModel
+    from fact_locator.tracing.settings import TraceSettings
+
+__all__ = [
+    "CPU_BUDGET_BYTES",
+    "auto_batch_rows",
+    "cpu_rows_cap",
+    "facts_together",
+    "is_out_of_memory",
+    "model_width",
+    "run_in_batches",
+    "sites_per_batch",
+]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -17,6 +32,26 @@ CUDA_BUDGET_FRACTION = 0.5  # of the free GPU memory (`_budget`)
 # On a CPU, bigger forwards stop paying off at about this many (row, position) pairs
 # (benchmarks/README.md).
 CPU_TOKEN_ROWS = 1024
+
+
+def sites_per_batch(loaded: LoadedModel, settings: TraceSettings, n_tokens: int, positions: int) -> int:
+    """Sites per forward of `positions` positions of an `n_tokens` prompt: the setting, or as
+    many as a memory budget allows; on a CPU also capped where bigger forwards stop paying off."""
+    if settings.batch_size is not None:
+        return settings.batch_size
+    element = torch_dtype(settings.dtype).itemsize
+    rows = auto_batch_rows(loaded.model.config, n_tokens, positions, loaded.device, element)
+    if not loaded.device.startswith("cuda"):
+        rows = min(rows, cpu_rows_cap(positions))
+    return max(1, rows // settings.samples)
+
+
+def facts_together(loaded: LoadedModel, settings: TraceSettings, n_tokens: int) -> int:
+    """How many facts of one shape share restoration forwards: enough to fill a batch of
+    the last token's sites (the smallest group), at most 64. On a CPU, whose batches are
+    capped small, SmolLM2's 90 sites of one token already fill one: facts go one by one."""
+    sites = sites_per_batch(loaded, settings, n_tokens, 1)
+    return max(1, min(64, sites // max(1, len(settings.kinds) * loaded.n_layers)))
 
 
 def auto_batch_rows(config: Any, n_tokens: int, suffix: int, device: str, element_bytes: int) -> int:
