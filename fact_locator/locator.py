@@ -219,7 +219,7 @@ class Locator:
     # -- the clean run -----------------------------------------------------------------------
     def clean(self, fact: Fact, factset: FactSet | None = None, min_p_clean: float | None = None) -> CleanCheck:
         """One forward of the prompt: the top-1 token and the target's probability."""
-        import torch
+        from fact_locator.tracing.clean_run import clean_run
 
         spec = self.model_for(factset)
         floor = float(min_p_clean if min_p_clean is not None else (factset.min_p_clean if factset is not None else 0.0))
@@ -227,19 +227,13 @@ class Locator:
         with self._lock:
             cached = self._clean.get(key)
         if cached is None:
-            loaded = self.load(spec)
             tracer = self.tracer(self.settings_for(factset), spec)
-            prepared = tracer.prepare(fact)
-            ids = torch.tensor([prepared.token_ids], device=loaded.device)
-            with torch.inference_mode():
-                logits = loaded.model(input_ids=ids, use_cache=False).logits[0, -1].float()
-            probs = torch.softmax(logits, dim=-1)
-            top = int(probs.argmax().item())
+            run = clean_run(tracer.engine, tracer.prepare(fact))
             cached = CleanCheck(
-                top_token=loaded.tokenizer.decode([top]),
-                p_top=float(probs[top].item()),
-                target_token=prepared.target_token,
-                p_target=float(probs[prepared.target_id].item()),
+                top_token=tracer.loaded.tokenizer.decode([run.top_id]),
+                p_top=run.p_top,
+                target_token=run.prepared.target_token,
+                p_target=run.prob,
             )
             with self._lock:
                 self._clean[key] = cached

@@ -13,9 +13,9 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from fact_locator.errors import UsageError
 from fact_locator.facts import Fact
-from fact_locator.tracing.corruption import make_noise
+from fact_locator.tracing.clean_run import clean_run
+from fact_locator.tracing.corruption import noise_draws
 from fact_locator.tracing.hooks import edit_outputs
 from fact_locator.tracing.metrics import check_metric, metric_values
 from fact_locator.tracing.trace import NoiseInfo, Trace
@@ -42,20 +42,10 @@ def attribution_patch(tracer: Tracer, fact: Fact, noise: NoiseInfo | None = None
     ids = torch.tensor([prepared.token_ids], device=loaded.device)
     paths = {(kind, layer): adapter.site_path(kind, layer) for kind in settings.kinds for layer in range(n_layers)}
 
-    clean: dict[tuple[str, int], torch.Tensor] = {}
-    embedded: list[torch.Tensor] = []
-    with torch.no_grad(), edit_outputs(model, {adapter.embed: _capture(embedded.append, n_tokens)} | {
-        path: _capture(lambda t, key=key: clean.__setitem__(key, t), n_tokens) for key, path in paths.items()
-    }):
-        clean_logits = model(input_ids=ids, use_cache=False).logits[:, -1, :].float()
-    clean_probs = torch.softmax(clean_logits, dim=-1)[0]
-    if noise is None:
-        noise = tracer.noise_for(prepared, embedded[0][0])
-    if settings.corruption not in ("gaussian", "uniform"):
-        raise UsageError(f"attribution patching is traced with noise (gaussian or uniform), not corruption {settings.corruption!r}")
+    clean = clean_run(tracer.engine, prepared, settings.kinds)
+    draws, noise = noise_draws(settings, prepared, clean.embeddings, noise, "attribution patching is")
     check_metric(settings.metric, prepared)
-    draws = make_noise(settings.samples, end - start, embedded[0].shape[-1], noise.std, settings.seed, settings.corruption)
-    draws = draws.to(device=loaded.device, dtype=embedded[0].dtype)
+    draws = draws.to(device=loaded.device, dtype=clean.embeddings.dtype)
 
     corrupted: dict[tuple[str, int], torch.Tensor] = {}
     rows = settings.samples
@@ -84,7 +74,7 @@ def attribution_patch(tracer: Tracer, fact: Fact, noise: NoiseInfo | None = None
         ie = {}
         with torch.no_grad():
             per_layer = {
-                key: ((clean[key] - _as_tokens(t.detach(), n_tokens)) * _as_tokens(t.grad, n_tokens)).sum(-1).mean(0)
+                key: ((clean.states[key] - _as_tokens(t.detach(), n_tokens)) * _as_tokens(t.grad, n_tokens)).sum(-1).mean(0)
                 for key, t in corrupted.items()
             }
             for kind in settings.kinds:
@@ -99,24 +89,17 @@ def attribution_patch(tracer: Tracer, fact: Fact, noise: NoiseInfo | None = None
             p.requires_grad_(flag)
     return Trace(
         **prompt_fields(loaded, prepared),
-        top_token=loaded.tokenizer.decode([int(clean_probs.argmax().item())]),
-        p_clean=float(clean_probs[prepared.target_id].item()),
+        top_token=loaded.tokenizer.decode([clean.top_id]),
+        p_clean=clean.prob,
         p_corrupt=float(probs.mean().item()),
         ie=ie,
         settings=settings.to_dict() | {"device": loaded.device, "method": ATP_METHOD},
         noise=noise,
         timings={"total": time.perf_counter() - started},
         metric=settings.metric,
-        clean_value=float(metric_values(settings.metric, clean_logits, prepared)[0].item()),
+        clean_value=float(metric_values(settings.metric, clean.logits, prepared)[0].item()),
         corrupt_value=float(values.detach().mean().item()),
     )
-
-
-def _capture(store: Callable[[torch.Tensor], object], n_tokens: int) -> Callable[[torch.Tensor], None]:
-    def edit(t: torch.Tensor) -> None:
-        store(_as_tokens(t.detach(), n_tokens).clone())
-
-    return edit
 
 
 def _as_tokens(t: torch.Tensor, n_tokens: int) -> torch.Tensor:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from fact_locator.errors import UsageError
 from fact_locator.facts import Fact
+from fact_locator.tracing.clean_run import clean_run
 from fact_locator.tracing.corruption import make_noise
 from fact_locator.tracing.hooks import edit_outputs
 from fact_locator.tracing.trace import NoiseInfo
@@ -74,19 +75,15 @@ def severed_trace(
 
         return edit
 
-    clean: dict[Any, torch.Tensor] = {}
-    with torch.inference_mode(), edit_outputs(model, {adapter.embed: capture(clean, "embed")} | {
-        adapter.site_path("hidden", l): capture(clean, l) for l in range(n_layers)
-    }):
-        model(input_ids=ids, use_cache=False)
+    clean = clean_run(tracer.engine, prepared, ("hidden",))
     if noise is None:
-        noise = tracer.noise_for(prepared, clean["embed"][0])
+        noise = tracer.noise_for(prepared, clean.embeddings)
     if tokens not in ("all", "last_subject"):
         raise UsageError(f"severed paths: tokens must be 'all' or 'last_subject', got {tokens!r}")
     if settings.corruption not in ("gaussian", "uniform"):
         raise UsageError(f"severed paths are traced with noise (gaussian or uniform), not corruption {settings.corruption!r}")
-    draws = make_noise(samples, end - start, clean["embed"].shape[-1], noise.std, settings.seed, settings.corruption)
-    draws = draws.to(device=loaded.device, dtype=clean["embed"].dtype)
+    draws = make_noise(samples, end - start, clean.embeddings.shape[-1], noise.std, settings.seed, settings.corruption)
+    draws = draws.to(device=loaded.device, dtype=clean.embeddings.dtype)
 
     def add_noise(rows: int) -> Callable[[torch.Tensor], torch.Tensor]:
         def edit(t: torch.Tensor) -> torch.Tensor:
@@ -111,7 +108,7 @@ def severed_trace(
             edits: dict[str, Callable[[torch.Tensor], Any]] = {adapter.embed: add_noise(rows)}
             for layer in range(n_layers):
                 edits[adapter.site_path("hidden", layer)] = _set_rows(
-                    slice(layer * samples, (layer + 1) * samples), token, n_tokens, clean[layer][0, token])
+                    slice(layer * samples, (layer + 1) * samples), token, n_tokens, clean.states[("hidden", layer)][token])
                 if mode != "hidden" and layer > 0:
                     # Layer `layer`'s module stays corrupted in every group restored below it.
                     held = slice(0, layer * samples)

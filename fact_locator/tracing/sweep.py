@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from fact_locator.facts import Fact
+from fact_locator.tracing.clean_run import clean_run
 from fact_locator.tracing.corruption import calibrate_noise, make_noise
 from fact_locator.tracing.hooks import edit_outputs
+from fact_locator.tracing.prompt import PreparedPrompt
 
 if TYPE_CHECKING:
     import torch
@@ -39,13 +41,12 @@ class SweepPoint:
 
 def noise_sweep(tracer: Tracer, facts: Sequence[Fact], scales: Sequence[float] = DEFAULT_SCALES, mode: str = "gaussian") -> list[SweepPoint]:
     """TE at each scale, with one embedding std calibrated over all the facts' subjects."""
-    import torch
-
     loaded, settings = tracer.loaded, tracer.settings
     prepared = [tracer.prepare(f) for f in facts]
-    embeddings = [tracer.embed(p) for p in prepared]
+    cleans = [clean_run(tracer.engine, p) for p in prepared]
+    embeddings = [c.embeddings for c in cleans]
     unit = calibrate_noise([e[p.subject_range[0]:p.subject_range[1]] for e, p in zip(embeddings, prepared)], 1.0, "sweep").std
-    clean = [_probs(tracer, p, None)[:, p.target_id].mean().item() for p in prepared]
+    clean = [c.prob for c in cleans]
     points = []
     for scale in scales:
         corrupt = []
@@ -57,17 +58,16 @@ def noise_sweep(tracer: Tracer, facts: Sequence[Fact], scales: Sequence[float] =
     return points
 
 
-def _probs(tracer: Tracer, prepared: object, draws: torch.Tensor | None) -> torch.Tensor:
+def _probs(tracer: Tracer, prepared: PreparedPrompt, draws: torch.Tensor) -> torch.Tensor:
+    """The softmax at the last position of the prompt with `draws` added to its subject."""
     import torch
 
     loaded = tracer.loaded
-    ids = torch.tensor([prepared.token_ids], device=loaded.device)  # type: ignore[attr-defined]
-    start, end = prepared.subject_range  # type: ignore[attr-defined]
-    rows = 1 if draws is None else draws.shape[0]
+    ids = torch.tensor([prepared.token_ids], device=loaded.device)
+    start, end = prepared.subject_range
+    rows = draws.shape[0]
 
-    def corrupt(t: torch.Tensor) -> torch.Tensor | None:
-        if draws is None:
-            return None
+    def corrupt(t: torch.Tensor) -> torch.Tensor:
         t[:, start:end] += draws
         return t
 
