@@ -19,7 +19,7 @@ _EXPORTS: dict[str, str] = {
     "load_model": "fact_locator.models.loading",
     "ModelAdapter": "fact_locator.models.adapters",
     "register_adapter": "fact_locator.models.adapters",
-    "ModelIdentity": "fact_locator.tracing.trace",
+    "ModelIdentity": "fact_locator.models.identity",
     "NoiseInfo": "fact_locator.tracing.trace",
     "TokenCategory": "fact_locator.tracing.trace",
     "Trace": "fact_locator.tracing.trace",

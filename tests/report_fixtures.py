@@ -7,7 +7,8 @@ from dataclasses import asdict
 
 from fact_locator.aggregate import aggregate
 from fact_locator.results import AuditOutcome, FactResult, FactSetResult, RunResults
-from fact_locator.tracing.trace import ModelIdentity, NoiseInfo, Trace
+from fact_locator.models.identity import ModelIdentity
+from fact_locator.tracing.trace import NoiseInfo, Trace
 
 MODEL = ModelIdentity(name="smollm2-135m", architecture="LlamaForCausalLM", n_layers=30, fingerprint="abc")
 NOISE = NoiseInfo(0.1, "given")

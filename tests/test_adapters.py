@@ -34,10 +34,34 @@ def test_every_site_of_a_tiny_model_resolves_and_has_token_shaped_outputs(arch):
     paths = [adapter.embed] + [adapter.site_path(k, l) for k in ("hidden", "mlp", "attn") for l in range(2)]
     with torch.no_grad(), edit_outputs(model, {p: record(p) for p in paths}):
         model(ids)
+    flat = {adapter.site_path("mlp", l) for l in range(2)} if adapter.mlp_flat else set()
     for path in paths:
-        shape = seen[path]
-        # OPT's fc2 works on (batch * tokens, d): the tracer views it as (batch, tokens, d).
-        assert shape in [(3, n_tokens, width), (3 * n_tokens, width)], (path, shape)
+        # OPT's fc2 works on (batch * tokens, d): its adapter says so, and the tracer views
+        # it as (batch, tokens, d).
+        assert seen[path] == ((3 * n_tokens, width) if path in flat else (3, n_tokens, width)), path
+        assert tuple(adapter.as_tokens("mlp" if path in flat else "hidden", torch.zeros(seen[path]), n_tokens).shape) == (3, n_tokens, width)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_the_activation_of_every_mlp_is_where_its_adapter_says(arch):
+    """The adapter's `activation` path leads to each layer's MLP activation: the module the
+    tracer swaps for a one-kernel GELU where it is transformers' "gelu_new"."""
+    model = tiny_model(arch)
+    adapter = adapter_for(model)
+    activations = [model.get_submodule(f"{adapter.layer_path(l)}.{adapter.activation}") for l in range(2)]
+    assert {type(a).__name__ for a in activations} <= {"NewGELUActivation", "GELUActivation", "GELUTanh", "SiLUActivation", "ReLU"}
+
+
+def test_config_sizes_are_read_by_every_naming_family():
+    from transformers import GPT2Config, LlamaConfig, OPTConfig
+
+    from fact_locator.models.adapters import config_size
+
+    gpt2 = GPT2Config(n_embd=64, n_layer=3, n_head=4, n_positions=128)
+    assert [config_size(gpt2, s) for s in ("width", "layers", "heads", "context", "mlp_width")] == [64, 3, 4, 128, None]
+    llama = LlamaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=96)
+    assert [config_size(llama, s) for s in ("width", "layers", "mlp_width")] == [32, 2, 96]
+    assert config_size(OPTConfig(hidden_size=16, ffn_dim=48), "mlp_width") == 48
 
 
 def test_an_unsupported_architecture_names_the_supported_ones_and_how_to_add_one():

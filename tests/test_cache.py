@@ -12,7 +12,8 @@ import pytest
 from fact_locator.cache import TraceCache, TraceCacheWarning, default_cache_dir
 from fact_locator.errors import CacheError
 from fact_locator.facts import Fact
-from fact_locator.tracing.trace import ModelIdentity, NoiseInfo, Trace
+from fact_locator.models.identity import ModelIdentity
+from fact_locator.tracing.trace import NoiseInfo, Trace
 
 FACT = Fact("The Colosseum", "{} is located in the country of", "Italy", id="colosseum")
 SETTINGS = {"samples": 10, "window": 10, "kinds": ["hidden", "mlp"], "seed": 0}

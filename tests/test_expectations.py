@@ -26,7 +26,8 @@ from fact_locator.expectations import (
     stronger,
     te_at_least,
 )
-from fact_locator.tracing.trace import ModelIdentity, NoiseInfo, Trace
+from fact_locator.models.identity import ModelIdentity
+from fact_locator.tracing.trace import NoiseInfo, Trace
 
 # "The Colosseum is located in the country of": subject = tokens 0..2
 TOKENS = ("The", " Col", "osseum", " is", " located", " in", " the", " country", " of")

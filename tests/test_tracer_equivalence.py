@@ -257,8 +257,8 @@ def test_gelu_new_runs_as_one_kernel_while_tracing_and_comes_back(arch: str, mon
 
 
 def test_models_without_gelu_new_are_left_as_they_are() -> None:
-    assert kernels.tanh_gelu_sites(tiny_loaded("llama", layers=2).model) == ()
-    assert kernels.tanh_gelu_sites(tiny_loaded("gpt_neox", layers=2).model) == ()  # exact (erf) GELU
+    assert kernels.tanh_gelu_sites(tiny_loaded("llama", layers=2)) == ()
+    assert kernels.tanh_gelu_sites(tiny_loaded("gpt_neox", layers=2)) == ()  # exact (erf) GELU
 
 
 def test_one_kernel_gelu_equals_gelu_new_to_float_rounding() -> None:
@@ -269,8 +269,8 @@ def test_one_kernel_gelu_equals_gelu_new_to_float_rounding() -> None:
 
 
 def test_gelu_new_comes_back_when_a_forward_fails() -> None:
-    model = tiny_loaded("gpt2", layers=2).model
-    sites = kernels.tanh_gelu_sites(model)
+    loaded = tiny_loaded("gpt2", layers=2)
+    sites = kernels.tanh_gelu_sites(loaded)
     before = [getattr(parent, name) for parent, name in sites]
     with pytest.raises(RuntimeError, match="mid-forward"), kernels.fused_tanh_gelu(sites):
         assert all(isinstance(getattr(parent, name), torch.nn.GELU) for parent, name in sites)

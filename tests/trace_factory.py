@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from fact_locator.tracing.trace import ModelIdentity, NoiseInfo, Trace
+from fact_locator.models.identity import ModelIdentity
+from fact_locator.tracing.trace import NoiseInfo, Trace
 
 
 def make_trace(**overrides: Any) -> Trace:

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from fact_locator.errors import DeviceError, FactLocatorError, ModelLoadError
-from fact_locator.models.adapters import ModelAdapter, adapter_for
-from fact_locator.tracing.trace import ModelIdentity
+from fact_locator.models.adapters import ModelAdapter, adapter_for, config_size
+from fact_locator.models.identity import ModelIdentity
 
 __all__ = ["LoadedModel", "from_objects", "load_model", "resolve_device", "torch_dtype"]
 
@@ -32,12 +32,8 @@ class LoadedModel:
 
     @property
     def max_length(self) -> int | None:
-        config = self.model.config
-        for name in ("max_position_embeddings", "n_positions", "n_ctx"):
-            value = getattr(config, name, None)
-            if isinstance(value, int):
-                return value
-        return None
+        """The model's context length in tokens, where its config says."""
+        return config_size(self.model.config, "context")
 
 
 def resolve_device(device: str) -> str:

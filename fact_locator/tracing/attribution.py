@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from fact_locator.facts import Fact
 from fact_locator.tracing.clean_run import clean_run
@@ -20,9 +19,6 @@ from fact_locator.tracing.hooks import edit_outputs
 from fact_locator.tracing.metrics import check_metric, metric_values
 from fact_locator.tracing.trace import NoiseInfo, Trace
 from fact_locator.tracing.tracer import Tracer, prompt_fields, restored_layers
-
-if TYPE_CHECKING:
-    import torch
 
 __all__ = ["ATP_METHOD", "attribution_patch"]
 
@@ -74,7 +70,8 @@ def attribution_patch(tracer: Tracer, fact: Fact, noise: NoiseInfo | None = None
         ie = {}
         with torch.no_grad():
             per_layer = {
-                key: ((clean.states[key] - _as_tokens(t.detach(), n_tokens)) * _as_tokens(t.grad, n_tokens)).sum(-1).mean(0)
+                key: ((clean.states[key] - adapter.as_tokens(key[0], t.detach(), n_tokens))
+                      * adapter.as_tokens(key[0], t.grad, n_tokens)).sum(-1).mean(0)
                 for key, t in corrupted.items()
             }
             for kind in settings.kinds:
@@ -100,8 +97,3 @@ def attribution_patch(tracer: Tracer, fact: Fact, noise: NoiseInfo | None = None
         clean_value=float(metric_values(settings.metric, clean.logits, prepared)[0].item()),
         corrupt_value=float(values.detach().mean().item()),
     )
-
-
-def _as_tokens(t: torch.Tensor, n_tokens: int) -> torch.Tensor:
-    """(rows, tokens, d) whatever the module's layout (OPT's fc2 is (rows * tokens, d))."""
-    return t.reshape(-1, n_tokens, t.shape[-1])

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from fact_locator.models.adapters import config_size
 from fact_locator.models.loading import torch_dtype
 
 if TYPE_CHECKING:
@@ -19,7 +20,6 @@ __all__ = [
     "cpu_rows_cap",
     "facts_together",
     "is_out_of_memory",
-    "model_width",
     "run_in_batches",
     "sites_per_batch",
 ]
@@ -58,24 +58,18 @@ def auto_batch_rows(config: Any, n_tokens: int, suffix: int, device: str, elemen
     """How many rows one forward may take: a memory budget divided by an estimate of the
     bytes one row needs (KV cache of every layer, the widest activations of one layer,
     attention scores and the float32 logits of one position)."""
-    text = config.get_text_config() if hasattr(config, "get_text_config") else config
-    d = model_width(config) or 768
-    inter = _first_int(text, ("intermediate_size", "n_inner", "ffn_dim"), 4 * d) or 4 * d
-    layers = _first_int(text, ("num_hidden_layers", "n_layer"), 12)
-    heads = _first_int(text, ("num_attention_heads", "n_head"), 12)
-    vocab = _first_int(text, ("vocab_size",), 50000)
+    # Sizes a config does not give are guessed at GPT-2 small's.
+    d = config_size(config, "width") or 768
+    inter = config_size(config, "mlp_width") or 4 * d
+    layers = config_size(config, "layers") or 12
+    heads = config_size(config, "heads") or 12
+    vocab = config_size(config, "vocab") or 50000
     per_row = element_bytes * (2 * layers * d * n_tokens + suffix * (6 * d + 3 * inter + heads * n_tokens)) + 8 * vocab
     return max(1, _budget(device) // per_row)
 
 
 def cpu_rows_cap(suffix: int) -> int:
     return max(1, CPU_TOKEN_ROWS // max(1, suffix))
-
-
-def model_width(config: Any) -> int:
-    """The width of the residual stream (what every layer and MLP outputs)."""
-    text = config.get_text_config() if hasattr(config, "get_text_config") else config
-    return _first_int(text, ("hidden_size", "n_embd", "d_model"), 0)
 
 
 def _budget(device: str) -> int:
@@ -88,14 +82,6 @@ def _budget(device: str) -> int:
         held = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
         return int((free + held) * CUDA_BUDGET_FRACTION)
     return CPU_BUDGET_BYTES
-
-
-def _first_int(config: Any, names: Sequence[str], default: int) -> int:
-    for name in names:
-        value = getattr(config, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return default
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

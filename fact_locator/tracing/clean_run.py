@@ -50,11 +50,10 @@ def clean_run(engine: Engine, prepared: PreparedPrompt, kinds: Sequence[str] = (
 
     def keep(key: tuple[str, int] | str) -> Callable[[torch.Tensor], None]:
         def edit(t: torch.Tensor) -> None:
-            t = t.reshape(-1, n_tokens, t.shape[-1])[0].detach().clone()
             if isinstance(key, str):
-                captured[key] = t
+                captured[key] = t[0].detach().clone()
             else:
-                states[key] = t
+                states[key] = adapter.as_tokens(key[0], t, n_tokens)[0].detach().clone()
 
         return edit
 

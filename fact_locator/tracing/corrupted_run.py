@@ -16,6 +16,7 @@ from fact_locator.tracing.prompt import PreparedPrompt
 if TYPE_CHECKING:
     import torch
 
+    from fact_locator.models.loading import LoadedModel
     from fact_locator.tracing.engine import Engine
 
 __all__ = ["CorruptedRun", "FactRun", "corrupted_run", "noise_adder"]
@@ -67,7 +68,7 @@ def corrupted_run(engine: Engine, prepared: PreparedPrompt, draws: torch.Tensor,
             module = loaded.model.get_submodule(loaded.adapter.layer_path(layer))
             handles.append(module.register_forward_hook(_output_keeper(outputs, rests)))
             mlp = loaded.model.get_submodule(loaded.adapter.site_path("mlp", layer))
-            handles.append(mlp.register_forward_hook(_output_keeper(mlp_outputs, shape=(samples, n_tokens))))
+            handles.append(mlp.register_forward_hook(_output_keeper(mlp_outputs, tokens=_mlp_view(loaded, n_tokens))))
     # A cache without the config: plain full-length layers (no sliding-window trimming),
     # so every prefix length can be cut from it exactly.
     cache = DynamicCache() if keep else None
@@ -105,13 +106,19 @@ def noise_adder(draws: torch.Tensor, subject_range: tuple[int, int], n_tokens: i
     return edit
 
 
-def _output_keeper(outputs: list[Any], rests: list[Any] | None = None, shape: tuple[int, int] | None = None) -> Callable[..., None]:
-    """A forward hook keeping a copy of each main output (viewed as (*shape, d) when given:
-    OPT's MLP output comes as (batch * tokens, d)) and, into `rests`, the rest of its tuple."""
+def _output_keeper(outputs: list[Any], rests: list[Any] | None = None,
+                   tokens: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Callable[..., None]:
+    """A forward hook keeping a copy of each main output (viewed through `tokens` when
+    given) and, into `rests`, the rest of its tuple."""
     def hook(_module: Any, _inputs: Any, output: Any) -> None:
         main = main_tensor(output)
-        outputs.append((main if shape is None else main.reshape(*shape, main.shape[-1])).detach().clone())
+        outputs.append((main if tokens is None else tokens(main)).detach().clone())
         if rests is not None:
             rests.append(tuple(output[1:]) if isinstance(output, tuple) else None)
 
     return hook
+
+
+def _mlp_view(loaded: LoadedModel, n_tokens: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """An MLP site's output as (samples, tokens, d), however the architecture lays it out."""
+    return lambda t: loaded.adapter.as_tokens("mlp", t, n_tokens)

@@ -28,7 +28,7 @@ class Engine:
         self.logits_kwargs: dict[str, Any] = {"logits_to_keep": 1} if "logits_to_keep" in parameters else {}
         # transformers renames past_key_values to `cache` model by model (GPT-J already).
         self.cache_kwarg = "cache" if "cache" in parameters else "past_key_values"
-        self.gelu_sites = tanh_gelu_sites(loaded.model)
+        self.gelu_sites = tanh_gelu_sites(loaded)
 
     def forward(self, input_ids: torch.Tensor, cache: Any = None) -> torch.Tensor:
         """Logits at the last position for each row, in float32 (softmax and effects are

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fact_locator.tracing.module_swaps import swapped
+
+if TYPE_CHECKING:
+    from fact_locator.models.loading import LoadedModel
 
 __all__ = ["attention_backends", "cpu_grouped_query_attention", "fused_tanh_gelu", "tanh_gelu_sites"]
 
@@ -65,15 +68,27 @@ def _grouped_query_attention_always(*_args: Any, **_kwargs: Any) -> bool:
     return True
 
 
-def tanh_gelu_sites(model: Any) -> tuple[tuple[Any, str], ...]:
-    """Where `model` runs transformers' "gelu_new" (GPT-2, GPT-J, Phi, GPT-Neo, CodeGen):
-    (parent module, attribute name) of each `NewGELUActivation`."""
+def tanh_gelu_sites(loaded: LoadedModel) -> tuple[tuple[Any, str], ...]:
+    """Where the model runs transformers' "gelu_new" (GPT-2, GPT-J and Phi do by default):
+    (parent module, attribute name) of each layer's MLP activation (the adapter's
+    `activation`) that is a `NewGELUActivation`."""
     try:
         from transformers.activations import NewGELUActivation
     except ImportError:
         return ()
-    return tuple((parent, name) for parent in model.modules() for name, child in parent.named_children()
-                 if type(child) is NewGELUActivation)
+    adapter = loaded.adapter
+    if not adapter.activation:
+        return ()
+    sites = []
+    for layer in range(loaded.n_layers):
+        owner, _, name = f"{adapter.layer_path(layer)}.{adapter.activation}".rpartition(".")
+        try:
+            parent = loaded.model.get_submodule(owner)
+        except AttributeError:
+            continue  # another layout: nothing to swap
+        if type(getattr(parent, name, None)) is NewGELUActivation:
+            sites.append((parent, name))
+    return tuple(sites)
 
 
 @contextmanager

@@ -12,8 +12,8 @@ from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from fact_locator.models.adapters import config_size
 from fact_locator.tracing.batch_rows import BatchRows, device_tensor
-from fact_locator.tracing.batching import model_width
 from fact_locator.tracing.corrupted_run import FactRun, noise_adder
 from fact_locator.tracing.hooks import edit_outputs
 from fact_locator.tracing.kv_suffix import replays, staggered_layers, suffix_cache
@@ -147,7 +147,7 @@ class Restorations:
         n_layers, samples = loaded.n_layers, rows.samples
         positions = len(fact_runs[0].prepared.token_ids) - offset
         device = loaded.device
-        width = model_width(loaded.model.config)
+        width = config_size(loaded.model.config, "width")
         stand_ins: dict[str, Any] = {}
         if not width:
             return stand_ins

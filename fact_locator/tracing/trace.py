@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from fact_locator.errors import ResultsError
+from fact_locator.models.identity import ModelIdentity
 
-__all__ = ["TRACE_SCHEMA_VERSION", "ModelIdentity", "NoiseInfo", "TokenCategory", "Trace", "token_categories"]
+__all__ = ["TRACE_SCHEMA_VERSION", "NoiseInfo", "TokenCategory", "Trace", "token_categories"]
 
 TRACE_SCHEMA_VERSION = 1
 
@@ -49,17 +50,6 @@ def token_categories(n_tokens: int, subject_range: tuple[int, int]) -> list[Toke
             cat = TokenCategory.FURTHER
         cats.append(cat)
     return cats
-
-
-@dataclass(frozen=True)
-class ModelIdentity:
-    """Which weights were traced: the spec the user gave and a hash of the weight files."""
-
-    name: str
-    architecture: str
-    n_layers: int
-    fingerprint: str
-    dtype: str = "float32"
 
 
 @dataclass(frozen=True)
