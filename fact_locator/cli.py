@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 from fact_locator.errors import FactLocatorError, UsageError
 from fact_locator.settings import AUTO_NOISE, add_cli_options
 from fact_locator.tracing.settings import TraceSettings
+from fact_locator.tracing.trace import SeveredPaths
 
 __all__ = ["build_parser", "main"]
 
@@ -138,26 +139,26 @@ def _trace(args: argparse.Namespace) -> int:
     console = Console()
     render_trace(trace, console)
     if args.severed:
-        _print_severed(tracer, fact, trace, console)
+        trace = replace(trace, severed=_print_severed(tracer, fact, trace, console))
     if args.json is not None:
         _write_output("--json", args.json, lambda: write_atomic(args.json, trace.to_json(indent=1)))
         print(f"trace written to {args.json}")
     return 0
 
 
-def _print_severed(tracer: Any, fact: Any, trace: Any, console: Any) -> None:
+def _print_severed(tracer: Any, fact: Any, trace: Any, console: Any) -> SeveredPaths:
+    """Trace the severed paths at the last subject token, print them, and return them for the trace JSON."""
     from fact_locator.tracing.severed import severed_trace
 
-    severed = severed_trace(tracer, fact, noise=trace.noise, tokens="last_subject")
-    token = severed.subject_range[1] - 1
-    column = [row[token] for row in severed.ie["hidden"]]
-    layer = max(range(len(column)), key=column.__getitem__)
+    severed = severed_trace(tracer, fact, noise=trace.noise, tokens="last_subject").at_last_subject()
+    layer = severed.peak_layer
     console.print()
-    console.print(f"[bold]severed paths[/bold] at the last subject token {severed.tokens[token]!r} "
-                  f"(hidden-state peak: layer {layer}, IE {column[layer]:.4f})", soft_wrap=True)
+    console.print(f"[bold]severed paths[/bold] at the last subject token {severed.token_text!r} "
+                  f"(hidden-state peak: layer {layer}, IE {severed.peak_ie:.4f})", soft_wrap=True)
     for kind in ("mlp", "attn"):
-        console.print(f"  later {kind} outputs held corrupted: IE {severed.ie[kind][layer][token]:.4f}; "
-                      f"share of the effect through {kind}: {severed.share_through(kind, token):.1%}", soft_wrap=True)
+        console.print(f"  later {kind} outputs held corrupted: IE {severed.curves[kind][layer]:.4f}; "
+                      f"share of the effect through {kind}: {severed.shares[kind]:.1%}", soft_wrap=True)
+    return severed
 
 
 def _with_progress(tracer: Any, fact: Any, enabled: bool) -> Any:

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from fact_locator.factset import FactSet
     from fact_locator.models.loading import LoadedModel
     from fact_locator.tracing.settings import TraceSettings
-    from fact_locator.tracing.trace import NoiseInfo, Trace
+    from fact_locator.tracing.trace import NoiseInfo, SeveredPaths, Trace
     from fact_locator.tracing.tracer import Tracer
 
 __all__ = ["CleanCheck", "Locator", "UNKNOWN_RULES", "load_python_model"]
@@ -364,22 +364,16 @@ class Locator:
         others = tuple(dict.fromkeys(s.fact.subject for s in factset.facts if s.fact.subject != fact.subject))
         return replace(fact, replacements=others)
 
-    def severed(self, fact: Fact, factset: FactSet | None = None) -> dict[str, Any]:
-        """Severed-path shares at the last subject token: the fraction of the hidden-state
-        effect there that goes through the later MLPs / attention, and the hidden peak."""
+    def severed(self, fact: Fact, factset: FactSet | None = None) -> SeveredPaths:
+        """Severed paths at the last subject token: the IE curves, the fraction of the
+        hidden-state effect there that goes through the later MLPs / attention, and its peak."""
         from fact_locator.tracing.severed import severed_trace
 
         spec = self.model_for(factset)
         settings = self.settings_for(factset)
         noise = self.noise_for(factset, settings)
         tracer = self.tracer(settings, spec)
-        severed = severed_trace(tracer, self.fact_for(fact, factset, settings), noise=noise, tokens="last_subject")
-        token = severed.subject_range[1] - 1
-        column = [row[token] for row in severed.ie["hidden"]]
-        layer = max(range(len(column)), key=column.__getitem__)
-        return {"token": token, "mlp_share": severed.share_through("mlp", token),
-                "attn_share": severed.share_through("attn", token),
-                "hidden_peak": {"layer": layer, "ie": column[layer]}}
+        return severed_trace(tracer, self.fact_for(fact, factset, settings), noise=noise, tokens="last_subject").at_last_subject()
 
 
 def load_python_model(spec: str, device: str = "auto", dtype: str = "float32") -> LoadedModel:

@@ -11,7 +11,7 @@ from typing import Any
 
 from fact_locator.aggregate import Aggregate
 from fact_locator.errors import ResultsError
-from fact_locator.tracing.trace import Trace
+from fact_locator.tracing.trace import SeveredPaths, Trace
 
 __all__ = ["RESULTS_SCHEMA_VERSION", "AuditOutcome", "FactResult", "FactSetResult", "RunResults", "write_atomic"]
 
@@ -41,19 +41,21 @@ class FactResult:
     status: str = "traced"  # traced | unknown (the model does not know it) | error
     status_reason: str = ""
     outcomes: list[AuditOutcome] = field(default_factory=list)
-    # --fl-severed: {"token", "mlp_share", "attn_share", "hidden_peak": {"layer", "ie"}} at the last subject token.
-    severed: dict[str, Any] | None = None
+    # --fl-severed: the severed-path curves and shares at the last subject token.
+    severed: SeveredPaths | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["trace"] = self.trace.to_dict() if self.trace is not None else None
+        data["severed"] = self.severed.to_dict() if self.severed is not None else None
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FactResult:
         trace = Trace.from_dict(data["trace"]) if data.get("trace") is not None else None
         outcomes = [AuditOutcome(**o) for o in data.get("outcomes", [])]
-        return cls(**{**data, "trace": trace, "outcomes": outcomes})
+        severed = SeveredPaths.from_dict(data["severed"]) if data.get("severed") is not None else None
+        return cls(**{**data, "trace": trace, "outcomes": outcomes, "severed": severed})
 
 
 @dataclass

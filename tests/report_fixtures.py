@@ -8,7 +8,7 @@ from dataclasses import asdict
 from fact_locator.aggregate import aggregate
 from fact_locator.results import AuditOutcome, FactResult, FactSetResult, RunResults
 from fact_locator.models.identity import ModelIdentity
-from fact_locator.tracing.trace import NoiseInfo, Trace
+from fact_locator.tracing.trace import NoiseInfo, SeveredPaths, Trace
 
 MODEL = ModelIdentity(name="smollm2-135m", architecture="LlamaForCausalLM", n_layers=30, fingerprint="abc")
 NOISE = NoiseInfo(0.1, "given")
@@ -123,6 +123,21 @@ def eiffel(fact_id: str = "eiffel", **kw) -> Trace:
         ["In", " Paris", " stands", " the", " E", "iff", "el", " Tower", ",", " which", " is", " made", " of"],
         (3, 8),
         **kw,
+    )
+
+
+def severed_paths(n_layers: int = 30) -> SeveredPaths:
+    """Severed paths at the Colosseum's last subject token 'seum': the hidden effect peaks at
+    L4 (IE 0.3); 62.5% of it goes through the later MLPs, 12.5% through attention."""
+    hidden = tuple(round(0.3 * math.exp(-((layer - 4) ** 2) / 8.0), 6) for layer in range(n_layers))
+    return SeveredPaths(
+        token=3,
+        peak_layer=4,
+        peak_ie=0.3,
+        shares={"mlp": 0.625, "attn": 0.125},
+        curves={"hidden": hidden, "mlp": tuple(v * 0.375 for v in hidden), "attn": tuple(v * 0.875 for v in hidden)},
+        token_text="seum",
+        p_corrupt=0.05,
     )
 
 
@@ -256,3 +271,24 @@ def single_fact_results(n_layers: int = 30, n_tokens: int = 12, dense: bool = Tr
         finished_at="2025-01-01T10:00:01+00:00",
         factsets=[fs],
     )
+
+
+def plugin_settings() -> dict:
+    """Run settings as the pytest plugin writes them: option values, where each came from,
+    the settings each fact set was traced with (here two that differ in samples), counts."""
+    return {
+        "model": "smollm2-135m", "samples": 10, "seed": 0, "window": 10, "noise": None, "kinds": "hidden,mlp,attn",
+        "corruption": "gaussian", "metric": "prob", "method": "exact", "severed": False, "cache_dir": "/tmp/fl-cache",
+        "sources": {"model": "default", "samples": "ini", "seed": "default", "window": "default", "noise": "default",
+                    "kinds": "cli", "corruption": "default", "metric": "default", "method": "default",
+                    "severed": "default", "cache_dir": "default"},
+        "factset_settings": {
+            path: {"kinds": ["hidden", "mlp", "attn"], "samples": samples, "noise": None, "noise_scale": 3.0, "window": 10,
+                   "seed": 0, "metric": "prob", "model": "smollm2-135m", "unknown": "skip",
+                   "sources": {"samples": source, "kinds": "cli"},
+                   "noise_std": std, "noise_calibration": f"3 x std of subject-token embeddings (fact set {name!r}) = 3 x {std / 3:.6g}"}
+            for path, name, samples, source, std in (("facts/landmarks.yaml", "landmarks", 10, "ini", 0.12),
+                                                     ("facts/materials.yaml", "materials", 4, "factset", 0.09))
+        },
+        "stats": {"traced": 4, "cached": 1, "clean_runs": 0},
+    }

@@ -339,7 +339,7 @@ def test_odd_values_render():
 def test_method_badge_interval_and_severed_shown():
     from dataclasses import replace
 
-    from report_fixtures import colosseum, eiffel, space_needle
+    from report_fixtures import colosseum, eiffel, severed_paths, space_needle
 
     from fact_locator.aggregate import aggregate
     from fact_locator.report.terminal import write_summary
@@ -354,8 +354,7 @@ def test_method_badge_interval_and_severed_shown():
     landmarks = results.factsets[0]
     for fact, trace in zip(landmarks.facts, atp):
         fact.trace = trace
-    landmarks.facts[0].severed = {"token": 3, "mlp_share": 0.625, "attn_share": 0.125,
-                                  "hidden_peak": {"layer": 4, "ie": 0.3}}
+    landmarks.facts[0].severed = severed_paths()
     landmarks.aggregate = aggregate(atp, intervals=True)
     results.settings.update(metric="logprob", corruption="uniform")
     page = render_html(results, rendered_at="x")
@@ -364,8 +363,90 @@ def test_method_badge_interval_and_severed_shown():
     assert page.count("approximate (AtP)") == 1 + 3  # the header and each approximate trace
     assert '<td class="mono">logprob</td>' in page and '<td class="mono">uniform</td>' in page
     assert "through MLP 62.5%, through attention 12.5% (hidden peak L4, IE 0.300)" in page
+    assert len(svgs(page, "severed-chart")) == 1 and not svgs(plain, "severed-chart")
 
     text = write_summary(results, color=False, width=200)
     assert "metric logprob, corruption uniform, method atp [approximate (AtP)]" in text
     assert f"[{100 * iv['low']:.1f}%, {100 * iv['high']:.1f}%] at 95%" in text
     assert "severed colosseum: through MLP 62.5%" in text
+
+
+def _between(html: str, start: str, end: str) -> str:
+    i = html.index(start)
+    return html[i : html.index(end, i)]
+
+
+def test_the_report_opens_on_the_verdicts():
+    html = render_html(make_results(), rendered_at=PINNED)
+    body = html[html.index("<body") :]
+    assert body.index('<table id="summary">') == body.index("<table")  # no table before the summary
+    assert body.index('<table id="summary">') < body.index('<table class="key-settings">') < body.index("<details")
+
+
+def test_model_and_settings_are_a_short_readable_table():
+    from report_fixtures import plugin_settings
+
+    results = make_results()
+    results.settings = plugin_settings()
+    html = render_html(results, rendered_at=PINNED)
+    table = _between(html, '<table class="key-settings">', "</table>")
+    rows = re.findall(r'<tr><th scope="row">([^<]+)</th><td[^>]*>(.*?)</td></tr>', table)
+    assert [name for name, _ in rows] == ["model", "architecture", "fingerprint", "method", "metric", "corruption",
+                                          "samples", "noise", "window", "kinds", "seed"]
+    values = dict(rows)
+    assert values["model"] == "smollm2-135m" and values["architecture"] == "LlamaForCausalLM, 30 layers, float32"
+    assert values["fingerprint"] == "abc" and values["kinds"] == "hidden, mlp, attn" and values["window"] == "10"
+    # fact sets traced with different values show one line each; the noise says how it was calibrated
+    assert values["samples"] == "landmarks: 10<br>materials: 4"
+    assert values["noise"] == ("landmarks: 0.12 (3 x std of subject-token embeddings (fact set &#39;landmarks&#39;) = 3 x 0.04)<br>"
+                               "materials: 0.09 (3 x std of subject-token embeddings (fact set &#39;materials&#39;) = 3 x 0.03)")
+    # the rest is folded away, readable: where each value came from is a column, not a JSON dump
+    folded = _between(html, '<details class="all-settings">', "</details>")
+    assert "<details class=\"all-settings\" open" not in html
+    assert not re.search(r"[{}\[\]]", folded.replace("{{", "")), "raw JSON in the folded settings"
+    assert "<tr><td>samples</td><td class=\"mono\">10</td><td class=\"muted\">ini</td></tr>" in folded
+    assert "<th colspan=\"3\">fact set facts/materials.yaml</th>" in folded
+    assert "<tr><td>samples</td><td class=\"mono\">4</td><td class=\"muted\">factset</td></tr>" in folded
+    assert "<tr><td>traced</td><td class=\"mono\">4</td></tr>" in folded  # the run's counts
+    assert "<tr><td>transformers</td><td class=\"mono\">5.0.0</td></tr>" in folded
+
+
+def test_settings_without_per_factset_values_come_from_the_run_and_the_traces():
+    html = render_html(make_results(), rendered_at=PINNED)  # results as older runs wrote them
+    values = dict(re.findall(r'<tr><th scope="row">([^<]+)</th><td[^>]*>(.*?)</td></tr>',
+                             _between(html, '<table class="key-settings">', "</table>")))
+    assert values["samples"] == "10" and values["seed"] == "0" and values["noise"] == "0.1 (given)"
+
+
+def test_only_failures_and_errors_are_styled_as_errors():
+    from report_fixtures import audit
+
+    results = make_results()
+    colosseum = results.factsets[0].facts[0]
+    colosseum.outcomes.append(audit("colosseum", "hidden-peak", "passed", "hidden peak at L15, as expected"))
+    results.factsets[1].outcomes.append(audit("materials", "ate", "passed"))
+    html = render_html(results, rendered_at=PINNED)
+    css = _between(html, "<style>", "</style>")
+    red = {sel for rule in re.findall(r"([^{}]+)\{[^}]*color:#b71c1c[^}]*\}", css) for sel in rule.split(",")}
+    assert red == {".msg-failed", ".msg-error"}
+    assert re.search(r"\.msg\{[^}]*\}", css) and "color" not in re.search(r"\.msg\{([^}]*)\}", css).group(1)
+    assert '<p class="msg msg-passed">hidden peak at L15, as expected</p>' in html
+    assert '<p class="msg msg-failed">failed: mlp-peak: mlp peak at L5' in html
+    # the aggregate row of a set whose audits all passed, and a fact the model does not know
+    assert '<p class="msg msg-passed">1 passed</p>' in html
+    assert re.search(r'<p class="msg msg-skipped">unknown: top-1 is', html)
+    classes = re.findall(r'<p class="msg (msg-\w+)">', html)
+    assert set(classes) >= {"msg-passed", "msg-failed", "msg-error", "msg-skipped", "msg-xfailed"}
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary found (apt-get install chromium); CI installs it")
+def test_chromium_shows_the_summary_as_the_first_table(tmp_path):
+    out = tmp_path / "report.html"
+    write_html(make_results(), out)
+    proc = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", out.resolve().as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    dom = proc.stdout
+    assert proc.returncode == 0 and "<body" in dom, proc.stderr[-2000:]
+    tables = re.findall(r"<table([^>]*)>", dom[dom.index("<body") :])
+    assert tables[0] == ' id="summary"' and tables[1] == ' class="key-settings"'
+    assert re.search(r'<details class="all-settings">\s*<summary>', dom)  # folded: no open attribute

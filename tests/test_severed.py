@@ -1,15 +1,21 @@
 """Severed paths: restoring a hidden state while later MLP / attention outputs at that token
-stay corrupted. Checked against the plain hidden trace and a hand-written single site."""
+stay corrupted. Checked against the plain hidden trace and a hand-written single site; the
+curves and shares at the last subject token go into the trace JSON and come back from it."""
+
+import json
+from dataclasses import replace
 
 import pytest
 import torch
 
+from fact_locator.cli import main
 from fact_locator.facts import Fact
 from fact_locator.tracing.corruption import make_noise
 from fact_locator.tracing.settings import TraceSettings
 from fact_locator.tracing.severed import severed_trace
+from fact_locator.tracing.trace import Trace
 from fact_locator.tracing.tracer import Tracer
-from tiny_models import tiny_loaded
+from tiny_models import tiny_loaded, tiny_model, tiny_tokenizer
 
 FACT = Fact("The Colosseum", "{} is located in the country of", "Italy")
 
@@ -97,3 +103,57 @@ def test_the_last_subject_token_alone_gives_the_same_column(setup):
     for kind in ("hidden", "mlp", "attn"):
         assert [row[token] for row in only.ie[kind]] == pytest.approx([row[token] for row in severed.ie[kind]], abs=1e-6)
     assert only.share_through("mlp", token) == pytest.approx(severed.share_through("mlp", token), abs=1e-6)
+
+
+def test_the_paths_at_the_last_subject_token_are_the_grids_column(setup):
+    _, _, _, severed = setup
+    token = severed.subject_range[1] - 1
+    paths = severed.at_last_subject()
+    assert paths.token == token and paths.token_text == severed.tokens[token]
+    for kind in ("hidden", "mlp", "attn"):
+        assert paths.curves[kind] == tuple(row[token] for row in severed.ie[kind])
+    assert paths.peak_ie == max(paths.curves["hidden"]) == paths.curves["hidden"][paths.peak_layer]
+    assert paths.shares == {"mlp": severed.share_through("mlp", token), "attn": severed.share_through("attn", token)}
+    assert paths.p_corrupt == severed.p_corrupt
+
+
+def test_a_trace_with_severed_paths_is_read_back_from_json(setup, tmp_path):
+    _, _, plain, severed = setup
+    path = tmp_path / "trace.json"
+    path.write_text(replace(plain, severed=severed.at_last_subject()).to_json(indent=1))
+    loaded = Trace.load(path)
+    assert loaded.severed == severed.at_last_subject()
+    assert set(loaded.severed.shares) == {"mlp", "attn"}
+    assert len(loaded.severed.curves["mlp"]) == plain.n_layers
+
+
+def test_a_trace_without_severed_paths_keeps_its_json(setup):
+    _, _, plain, _ = setup
+    data = json.loads(plain.to_json())
+    assert "severed" not in data
+    assert Trace.from_dict(data).severed is None  # trace JSON written before severed paths existed
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    """A tiny Llama saved as a local transformers directory, for the command line."""
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tiny_model("llama").save_pretrained(folder)
+    tiny_tokenizer().save_pretrained(folder)
+    return folder
+
+
+def test_trace_severed_writes_the_curves_and_shares_into_the_trace_json(tiny_dir, tmp_path, capsys):
+    out = tmp_path / "trace.json"
+    code = main(["trace", "--subject", "The Colosseum", "--relation", "{} is located in the country of", "--target", "Italy",
+                 "--model", str(tiny_dir), "--device", "cpu", "--no-progress", "--kinds", "hidden", "--samples", "2",
+                 "--severed", "--json", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0
+    trace = Trace.load(out)
+    assert trace.severed is not None
+    for kind in ("mlp", "attn"):
+        assert f"share of the effect through {kind}: {trace.severed.shares[kind]:.1%}" in printed
+        assert len(trace.severed.curves[kind]) == trace.n_layers
+    assert trace.severed.token == trace.subject_range[1] - 1
+    assert trace.severed.curves["hidden"][trace.severed.peak_layer] == trace.severed.peak_ie

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from fact_locator.factset import FactSet, FactSpec
     from fact_locator.locator import CleanCheck, Locator
     from fact_locator.results import AuditOutcome, FactResult, FactSetResult, RunResults
-    from fact_locator.tracing.trace import Trace
+    from fact_locator.tracing.trace import SeveredPaths, Trace
 
 __all__ = ["DIST_KEY", "SESSION_KEY", "WORKER_OUTPUT_KEY", "Case", "FactLocatorSession", "get_session"]
 
@@ -334,7 +334,7 @@ class FactLocatorSession:
                 result.status = "traced" if trace is not None or result.trace is not None else "unknown"
                 result.status_reason = clean.reason
 
-    def record_severed(self, factset: FactSet, spec: FactSpec, severed: dict[str, Any]) -> None:
+    def record_severed(self, factset: FactSet, spec: FactSpec, severed: SeveredPaths) -> None:
         self.record_fact(factset, spec)
         with self._lock:
             self._record_for(factset).facts[spec.id].severed = severed

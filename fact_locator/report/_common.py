@@ -9,7 +9,7 @@ from typing import Any
 
 from fact_locator.aggregate import Aggregate
 from fact_locator.results import AuditOutcome, FactResult, FactSetResult
-from fact_locator.tracing.trace import Trace
+from fact_locator.tracing.trace import SeveredPaths, Trace
 
 # Worst first. "traced" is a fact that was traced but that no audit looked at.
 OUTCOME_ORDER: tuple[str, ...] = ("failed", "error", "xpassed", "passed", "xfailed", "skipped", "traced")
@@ -184,11 +184,16 @@ def aie_rows(agg: Aggregate, layer_word: str) -> list[tuple[str, str, str, str]]
     return rows
 
 
-def severed_text(severed: dict[str, Any] | None) -> str:
-    if not severed:
+def severed_of(fact: FactResult) -> SeveredPaths | None:
+    """A fact's severed paths: recorded by --fl-severed, or carried by its trace (trace --severed)."""
+    if fact.severed is not None:
+        return fact.severed
+    return fact.trace.severed if fact.trace is not None else None
+
+
+def severed_text(severed: SeveredPaths | None) -> str:
+    """'through MLP 62.5%, through attention 12.5% (hidden peak L4, IE 0.300)'."""
+    if severed is None:
         return ""
-    peak = severed.get("hidden_peak") or {}
-    text = f"through MLP {pct(severed.get('mlp_share'))}, through attention {pct(severed.get('attn_share'))}"
-    if "layer" in peak:
-        text += f" (hidden peak L{peak['layer']}, IE {float(peak.get('ie', 0.0)):.3f})"
-    return text
+    text = f"through MLP {pct(severed.shares.get('mlp'))}, through attention {pct(severed.shares.get('attn'))}"
+    return text + f" (hidden peak L{severed.peak_layer}, IE {severed.peak_ie:.3f})"

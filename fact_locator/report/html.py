@@ -5,7 +5,7 @@ apart from the render time (`rendered_at`)."""
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
@@ -37,9 +37,11 @@ from fact_locator.report._common import (
     rank,
     run_method,
     set_outcome,
+    severed_of,
     severed_text,
     trace_kinds,
 )
+from fact_locator.report.run_settings import folded_tables, key_settings
 from fact_locator.results import AuditOutcome, FactResult, FactSetResult, RunResults, write_atomic
 
 __all__ = ["render_html", "render_results_file", "write_html"]
@@ -77,12 +79,13 @@ def _environment() -> Environment:
     return env
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, (dict, list, tuple)):
-        return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
-    return str(value)
+@dataclass(frozen=True)
+class Message:
+    """A line of the summary's messages column, styled by the outcome it belongs to: only
+    failures and errors are shown as errors."""
+
+    outcome: str
+    text: str
 
 
 def _audit_view(o: AuditOutcome) -> dict[str, Any]:
@@ -95,8 +98,8 @@ def _audit_view(o: AuditOutcome) -> dict[str, Any]:
     }
 
 
-def _messages(outcomes: list[AuditOutcome]) -> list[str]:
-    return [f"{o.outcome}: {o.expectation}" + (f": {o.message}" if o.message else "") for o in notable(outcomes)]
+def _messages(outcomes: list[AuditOutcome]) -> list[Message]:
+    return [Message(o.outcome, f"{o.outcome}: {o.expectation}" + (f": {o.message}" if o.message else "")) for o in notable(outcomes)]
 
 
 def _prompt_parts(fact: FactResult) -> tuple[str, str, str] | None:
@@ -143,7 +146,9 @@ def _fact_view(fact: FactResult, anchor: str, kinds: list[str]) -> dict[str, Any
             "approximate": is_approximate(trace),
         }
         view["heatmaps"] = [svg.heatmap(trace, kind, svg.palette_for(kind, kinds)) for kind in trace_kinds([trace])]
-    view["severed"] = severed_text(fact.severed)
+    severed = severed_of(fact)
+    view["severed"] = severed_text(severed)
+    view["severed_chart"] = svg.severed_chart(severed) if severed is not None and severed.curves else None
     return view
 
 
@@ -179,7 +184,7 @@ def _context(results: RunResults, rendered_at: str) -> dict[str, Any]:
             facts.append(view)
             messages = _messages(fact.outcomes)
             if fact.trace is None and view["reason"]:
-                messages.insert(0, f"{fact.status}: {view['reason']}")
+                messages.insert(0, Message(view["outcome"], f"{fact.status}: {view['reason']}"))
             trace = fact.trace
             rows.append(
                 {
@@ -211,7 +216,7 @@ def _context(results: RunResults, rendered_at: str) -> dict[str, Any]:
                     "p": "—",
                     "te": pct(fs.aggregate.ate) if fs.aggregate is not None else "—",
                     "peaks": ["—" for _ in kinds],
-                    "messages": _messages(fs.outcomes) or [f"{len(fs.outcomes)} passed"],
+                    "messages": _messages(fs.outcomes) or [Message("passed", f"{len(fs.outcomes)} passed")],
                 }
             )
         charts = []
@@ -244,7 +249,7 @@ def _context(results: RunResults, rendered_at: str) -> dict[str, Any]:
                 "p": "—",
                 "te": "—",
                 "peaks": ["—" for _ in kinds],
-                "messages": [o.message] if o.message else [],
+                "messages": [Message(o.outcome, o.message)] if o.message else [],
             }
         )
     rows.sort(key=lambda r: r["order"])
@@ -257,20 +262,21 @@ def _context(results: RunResults, rendered_at: str) -> dict[str, Any]:
         "rows": [
             {
                 "outcome": r["outcome"],
-                "text": " ".join([r["set"], r["id"], r["subject"], r["prompt"], r["target"], *r["messages"]]).lower(),
+                "text": " ".join([r["set"], r["id"], r["subject"], r["prompt"], r["target"], *(m.text for m in r["messages"])]).lower(),
             }
             for r in rows
         ],
         "outcomes": list(OUTCOME_ORDER),
         "heatmaps": sum(len(f["heatmaps"]) for fs in factsets for f in fs["facts"]),
     }
+    method = run_method(results.settings, all_traces)
+    traced = [t for t in all_traces if t is not None]
     return {
         "model": model_summary(results.model),
-        "model_items": [(k, _fmt(v)) for k, v in results.model.items()],
-        "method": run_method(results.settings, all_traces),
+        "method": method,
         "approximate_badge": APPROXIMATE_BADGE,
-        "settings": [(k, _fmt(v)) for k, v in results.settings.items()],
-        "versions": [(k, _fmt(v)) for k, v in results.versions.items()],
+        "key_settings": key_settings(results, traced, method, APPROXIMATE_BADGE if method["method"] == "atp" else ""),
+        "folded": folded_tables(results, rendered_at),
         "started_at": results.started_at,
         "finished_at": results.finished_at,
         "rendered_at": rendered_at,

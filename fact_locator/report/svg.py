@@ -1,4 +1,5 @@
-"""Inline SVG for the HTML report: per-fact heatmaps and the per-set AIE line charts.
+"""Inline SVG for the HTML report: per-fact heatmaps, the per-set AIE line charts and the
+per-fact severed-path charts.
 
 Every string that comes from the results (tokens, kinds, categories) goes through
 `markupsafe.escape`; the returned `Markup` is then safe to drop into the autoescaped
@@ -12,9 +13,10 @@ from collections.abc import Sequence
 
 from markupsafe import Markup, escape
 
-from fact_locator.tracing.trace import Trace
+from fact_locator.tracing.trace import SeveredPaths, Trace
 
-__all__ = ["CELL", "LEVELS", "PALETTES", "geometry_css", "gradient_defs", "heatmap", "line_chart", "palette_css", "palette_for"]
+__all__ = ["CELL", "LEVELS", "PALETTES", "geometry_css", "gradient_defs", "heatmap", "line_chart", "palette_css", "palette_for",
+           "severed_chart"]
 
 CELL = 14  # px, width and height of one heatmap cell
 LEVELS = "abcdefghijklmnop"  # 16 colour levels, white -> the palette's darkest
@@ -173,8 +175,47 @@ def heatmap(trace: Trace, kind: str, palette: str) -> Markup:
     return Markup("".join(out))
 
 
+# Severed paths (the paper's Figure 3): curve key, label, colour (the kinds' palettes).
+SEVERED_STYLE: tuple[tuple[str, str, str], ...] = (
+    ("hidden", "plain", "#6a51a3"),
+    ("mlp", "MLP severed", "#238b45"),
+    ("attn", "attn severed", "#cb181d"),
+)
+
+
 def line_chart(kind: str, curves: dict[str, tuple[float, ...]]) -> Markup:
     """AIE by layer, one line per token category (the paper's Figure 2), with a legend."""
+    return _curves_chart(
+        curves,
+        CATEGORY_STYLE,
+        head=f'class="aie-chart" data-kind="{escape(kind)}"',
+        aria=f"average indirect effect of {escape(kind)} by layer",
+        title=f"AIE of {escape(kind)} by layer and token category",
+        x_label=f"layer ({escape(kind)})",
+        value_word="max AIE",
+    )
+
+
+def severed_chart(severed: SeveredPaths) -> Markup:
+    """IE by layer at the restored token: plain, and with the later MLPs / attention severed."""
+    token = escape(repr(severed.token_text)) if severed.token_text else f"#{severed.token}"
+    return _curves_chart(
+        dict(severed.curves),
+        SEVERED_STYLE,
+        head='class="severed-chart"',
+        aria=f"indirect effect of restoring the hidden state at {token} by layer, with later modules severed",
+        title=f"severed paths at {token}: IE by layer",
+        x_label=f"layer restored at {token}",
+        value_word="max IE",
+    )
+
+
+def _curves_chart(
+    curves: dict[str, tuple[float, ...]], styles: tuple[tuple[str, str, str], ...], *, head: str, aria: str, title: str,
+    x_label: str, value_word: str,
+) -> Markup:
+    """A line chart by layer, one line per styled curve, with a legend. Text arguments are
+    escaped by the caller."""
     width, height = 460, 200
     x0, y0, pw, ph = 44, 12, 270, 150
     n_layers = max((len(c) for c in curves.values()), default=0)
@@ -191,9 +232,8 @@ def line_chart(kind: str, curves: dict[str, tuple[float, ...]]) -> Markup:
         return y0 + ph - ph * (value - ymin) / (ymax - ymin)
 
     out = [
-        f'<svg class="aie-chart" data-kind="{escape(kind)}" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
-        f'role="img" aria-label="average indirect effect of {escape(kind)} by layer">',
-        f"<title>AIE of {escape(kind)} by layer and token category</title>",
+        f'<svg {head} width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" aria-label="{aria}">',
+        f"<title>{title}</title>",
         f'<path class="fr" d="M{x0} {y0}V{y0 + ph}H{x0 + pw}"/>',
     ]
     for value in (ymin, (ymin + ymax) / 2, ymax):
@@ -201,10 +241,10 @@ def line_chart(kind: str, curves: dict[str, tuple[float, ...]]) -> Markup:
     step = 1 if n_layers <= 12 else 5
     for layer in range(0, n_layers, step):
         out.append(f'<text class="xt" x="{px(layer):.1f}" y="{y0 + ph + 14}">{layer}</text>')
-    out.append(f'<text class="xt" x="{x0 + pw / 2:.0f}" y="{y0 + ph + 30}">layer ({escape(kind)})</text>')
+    out.append(f'<text class="xt" x="{x0 + pw / 2:.0f}" y="{y0 + ph + 30}">{x_label}</text>')
     legend_y = y0 + 6
-    for category, label, colour in CATEGORY_STYLE:
-        curve = curves.get(category)
+    for key, label, colour in styles:
+        curve = curves.get(key)
         if not curve:
             continue
         finite = [i for i, v in enumerate(curve) if v == v and abs(v) != float("inf")]
@@ -213,7 +253,7 @@ def line_chart(kind: str, curves: dict[str, tuple[float, ...]]) -> Markup:
         best = max(finite, key=curve.__getitem__)
         points = " ".join(f"{px(i):.1f},{py(curve[i]):.1f}" for i in finite)
         out.append(
-            f'<polyline class="ln" stroke="{colour}" points="{points}"><title>{label}: max AIE '
+            f'<polyline class="ln" stroke="{colour}" points="{points}"><title>{label}: {value_word} '
             f"{value_text(curve[best])} at L{best}</title></polyline>"
         )
         out.append(f'<path class="ln" stroke="{colour}" d="M{x0 + pw + 12} {legend_y}h18"/>')

@@ -16,7 +16,7 @@ from fact_locator.facts import Fact
 from fact_locator.tracing.clean_run import clean_run
 from fact_locator.tracing.corruption import make_noise
 from fact_locator.tracing.hooks import edit_outputs
-from fact_locator.tracing.trace import NoiseInfo
+from fact_locator.tracing.trace import NoiseInfo, SeveredPaths
 
 if TYPE_CHECKING:
     import torch
@@ -51,6 +51,15 @@ class SeveredTrace:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def at_last_subject(self) -> SeveredPaths:
+        """The curves and shares at the last subject token, as a trace stores them."""
+        token = self.subject_range[1] - 1
+        curves = {kind: tuple(row[token] for row in grid) for kind, grid in self.ie.items()}
+        layer = max(range(len(curves["hidden"])), key=curves["hidden"].__getitem__)
+        return SeveredPaths(token=token, peak_layer=layer, peak_ie=curves["hidden"][layer],
+                            shares={kind: self.share_through(kind, token) for kind in self.ie if kind != "hidden"},
+                            curves=curves, token_text=self.tokens[token], p_corrupt=self.p_corrupt)
 
 
 def severed_trace(

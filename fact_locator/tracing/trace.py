@@ -11,7 +11,7 @@ from typing import Any
 from fact_locator.errors import ResultsError
 from fact_locator.models.identity import ModelIdentity
 
-__all__ = ["TRACE_SCHEMA_VERSION", "NoiseInfo", "TokenCategory", "Trace", "token_categories"]
+__all__ = ["TRACE_SCHEMA_VERSION", "NoiseInfo", "SeveredPaths", "TokenCategory", "Trace", "token_categories"]
 
 TRACE_SCHEMA_VERSION = 1
 
@@ -61,6 +61,55 @@ class NoiseInfo:
 
 
 @dataclass(frozen=True)
+class SeveredPaths:
+    """Severed paths at one token (the paper's Figure 3), as stored with a trace.
+
+    `curves["hidden"][layer]` is the IE of restoring the hidden state at `token` and `layer`;
+    `curves["mlp"]` / `curves["attn"]` the same with the later MLP / attention outputs at
+    that token held at their corrupted values. `shares[kind]` is the fraction of the hidden
+    effect at its peak layer (`peak_layer`, IE `peak_ie`) that flows through `kind`.
+    Results files written before the curves were stored have shares only: `curves` is empty
+    and `token_text` / `p_corrupt` are unknown there."""
+
+    token: int
+    peak_layer: int
+    peak_ie: float
+    shares: dict[str, float]
+    curves: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    token_text: str = ""
+    p_corrupt: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "token": self.token,
+            "token_text": self.token_text,
+            "peak_layer": self.peak_layer,
+            "peak_ie": self.peak_ie,
+            "shares": dict(self.shares),
+            "curves": {kind: list(curve) for kind, curve in self.curves.items()},
+            "p_corrupt": self.p_corrupt,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SeveredPaths:
+        """Reads this class's `to_dict` and the shares-only dict that results files held
+        before it: {"token", "mlp_share", "attn_share", "hidden_peak": {"layer", "ie"}}."""
+        if "hidden_peak" in data:
+            peak = data["hidden_peak"]
+            shares = {kind: float(data[f"{kind}_share"]) for kind in ("mlp", "attn") if data.get(f"{kind}_share") is not None}
+            return cls(token=int(data["token"]), peak_layer=int(peak["layer"]), peak_ie=float(peak["ie"]), shares=shares)
+        return cls(
+            token=int(data["token"]),
+            peak_layer=int(data["peak_layer"]),
+            peak_ie=float(data["peak_ie"]),
+            shares={str(kind): float(value) for kind, value in dict(data["shares"]).items()},
+            curves={str(kind): tuple(float(v) for v in curve) for kind, curve in dict(data.get("curves") or {}).items()},
+            token_text=str(data.get("token_text", "")),
+            p_corrupt=_optional_float(data.get("p_corrupt")),
+        )
+
+
+@dataclass(frozen=True)
 class Trace:
     """One fact's causal trace. `ie[kind][layer][token]` is the indirect effect of a site."""
 
@@ -89,6 +138,8 @@ class Trace:
     metric: str = "prob"
     clean_value: float | None = None
     corrupt_value: float | None = None
+    # Severed paths at the last subject token (`trace --severed`); None when not computed.
+    severed: SeveredPaths | None = None
 
     # -- derived values ----------------------------------------------------------------
     @property
@@ -151,6 +202,10 @@ class Trace:
         data["categories"] = [c.value for c in self.categories]
         data["ie"] = {kind: [list(row) for row in grid] for kind, grid in self.ie.items()}
         data["settings"] = {**self.settings, "noise_std": self.noise.std}
+        if self.severed is None:
+            del data["severed"]  # a trace without severed paths keeps the JSON it always had
+        else:
+            data["severed"] = self.severed.to_dict()
         return data
 
     def to_json(self, indent: int | None = None) -> str:
@@ -188,6 +243,7 @@ class Trace:
                 metric=str(data.get("metric", "prob")),
                 clean_value=_optional_float(data.get("clean_value")),
                 corrupt_value=_optional_float(data.get("corrupt_value")),
+                severed=SeveredPaths.from_dict(data["severed"]) if data.get("severed") is not None else None,
             )
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise ResultsError(f"not a fact-locator trace: {type(exc).__name__}: {exc}") from exc

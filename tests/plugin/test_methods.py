@@ -85,9 +85,13 @@ def test_severed_shares_go_in_the_results_and_reports(fl):
     facts = _facts(fl.results())
     for fact in facts.values():
         severed = fact["severed"]
-        assert set(severed) == {"token", "mlp_share", "attn_share", "hidden_peak"}
-        assert isinstance(severed["mlp_share"], float) and "layer" in severed["hidden_peak"]
-    assert "severed (last subject token)" in (fl.pytester.path / "report.html").read_text()
+        assert set(severed) == {"token", "token_text", "peak_layer", "peak_ie", "shares", "curves", "p_corrupt"}
+        assert set(severed["shares"]) == {"mlp", "attn"} and isinstance(severed["shares"]["mlp"], float)
+        n_layers = len(fact["trace"]["ie"]["hidden"])
+        assert {kind: len(curve) for kind, curve in severed["curves"].items()} == {"hidden": n_layers, "mlp": n_layers, "attn": n_layers}
+        assert severed["curves"]["hidden"][severed["peak_layer"]] == severed["peak_ie"]
+    html = (fl.pytester.path / "report.html").read_text()
+    assert "severed (last subject token)" in html and html.count('<svg class="severed-chart"') == len(facts)
 
 
 def test_without_severed_there_are_no_shares(fl):
