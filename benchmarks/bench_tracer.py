@@ -22,29 +22,25 @@ Prints seconds per fact, the ratio, max |IE difference| and peak memory.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import inspect
 import platform
 import resource
 import sys
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests"))  # the tiny models of the tests (`tiny_models`)
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
 from fact_locator.facts import Fact  # noqa: E402
-from fact_locator.tracing.settings import KINDS, TraceSettings  # noqa: E402
-from fact_locator.tracing import kernels  # noqa: E402
 from fact_locator.tracing.batching import facts_together, sites_per_batch  # noqa: E402
-from fact_locator.tracing.planning import SitePlan  # noqa: E402
-from fact_locator.tracing.readout import Readout  # noqa: E402
-from fact_locator.tracing.restoration import Restorations  # noqa: E402
+from fact_locator.tracing.settings import KINDS, TraceSettings  # noqa: E402
 from fact_locator.tracing.tracer import Tracer  # noqa: E402
 
 # Where `gpt2_tokenizer.py` builds GPT-2's tokenizer (git-ignored; carried to the GPU machine).
@@ -206,11 +202,11 @@ def fast_flops_by_suffix(per_layer: float, lm_head: float, n_layers: int, n_toke
                          window: int, mlp: float | None = None, forks: bool = True) -> dict[int, float]:
     """The fast tracer's FLOPs (3 kinds) by the number of positions its forwards run: T - t
     for the sites that restore token t. `mlp` (the MLP's part of `per_layer`) counts the
-    MLP positions the tracer skips (`Tracer._partial_mlps`); None counts every layer at
-    every position (the tracer before it skipped any, as on the GPU runs of 2026-11-25).
+    MLP positions the tracer skips (`EngineOptions.partial_mlps`); None counts every layer at
+    every position (as with that option off, and on the GPU runs before it existed).
     `forks`: windows clipped at layer 0 start at their end from the longest one's state
-    (`Tracer._forks`; every site of a token in one batch, as on a GPU); False: at layer 0
-    (the tracer before 2026-11-27, later)."""
+    (`SitePlan.forks`; every site of a token in one batch, as on a GPU); False: at layer 0
+    (`EngineOptions.forks` off)."""
     from fact_locator.tracing.tracer import restored_layers
 
     windows = [restored_layers("mlp", layer, n_layers, window) for layer in range(n_layers)]
@@ -234,7 +230,7 @@ def fast_flops_by_suffix(per_layer: float, lm_head: float, n_layers: int, n_toke
 
 
 def mlp_positions(kind: str, first: int, restored: range, layer: int, positions: int, n_layers: int) -> int:
-    """Positions at which a row of the site computes `layer`'s MLP (`Tracer._partial_mlps`):
+    """Positions at which a row of the site computes `layer`'s MLP (`Restorations._partial_mlps`):
     the last layer only at the last position, an MLP it restores not at the restored one,
     an mlp/attn site's first restored layer not after it (copied from the corrupted run)."""
     needed = {positions - 1} if layer == n_layers - 1 else set(range(positions))
@@ -398,92 +394,72 @@ def gpt2xl_shape(device: str, dtype: str, n_facts: int | None, samples: int, win
 def cache_ab(tracer: Tracer, facts: list[Fact], rounds: int = 2) -> None:
     """The restoration runs' KV cache both ways, alternately on one model: prefilled layers
     (the tracer's) against read-only ones, which copy the whole cache with torch.cat at
-    every layer as transformers' DynamicLayer does."""
-    from unittest import mock
-
-    from fact_locator.tracing import kv_suffix
-
-    prefilled = kv_suffix.prefilled_layer
-
-    def by_cat(keys: Any, values: Any, length: int, writable: bool) -> Any:
-        return prefilled(keys, values, length, writable=False)
-
+    every layer as transformers' DynamicLayer does (`EngineOptions.prefilled_cache`)."""
+    options = tracer.options
     print("\n# KV cache of restoration runs: written into room vs torch.cat, alternately")
-    for round_ in range(rounds):
-        for name, layer in (("torch.cat", by_cat), ("prefilled", prefilled)):
-            with mock.patch.object(kv_suffix, "prefilled_layer", layer):
+    try:
+        for round_ in range(rounds):
+            for name, prefilled in (("torch.cat", False), ("prefilled", True)):
+                tracer.options = replace(options, prefilled_cache=prefilled)
                 _, s = timed(lambda: tracer.trace_many(facts))
-            print(f"round {round_ + 1} {name:9}: {s / len(facts):.2f} s per fact", flush=True)
-
-
-def _fresh_buffer(_readout: Any, _name: str, rows: int, width: int, dtype: Any, device: Any) -> Any:
-    return torch.empty((rows, width), dtype=dtype, device=device)
+                print(f"round {round_ + 1} {name:9}: {s / len(facts):.2f} s per fact", flush=True)
+    finally:
+        tracer.options = options
 
 
 # What `--compare-partial-mlps`, `--compare-forks`, `--compare-readout` and `--compare-gqa`
-# switch off: a method, and what stands in for it (nothing to skip, no forks, a new tensor for
-# every batch's logits and softmax instead of the readout's reused buffers, transformers' own
-# choice of copied key/value heads).
-SWITCHABLE = {
-    "partial MLPs": (Restorations, "_partial_mlps", lambda *_a, **_k: {}),
-    "forks": (SitePlan, "forks", lambda *_a, **_k: {}),
-    "reused readout buffers": (Readout, "buffer", _fresh_buffer),
-    "grouped-query attention": (kernels, "cpu_grouped_query_attention", contextlib.nullcontext),
+# switch off: a field of `EngineOptions` (with it off: every MLP position runs, no forks, new
+# buffers for every batch's logits and softmax, transformers' own choice of copied key/value heads).
+SWITCHES = {
+    "partial MLPs": "partial_mlps",
+    "forks": "forks",
+    "reused readout buffers": "buffered_readout",
+    "grouped-query attention": "cpu_gqa",
 }
 
 
 def batches_ab(tracer: Tracer, fact: Fact, feature: str, rounds: int = 3) -> tuple[float, float]:
     """The restoration batches of one trace with and without `feature` (a key of
-    `SWITCHABLE`), batch by batch, alternating which goes first: on a VM whose speed drifts
-    by 10-20% within minutes, whole traces timed one after the other cannot show a change of
-    a few percent. Both run on the same corrupted run. Returns the seconds (with, without)
-    over all rounds."""
-    from unittest import mock
-
-    from fact_locator.tracing.clean_run import clean_run
-    from fact_locator.tracing.corrupted_run import FactRun, corrupted_run
-
-    owner, method, off = SWITCHABLE[feature]
-    with torch.inference_mode():
-        prepared = tracer.prepare(fact)
-        tracer._choose_path(prepared)
-        clean = clean_run(tracer.engine, prepared, tracer.settings.kinds, measure=True)
-        draws, _noise = tracer._corruption(prepared, clean, None)
-        run = FactRun(prepared, clean.states, draws, corrupted_run(tracer.engine, prepared, draws, keep=bool(tracer._suffix)))
-        batches = []
-        for shape, offset, sites in tracer._plan().site_groups([run.shape]):
-            size = sites_per_batch(tracer.loaded, tracer.settings, shape[0], shape[0] - offset)
-            batches += [(offset, sites[i : i + size]) for i in range(0, len(sites), size)]
-        print(f"\n# {feature}, {fact.id}: {len(batches)} restoration batches, each with and without, alternately")
-        seconds = {True: 0.0, False: 0.0}
+    `SWITCHES`), batch by batch, alternating which goes first: on a VM whose speed drifts
+    within minutes, whole traces timed one after the other cannot show a change of a few
+    percent. Both run on the same corrupted run (`Tracer.restoration_batches`). Returns the
+    seconds (with, without) over all rounds; the tracer's options are as before afterwards."""
+    options = tracer.options
+    switched = {True: replace(options, **{SWITCHES[feature]: True}), False: replace(options, **{SWITCHES[feature]: False})}
+    batches = tracer.restoration_batches(fact)
+    print(f"\n# {feature}, {fact.id}: {len(batches)} restoration batches, each with and without, alternately")
+    seconds = {True: 0.0, False: 0.0}
+    try:
         for round_ in range(rounds):
-            for i, (offset, batch) in enumerate(batches):
+            for i, batch in enumerate(batches):
                 for on in (True, False) if (i + round_) % 2 == 0 else (False, True):
-                    with mock.patch.object(owner, method, getattr(owner, method) if on else off):
-                        _, s = timed(lambda: tracer._restorations.restore([run], offset, batch, tracer._plan()))
+                    tracer.options = switched[on]
+                    _, s = timed(batch)
                     seconds[on] += s
             print(f"round {round_ + 1}: with {seconds[True]:.1f} s, without {seconds[False]:.1f} s "
                   f"({seconds[False] / seconds[True]:.3f}x)", flush=True)
+    finally:
+        tracer.options = options
     return seconds[True], seconds[False]
 
 
 def gelu_ab(tracer: Tracer, facts: list[Fact], rounds: int = 2) -> None:
     """The model's "gelu_new" (8 element-wise kernels) against the one kernel the tracer runs
-    in its place (`kernels.fused_tanh_gelu`), alternately on one model; then how far apart the
-    effects of the two are."""
-    fused = tracer.engine.gelu_sites
-    print(f"\n# GELU's tanh form at {len(fused)} MLPs: gelu_new's 8 kernels vs one, alternately")
+    in its place (`EngineOptions.fused_gelu`), alternately on one model; then how far apart
+    the effects of the two are."""
+    options = tracer.options
+    print(f"\n# GELU's tanh form at {len(tracer.engine.gelu_sites)} MLPs: gelu_new's 8 kernels vs one, alternately")
     traces: dict[str, list[Any]] = {}
     seconds = {"gelu_new": 0.0, "one kernel": 0.0}
     try:
         for round_ in range(rounds):
-            for name, sites in (("gelu_new", ()), ("one kernel", fused)):
-                tracer.engine.gelu_sites = sites
+            for name, fused in (("gelu_new", False), ("one kernel", True)):
+                tracer.options = replace(options, fused_gelu=fused)
                 traces[name], s = timed(lambda: tracer.trace_many(facts))
                 seconds[name] += s
                 print(f"round {round_ + 1} {name:10}: {s / len(facts):.2f} s per fact", flush=True)
     finally:
-        tracer.engine.gelu_sites = fused
+        tracer.options = options
     print(f"all rounds: gelu_new {seconds['gelu_new']:.1f} s, one kernel {seconds['one kernel']:.1f} s "
           f"({seconds['gelu_new'] / seconds['one kernel']:.2f}x)")
     gap = largest = 0.0

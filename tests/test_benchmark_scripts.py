@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -174,19 +176,35 @@ def test_side_by_side_on_shipped_facts_prints_agreeing_traces(capsys: pytest.Cap
 @pytest.mark.parametrize("feature", ["partial MLPs", "forks", "reused readout buffers", "grouped-query attention"])
 def test_a_feature_is_timed_batch_by_batch_both_ways(feature: str, capsys: pytest.CaptureFixture[str], benchmarks: None) -> None:
     """`--compare-partial-mlps`, `--compare-forks`, `--compare-readout`, `--compare-gqa`:
-    every restoration batch of a trace runs with and without the feature, and the patched
-    method is back afterwards."""
+    every restoration batch of a trace runs with and without the feature (an engine option),
+    and the tracer's options are back afterwards."""
     from tiny_models import tiny_loaded
 
     import bench_tracer
 
+    from fact_locator.tracing.engine import EngineOptions
     from fact_locator.tracing.settings import TraceSettings
     from fact_locator.tracing.tracer import Tracer
 
-    owner, method, _off = bench_tracer.SWITCHABLE[feature]
-    original = getattr(owner, method)
+    field = bench_tracer.SWITCHES[feature]
+    assert getattr(EngineOptions(), field) is True
     tracer = Tracer(tiny_loaded("llama"), TraceSettings(samples=2, window=2))
+    seen: list[bool] = []  # the option, as each batch ran
+    batches = tracer.restoration_batches
+
+    def watched(fact: Any) -> list[Callable[[], Any]]:
+        def watch(batch: Callable[[], Any]) -> Callable[[], Any]:
+            def run() -> Any:
+                seen.append(getattr(tracer.options, field))
+                return batch()
+
+            return run
+
+        return [watch(batch) for batch in batches(fact)]
+
+    tracer.restoration_batches = watched  # type: ignore[method-assign]
     with_, without = bench_tracer.batches_ab(tracer, bench_tracer.FACTS[0], feature, rounds=2)
     assert with_ > 0 and without > 0
-    assert getattr(owner, method) is original
+    assert seen.count(True) == seen.count(False) > 0  # every batch both ways
+    assert tracer.options == EngineOptions()
     assert len(re.findall(r"round \d: with [\d.]+ s, without [\d.]+ s", capsys.readouterr().out)) == 2

@@ -18,7 +18,8 @@ from fact_locator.tracing.reference import reference_trace
 from fact_locator.tracing.settings import KINDS, TraceSettings
 from fact_locator.tracing.clean_run import clean_run
 from fact_locator.tracing.corrupted_run import FactRun, corrupted_run
-from fact_locator.tracing.planning import Site, SitePlan
+from fact_locator.tracing.engine import EngineOptions
+from fact_locator.tracing.planning import Site
 from fact_locator.tracing.tracer import Tracer
 
 TOL = 1e-5
@@ -91,7 +92,7 @@ def layer_pairs(tracer: Tracer) -> int:
 
 
 @pytest.mark.parametrize("arch", sorted(TINY_CONFIGS))
-def test_forks_skip_the_shared_layers_and_still_equal_the_reference(arch: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_forks_skip_the_shared_layers_and_still_equal_the_reference(arch: str) -> None:
     loaded = tiny_loaded(arch, layers=LAYERS)
     tracer = suffix_tracer(loaded)
     trace = tracer.trace(FACT)
@@ -101,7 +102,7 @@ def test_forks_skip_the_shared_layers_and_still_equal_the_reference(arch: str, m
         assert diff <= TOL, f"{kind}: max |IE - reference| = {diff:.3g}"
 
     with_forks = layer_pairs(tracer)
-    monkeypatch.setattr(SitePlan, "forks", lambda _self, _sites: {})
+    tracer.options = EngineOptions(forks=False)
     without = layer_pairs(tracer)
     # Per window kind and restored token t: the sites of layers 0 and 1 skip layers 0-1 and
     # 0-2 (2 + 3 layers) at each of the T - t positions the batch runs, for each sample.

@@ -3,7 +3,7 @@ loop to 1e-5, on every tiny architecture and on SmolLM2-135M."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import Any
 
 import pytest
@@ -16,7 +16,7 @@ from fact_locator.tracing.clean_run import clean_run
 from fact_locator.tracing.reference import reference_trace
 from fact_locator.tracing.settings import KINDS, TraceSettings
 from fact_locator.tracing.trace import NoiseInfo
-from fact_locator.tracing import tracer as tracer_module
+from fact_locator.tracing.engine import EngineOptions
 from fact_locator.tracing.tracer import Tracer
 
 TOL = 1e-5
@@ -88,16 +88,33 @@ def test_kv_suffix_is_used_on_every_tiny_architecture(tiny: Any) -> None:
     assert tracer.uses_kv_suffix, tracer.suffix_fallback_reason
 
 
-def test_fallback_path_equals_reference(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A model that fails the probe runs whole prompts, and still gets the same numbers."""
+def test_fallback_path_equals_reference() -> None:
+    """Without the KV-suffix path (a model that fails the probe, or the option off) every
+    restoration run is a whole prompt, with the same numbers."""
     loaded = tiny_loaded("llama", layers=4)
-    monkeypatch.setattr(tracer_module, "suffix_probe", lambda *_args: "failed")
-    tracer = Tracer(loaded, TraceSettings(samples=3, window=2))
+    tracer = Tracer(loaded, TraceSettings(samples=3, window=2), EngineOptions(kv_suffix=False))
     trace = tracer.trace(SUBJECT_MIDDLE)
     assert tracer.uses_kv_suffix is False
     ref = reference_trace(loaded, SUBJECT_MIDDLE, KINDS, 3, trace.noise.std, 2, 0)
     for kind in KINDS:
         assert (torch.tensor(trace.ie[kind]) - torch.tensor(ref["ie"][kind])).abs().max().item() <= TOL
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+@pytest.mark.parametrize("option", [f.name for f in fields(EngineOptions)])
+def test_each_engine_option_switched_off_still_equals_reference(arch: str, option: str) -> None:
+    """Engine options change how the tracer computes, never what: each one off (GPT-2 runs
+    gelu_new, Llama grouped-query attention) still gives the reference loop's numbers."""
+    loaded = tiny_loaded(arch, layers=4)
+    fact = likeliest_target(loaded, SUBJECT_MIDDLE)
+    tracer = Tracer(loaded, TraceSettings(samples=3, window=2), EngineOptions(**{option: False}))
+    trace = tracer.trace(fact)
+    assert tracer.uses_kv_suffix is (option != "kv_suffix")
+    ref = reference_trace(loaded, fact, KINDS, 3, trace.noise.std, 2, 0)
+    assert trace.p_clean == pytest.approx(ref["p_clean"], abs=TOL)
+    for kind in KINDS:
+        assert (torch.tensor(trace.ie[kind]) - torch.tensor(ref["ie"][kind])).abs().max().item() <= TOL
+    assert max(abs(v) for kind in KINDS for row in trace.ie[kind] for v in row) > 1e-4
 
 
 def test_probe_rejects_a_model_that_ignores_the_cache(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -373,6 +390,26 @@ def test_cpu_grouped_query_attention_reads_shared_heads_in_place_and_comes_back(
     monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
     Tracer(loaded, TraceSettings(samples=2, window=2)).trace(SUBJECT_MIDDLE)
     assert heads and all(h == (2, True) for h in heads)
+
+    # Switched off (EngineOptions.cpu_gqa), the masked forwards copy the heads again.
+    heads.clear()
+    Tracer(loaded, TraceSettings(samples=2, window=2), EngineOptions(cpu_gqa=False)).trace(SUBJECT_MIDDLE)
+    assert (4, False) in heads
+
+
+def test_gelu_new_runs_as_defined_with_the_fused_gelu_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    from transformers.activations import NewGELUActivation
+
+    calls: list[int] = []
+    forward = NewGELUActivation.forward
+
+    def counted(self: Any, x: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return forward(self, x)
+
+    monkeypatch.setattr(NewGELUActivation, "forward", counted)
+    Tracer(tiny_loaded("gpt2", layers=2), TraceSettings(samples=2, window=2), EngineOptions(fused_gelu=False)).trace(SUBJECT_MIDDLE)
+    assert calls
 
 
 # -- out-of-memory handling ----------------------------------------------------------------

@@ -32,13 +32,15 @@ if TYPE_CHECKING:
 __all__ = ["replays", "staggered_layers", "suffix_cache", "suffix_probe"]
 
 
-def suffix_cache(keys_values: Sequence[Sequence[tuple[torch.Tensor, torch.Tensor]]], rows: BatchRows, token: int, first_real: int) -> Any:
+def suffix_cache(keys_values: Sequence[Sequence[tuple[torch.Tensor, torch.Tensor]]], rows: BatchRows, token: int, first_real: int,
+                 prefilled: bool = True) -> Any:
     """A DynamicCache holding the corrupted runs' keys/values for positions < `token`: one
     entry of `keys_values` (a fact's cache of the whole prompt, per layer) per fact of
     `rows`, gathered into the batch's rows once, with room for the positions the batch
-    runs (`prefilled_layer`). Layers before `first_real` never run (they are replayed), so
-    they keep views of the first fact's tensors: the cache only needs them to report its
-    length. None when there is no prefix."""
+    runs (`prefilled_layer`; without `prefilled`, every layer copies as transformers' own
+    does). Layers before `first_real` never run (they are replayed), so they keep views of
+    the first fact's tensors: the cache only needs them to report its length. None when
+    there is no prefix."""
     from transformers import DynamicCache
 
     if token == 0:
@@ -48,7 +50,7 @@ def suffix_cache(keys_values: Sequence[Sequence[tuple[torch.Tensor, torch.Tensor
         if i >= first_real:
             k = rows.gather([kv[i][0] for kv in keys_values])
             v = rows.gather([kv[i][1] for kv in keys_values])
-        layers.append(prefilled_layer(k, v, token, writable=i >= first_real))
+        layers.append(prefilled_layer(k, v, token, writable=prefilled and i >= first_real))
     cache = DynamicCache()
     cache.layers = layers
     return cache

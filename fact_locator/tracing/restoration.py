@@ -100,12 +100,17 @@ class Restorations:
             at = device_tensor([[rows.local[sites[i].fact], sites[i].token] for i in restored], clean.device)
             edits[adapter.site_path(kind, layer)] = _restorer(restored, at[:, 1] - offset, clean[at[:, 0], at[:, 1]], samples, positions)
         stand_in_layers = replays(rows, fact_runs, first, offset)
-        cache = suffix_cache([r.corrupted.keys_values for r in fact_runs], rows, offset, first) if plan.suffix else None
+        options = engine.options
+        cache = None
+        if plan.suffix:
+            cache = suffix_cache([r.corrupted.keys_values for r in fact_runs], rows, offset, first, options.prefilled_cache)
         prompt_ids = device_tensor([r.prepared.token_ids[offset:] for r in fact_runs], loaded.device)
         input_ids = prompt_ids.index_select(0, rows.row_fact)
         layers = loaded.model.get_submodule(adapter.layers)
         stand_ins = self._partial_mlps(sites, firsts, forks, restored_at, rows, fact_runs, offset, plan)
-        head = self.readout.head(loaded.model.get_submodule(self._head_path)) if self._head_path is not None else None
+        # Without buffers kept from batch to batch, each batch gets new ones.
+        readout = self.readout if options.buffered_readout else Readout()
+        head = readout.head(loaded.model.get_submodule(self._head_path)) if self._head_path is not None else None
         if head is not None:
             stand_ins[self._head_path] = head  # logits into the readout's buffer
         # The MLPs' stand-ins go in first: a staggered layer takes its children as they are
@@ -128,7 +133,7 @@ class Restorations:
         distractors = None
         if metric == "logit_diff":
             distractors = device_tensor([r.prepared.distractor_id for r in fact_runs], logits.device).index_select(0, rows.row_fact)
-        return self.readout.values(metric, logits, targets, distractors).view(len(sites), samples)
+        return readout.values(metric, logits, targets, distractors).view(len(sites), samples)
 
     def _partial_mlps(self, sites: Sequence[Site], firsts: Sequence[int], forks: dict[int, int], restored_at: dict[tuple[str, int], list[int]],
                       rows: BatchRows, fact_runs: Sequence[FactRun], offset: int, plan: SitePlan) -> dict[str, Any]:
@@ -149,7 +154,7 @@ class Restorations:
         device = loaded.device
         width = config_size(loaded.model.config, "width")
         stand_ins: dict[str, Any] = {}
-        if not width:
+        if not width or not self.engine.options.partial_mlps:
             return stand_ins
         for layer in range(firsts[0], n_layers):
             started = bisect_right(firsts, layer)  # sites that run this layer: the leading ones

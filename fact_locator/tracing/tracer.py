@@ -17,7 +17,7 @@ from fact_locator.tracing.batching import facts_together, run_in_batches, sites_
 from fact_locator.tracing.clean_run import CleanRun, clean_run
 from fact_locator.tracing.corrupted_run import FactRun, corrupted_run
 from fact_locator.tracing.corruption import CorruptionRequest, corrupt, noise_for
-from fact_locator.tracing.engine import Engine
+from fact_locator.tracing.engine import Engine, EngineOptions
 from fact_locator.tracing.kv_suffix import suffix_probe
 from fact_locator.tracing.metrics import check_metric
 from fact_locator.tracing.nonfinite import FiniteCheck, raise_unless_finite
@@ -31,7 +31,7 @@ from fact_locator.tracing.trace import NoiseInfo, Trace
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["Progress", "Site", "Tracer", "prompt_fields", "restored_layers"]
+__all__ = ["EngineOptions", "Progress", "Site", "Tracer", "prompt_fields", "restored_layers"]
 
 # Called with (sites done, sites in all) as the restoration runs progress.
 Progress = Callable[[int, int], None]
@@ -48,14 +48,14 @@ class Tracer:
     the sites whose first restored layer it has reached (windows clipped at layer 0 start at
     their end, from the longest one's state: `SitePlan.forks`). Otherwise every run is a
     forward of the whole prompt. Either way the numbers equal the plain loop's
-    (`tracing/reference.py`).
+    (`tracing/reference.py`). `options` switch those savings off one by one (`EngineOptions`).
     """
 
-    def __init__(self, loaded: LoadedModel, settings: TraceSettings | None = None):
+    def __init__(self, loaded: LoadedModel, settings: TraceSettings | None = None, options: EngineOptions | None = None):
         self.loaded = loaded
         self.settings = settings or TraceSettings()
-        # The model as every run calls it: the forward, its kernel swaps, the settings.
-        self.engine = Engine(loaded, self.settings)
+        # The model as every run calls it: the forward, its kernel swaps, settings and options.
+        self.engine = Engine(loaded, self.settings, options)
         # Restoration forwards write their logits and softmax into buffers kept for a trace.
         self._readout = Readout()
         self._restorations = Restorations(self.engine, self._readout)
@@ -69,6 +69,15 @@ class Tracer:
     def embed(self, prepared: PreparedPrompt) -> torch.Tensor:
         """Output of the embedding module for the prompt, (tokens, d)."""
         return clean_run(self.engine, prepared).embeddings
+
+    @property
+    def options(self) -> EngineOptions:
+        """How this tracer computes (never what); may be replaced between traces."""
+        return self.engine.options
+
+    @options.setter
+    def options(self, options: EngineOptions) -> None:
+        self.engine.options = options
 
     @property
     def uses_kv_suffix(self) -> bool | None:
@@ -140,13 +149,42 @@ class Tracer:
         """The settings' noise std, or one calibrated on this fact's subject embeddings."""
         return noise_for(self.settings, prepared, embeddings)
 
+    def restoration_batches(self, fact: Fact, noise: NoiseInfo | None = None) -> list[Callable[[], torch.Tensor]]:
+        """The restoration forwards a trace of `fact` runs, one call per batch, each returning
+        its values (sites, samples), all on one clean and corrupted run made here. For
+        benchmarks, which time them batch by batch with `options` switched between calls."""
+        import torch
+
+        with torch.inference_mode():
+            prepared = self.prepare(fact)
+            check_metric(self.settings.metric, prepared)
+            self._choose_path(prepared)
+            clean = clean_run(self.engine, prepared, self.settings.kinds, measure=True)
+            draws, _noise = self._corruption(prepared, clean, noise)
+            run = FactRun(prepared, clean.states, draws, corrupted_run(self.engine, prepared, draws, keep=bool(self._suffix)))
+        batches: list[Callable[[], torch.Tensor]] = []
+        for shape, offset, sites in self._plan().site_groups([run.shape]):
+            size = sites_per_batch(self.loaded, self.settings, shape[0], shape[0] - offset)
+            for lo in range(0, len(sites), size):
+
+                def batch(offset: int = offset, chunk: Sequence[Site] = sites[lo : lo + size]) -> torch.Tensor:
+                    with torch.inference_mode():
+                        return self._restorations.restore([run], offset, chunk, self._plan())
+
+                batches.append(batch)
+        return batches
+
     # -- the parts of a trace ------------------------------------------------------------
     def _plan(self) -> SitePlan:
-        return SitePlan(self.loaded.n_layers, self.settings.kinds, self.settings.window, suffix=bool(self._suffix))
+        return SitePlan(self.loaded.n_layers, self.settings.kinds, self.settings.window, suffix=bool(self._suffix),
+                        forks_on=self.options.forks)
 
     def _choose_path(self, prepared: PreparedPrompt) -> None:
         """KV suffix or whole prompts, decided once, on the first trace."""
-        if self._suffix is None:
+        if self._suffix is None and not self.options.kv_suffix:
+            self._suffix = False
+            self.suffix_fallback_reason = "the KV-suffix path is switched off (EngineOptions.kv_suffix)"
+        elif self._suffix is None:
             reason = suffix_probe(self.engine, self._restorations, prepared, self._plan())
             self._suffix = reason is None
             if reason is not None:
