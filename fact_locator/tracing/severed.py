@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from fact_locator.errors import UsageError
 from fact_locator.facts import Fact
 from fact_locator.tracing.clean_run import clean_run
-from fact_locator.tracing.corruption import make_noise
+from fact_locator.tracing.corruption import noise_draws
 from fact_locator.tracing.hooks import edit_outputs
 from fact_locator.tracing.trace import NoiseInfo, SeveredPaths
 
@@ -84,14 +84,10 @@ def severed_trace(
 
         return edit
 
-    clean = clean_run(tracer.engine, prepared, ("hidden",))
-    if noise is None:
-        noise = tracer.noise_for(prepared, clean.embeddings)
     if tokens not in ("all", "last_subject"):
         raise UsageError(f"severed paths: tokens must be 'all' or 'last_subject', got {tokens!r}")
-    if settings.corruption not in ("gaussian", "uniform"):
-        raise UsageError(f"severed paths are traced with noise (gaussian or uniform), not corruption {settings.corruption!r}")
-    draws = make_noise(samples, end - start, clean.embeddings.shape[-1], noise.std, settings.seed, settings.corruption)
+    clean = clean_run(tracer.engine, prepared, ("hidden",))
+    draws, noise = noise_draws(settings, prepared, clean.embeddings, noise, "severed paths are")
     draws = draws.to(device=loaded.device, dtype=clean.embeddings.dtype)
 
     def add_noise(rows: int) -> Callable[[torch.Tensor], torch.Tensor]:
