@@ -1,12 +1,12 @@
 """The read-out of restoration forwards: the output embedding's logits and the metric's value
 per row, written into buffers that are kept from batch to batch of a trace.
 
-A batch's float32 logits (rows x vocab: 116 MB for 590 rows of SmolLM2) and their softmax are
-the biggest tensors a restoration forward makes. Allocated afresh for every batch, on a CPU
-they come from the OS each time, and the kernel zero-fills every page on first touch:
-0.3-0.45 million page faults and about 2 s of system time in one SmolLM2 trace. Reused, the
-pages stay mapped (on a GPU torch's caching allocator already reuses memory; the buffers cost nothing
-there either).
+A batch's float32 logits (rows x vocab) and their softmax are the biggest tensors a
+restoration forward makes. Allocated afresh for every batch, on a CPU they come from the OS
+each time, and the kernel zero-fills every page on first touch (page faults and system time
+on every batch: benchmarks/README.md). Reused, the pages stay mapped (on a GPU torch's
+caching allocator already reuses memory; the buffers cost nothing there either). With
+`EngineOptions.buffered_readout` off, every batch gets new ones.
 """
 
 from __future__ import annotations
