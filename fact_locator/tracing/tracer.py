@@ -27,6 +27,7 @@ from fact_locator.tracing.readout import Readout
 from fact_locator.tracing.restoration import Restorations
 from fact_locator.tracing.settings import TraceSettings
 from fact_locator.tracing.trace import NoiseInfo, Trace
+from fact_locator.versions import library_versions
 
 if TYPE_CHECKING:
     import torch
@@ -260,7 +261,7 @@ class Tracer:
                 settings=settings.to_dict() | {"device": self.loaded.device},
                 noise=fact_noise,
                 timings=fact_timings,
-                versions=_versions(),
+                versions=library_versions(),
                 metric=settings.metric,
                 clean_value=clean.value,
                 corrupt_value=run_.corrupted.value,
@@ -284,12 +285,3 @@ def prompt_fields(loaded: LoadedModel, prepared: PreparedPrompt) -> dict[str, An
         "target_token": prepared.target_token,
         "target_id": prepared.target_id,
     }
-
-
-def _versions() -> dict[str, str]:
-    import torch
-    import transformers
-
-    from fact_locator import __version__
-
-    return {"fact_locator": __version__, "torch": torch.__version__, "transformers": transformers.__version__}
