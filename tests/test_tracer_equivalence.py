@@ -178,6 +178,7 @@ def test_trace_many_equals_trace_one_by_one() -> None:
     singles = [tracer.trace(f) for f in (SUBJECT_FIRST, SUBJECT_MIDDLE)]
     assert [t.ie for t in many] == [t.ie for t in singles]
     assert seen[-1][0] == seen[-1][1] and len({total for _, total in seen}) == 1
+    assert seen[0][0] == 0  # the total is known before the first batch runs
 
 
 # Prompts of the same shape (15 tokens, subject 0..8 with the tiny tokenizer) and one other.

@@ -96,8 +96,8 @@ class Tracer:
         """Trace several facts together: facts whose prompts have the same shape (token count
         and subject span) share restoration forwards, as many as fit in memory at a time
         (`batching.facts_together`). The numbers equal tracing each on its own; `progress`
-        counts the sites of all of them; `on_traced(index, trace)` hears of each trace as it
-        is done."""
+        counts the sites of all of them (0 done first, then once per batch); `on_traced(index,
+        trace)` hears of each trace as it is done."""
         prepared = [self.prepare(fact) for fact in facts]
         plan = self._plan()
         total = sum(plan.site_count(p) for p in prepared)
@@ -109,6 +109,7 @@ class Tracer:
             if progress is not None:
                 progress(done, total)
 
+        count(0)  # the total, before the first batch: a listener can say what is starting
         traces: dict[int, Trace] = {}
         by_shape: dict[tuple[int, tuple[int, int]], list[int]] = {}
         for i, p in enumerate(prepared):
