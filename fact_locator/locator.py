@@ -28,9 +28,10 @@ if TYPE_CHECKING:
     from fact_locator.cache import TraceCache
     from fact_locator.factset import FactSet
     from fact_locator.models.loading import LoadedModel
+    from fact_locator.trace_progress import ProgressListener
     from fact_locator.tracing.settings import TraceSettings
     from fact_locator.tracing.trace import NoiseInfo, SeveredPaths, Trace
-    from fact_locator.tracing.tracer import Tracer
+    from fact_locator.tracing.tracer import Progress, Tracer
 
 __all__ = ["CleanCheck", "Locator", "UNKNOWN_RULES", "load_python_model"]
 
@@ -89,7 +90,8 @@ class Locator:
 
     `overrides` are trace settings given on the command line or in the ini (they beat a fact
     set's `settings:`); `defaults` sit below the fact set's settings. `on_trace`, if given, is
-    called with (fact, trace, cached) after every trace (the plugin counts with it).
+    called with (fact, trace, cached) after every trace (the plugin counts with it);
+    `on_progress` with a `TraceProgress` as an exact trace runs its batches (the plugin draws it).
     """
 
     def __init__(
@@ -105,6 +107,7 @@ class Locator:
         model_from_factset: bool = True,
         on_trace: Callable[[Fact, Trace, bool], None] | None = None,
         method: str = "exact",
+        on_progress: ProgressListener | None = None,
     ):
         if method not in METHODS:
             raise UsageError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
@@ -118,6 +121,7 @@ class Locator:
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else None
         self.use_cache = use_cache
         self.on_trace = on_trace
+        self.on_progress = on_progress
         self._models: dict[str, LoadedModel] = {}
         self._tracers: dict[tuple[str, Any], Tracer] = {}
         self._noise: dict[tuple[Any, ...], NoiseInfo] = {}
@@ -292,7 +296,7 @@ class Locator:
                         yield lookup.fact
 
             batch += [pending[id(m)] for m in self.tracer(settings, spec).batch_mates(wanted.fact, untraced())]
-        self._compute(batch, settings, spec)
+        self._compute(batch, settings, spec, factset)
         return self._found(wanted)
 
     def _lookup(self, fact: Fact, factset: FactSet | None, settings: TraceSettings, spec: str) -> _Lookup:
@@ -322,7 +326,8 @@ class Locator:
             self._remember(lookup, lookup.trace, cached=True)
         return lookup.trace
 
-    def _compute(self, batch: Sequence[_Lookup], settings: TraceSettings, spec: str) -> None:
+    def _compute(self, batch: Sequence[_Lookup], settings: TraceSettings, spec: str,
+                 factset: FactSet | None = None) -> None:
         """Trace the facts of `batch` (one noise: a fact set's, or a lone fact) together,
         writing each to the cache as soon as it is done."""
         tracer = self.tracer(settings, spec)
@@ -334,13 +339,25 @@ class Locator:
             return
         try:
             tracer.trace_many([lookup.fact for lookup in batch], noise=batch[0].noise,
+                              progress=self._progress(batch, factset),
                               on_traced=lambda i, trace: self._store(batch[i], trace))
         except FactLocatorError:
             if len(batch) == 1 or batch[0].trace is not None:
                 raise
             # A companion's problem must not fail this fact: trace it alone (each companion's
             # own call traces it again and reports its own error).
-            self._compute(batch[:1], settings, spec)
+            self._compute(batch[:1], settings, spec, factset)
+
+    def _progress(self, batch: Sequence[_Lookup], factset: FactSet | None) -> Progress | None:
+        """The tracer's (done, total) callback, told to `on_progress` as `TraceProgress`."""
+        listener = self.on_progress
+        if listener is None:
+            return None
+        from fact_locator.trace_progress import TraceProgress
+
+        first = batch[0].fact
+        fact, name = first.id or first.subject, factset.name if factset is not None else None
+        return lambda done, total: listener(TraceProgress(fact, name, done, total, together=len(batch)))
 
     def _store(self, lookup: _Lookup, trace: Trace) -> None:
         lookup.trace = trace

@@ -241,6 +241,7 @@ class FactLocatorSession:
     def locator(self) -> Locator:
         """The session's Locator; ModelLoadError etc. are raised (and remembered) here."""
         from fact_locator.locator import Locator
+        from fact_locator.plugin.progress import progress_listener
 
         with self._lock:
             if self._load_error is not None:
@@ -258,6 +259,7 @@ class FactLocatorSession:
                     use_cache=not values["no-cache"],
                     model_from_factset=self.options.sources["model"] == "default",
                     method=values["method"],
+                    on_progress=progress_listener(self.config),
                     on_trace=lambda fact, trace, cached: self.config.hook.pytest_fl_trace(
                         config=self.config, fact=fact, trace=trace, cached=cached),
                 )
