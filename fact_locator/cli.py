@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog="fact-locator", description="Locate where a language model stores its facts (causal tracing).")
     parser.add_argument("--version", action="version", version=f"fact-locator {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser,
+                                     help="one of these (fact-locator COMMAND --help for its options)")
 
     trace = commands.add_parser("trace", help="trace one fact and show where its effect lies")
     trace.add_argument("--subject", required=True, help="the subject, as it appears in the prompt")
@@ -60,13 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--relation", help="relation template with one {} where the subject goes")
     where.add_argument("--prompt", help="a full prompt that contains the subject")
     trace.add_argument("--target", required=True, help="the expected answer (its first token is traced)")
-    trace.add_argument("--distractor", help="a wrong answer, for --metric logit_diff")
+    trace.add_argument("--distractor",
+                       help="a wrong answer, for --metric logit_diff. Default: none (only logit_diff needs one)")
     trace.add_argument("--replacement", action="append", default=[], metavar="SUBJECT",
                        help="a subject to swap in for --corruption str (repeat it; those of the same token length are used)")
     add_cli_options(trace.add_argument, TRACE_SETTINGS)
-    trace.add_argument("--json", type=Path, metavar="PATH", help="write the trace as JSON to PATH")
+    trace.add_argument("--json", type=Path, metavar="PATH",
+                       help="write the trace as JSON to PATH. Default: none (the terminal only)")
     trace.add_argument("--trust-remote-code", action="store_true", help="allow a hub model's own code (off by default)")
-    trace.add_argument("--no-progress", action="store_true", help="no progress bar")
+    trace.add_argument("--no-progress", action="store_true",
+                       help="no progress bar (it is drawn on stderr only when that is a terminal)")
 
     models = commands.add_parser("models", help="list the built-in models and what is cached")
     add_cli_options(models.add_argument, ("cache-dir",))
@@ -90,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("after", type=Path, help="results or trace JSON to compare with it")
     add_cli_options(compare.add_argument, BASELINE_SETTINGS)
     compare.add_argument("--check", action="store_true", help="exit 1 when the baseline rule is broken")
-    compare.add_argument("--html", type=Path, metavar="PATH", help="also render the comparison as a self-contained HTML page")
+    compare.add_argument("--html", type=Path, metavar="PATH",
+                         help="also render the comparison as a self-contained HTML page. Default: none (the terminal only)")
     return parser
 
 
