@@ -172,5 +172,9 @@ def test_traces_do_not_depend_on_xdist_workers_or_fact_order(fl):
     fl.factset("crash", factset_yaml(list(reversed(facts))))
     reversed_order = _run_traces(fl, "reversed.json")
     assert set(serial) == {f[0] for f in facts}
-    assert parallel == serial  # bit-identical
+    # Serially a set's facts share forwards; under `-n 2` each is traced alone. That changes
+    # float32 sums only (README, "Deterministic"): all but the effects is identical.
+    assert {f: {k: v for k, v in t.items() if k != "ie"} for f, t in parallel.items()} == \
+        {f: {k: v for k, v in t.items() if k != "ie"} for f, t in serial.items()}
+    assert _max_diff(parallel, serial) <= 1e-6, _max_diff(parallel, serial)
     assert _max_diff(reversed_order, serial) == 0.0, _max_diff(reversed_order, serial)
