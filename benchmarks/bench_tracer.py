@@ -30,8 +30,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # the tiny models of the tests (`tiny_models`)
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # the tiny models of the tests (`tests.support.tiny_models`)
 
 import torch  # noqa: E402
 from bench_facts import FACTS, shipped_facts  # noqa: E402
@@ -188,7 +187,7 @@ def together_overhead_bound(samples: int, window: int) -> None:
     (as on a GPU whose batches are not full): a tiny random Llama (4 layers, d=64) on the
     tiny tokenizer, 3 prompts of one shape traced together against one by one, and the
     3 kinds together against one kind per trace. Counts forwards too."""
-    from tiny_models import tiny_loaded
+    from tests.support.tiny_models import tiny_loaded
 
     print(f"\n# batching on a tiny model (overhead-bound forwards), {samples} samples, window {window}")
     loaded = tiny_loaded("llama", layers=4)

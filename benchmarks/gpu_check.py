@@ -20,16 +20,14 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # the tiny models and equivalence checks of the tests (`tests.*`)
 
 import torch  # noqa: E402
 
 
 def equivalence(device: str) -> bool:
-    from test_tracer_equivalence import SUBJECT_MIDDLE, assert_equal_to_reference
-    from tiny_models import TINY_CONFIGS, tiny_model, tiny_tokenizer
+    from tests.support.tiny_models import TINY_CONFIGS, tiny_model, tiny_tokenizer
+    from tests.unit.test_tracer_equivalence import SUBJECT_MIDDLE, assert_equal_to_reference
 
     from fact_locator.models.loading import from_objects
 
@@ -46,8 +44,8 @@ def equivalence(device: str) -> bool:
 
 
 def half_precision(device: str) -> bool:
-    from test_tracer_equivalence import SUBJECT_MIDDLE, likeliest_target
-    from tiny_models import tiny_model, tiny_tokenizer
+    from tests.support.tiny_models import tiny_model, tiny_tokenizer
+    from tests.unit.test_tracer_equivalence import SUBJECT_MIDDLE, likeliest_target
 
     from fact_locator.models.loading import from_objects
     from fact_locator.tracing.settings import KINDS, TraceSettings

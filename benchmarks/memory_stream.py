@@ -8,7 +8,7 @@ at a few checkpoints, the growth per fact, and the size of one trace as JSON.
     .venv/bin/python benchmarks/memory_stream.py            # 500 facts, checkpoints 100/200/500
     .venv/bin/python benchmarks/memory_stream.py --facts 50 --checkpoints 10,50
 
-Nothing is downloaded: the model is `tests/plugin/fl_tiny.py:llama` (2 layers, d_model 64).
+Nothing is downloaded: the model is `tests/support/fl_tiny.py:llama` (2 layers, d_model 64).
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def main() -> int:
         (work / "pytest.ini").write_text("[pytest]\nfl_model = python:fl_tiny:llama\n")
         log = work / "mem.jsonl"
         env = dict(os.environ, FL_MEM_LOG=str(log), FACT_LOCATOR_CACHE=str(work / "cache"),
-                   PYTHONPATH=os.pathsep.join([str(ROOT / "tests"), str(ROOT / "tests" / "plugin"),
+                   PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests" / "support"),
                                                os.environ.get("PYTHONPATH", "")]))
         started = time.time()
         proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "factsets",

@@ -151,7 +151,7 @@ def h100_seconds(config: Any, prompts: Sequence[Any], samples: int, window: int,
                 seconds += flops / (_interpolate(H100_MODEL_TFLOPS, positions) * 1e12)
         return seconds
 
-    from tiny_models import tiny_tokenizer
+    from tests.support.tiny_models import tiny_tokenizer
 
     from fact_locator.tracing.prompt import prepare_prompt
 

@@ -1,5 +1,4 @@
-import sys
-from pathlib import Path
+"""Shared by every layer: pytester for the plugin and robustness tests. The helpers are the
+package tests.support, importable because pyproject.toml sets pytest's `pythonpath = ["."]`."""
 
-sys.path.insert(0, str(Path(__file__).parent))
 pytest_plugins = ["pytester"]

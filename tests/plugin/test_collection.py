@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import GEO
+from tests.support.pytester_harness import GEO
 
 BROKEN = """\
 name: broken

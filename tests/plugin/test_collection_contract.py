@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import GEO
+from tests.support.pytester_harness import GEO
 
 BROKEN = """\
 name: broken

@@ -4,7 +4,7 @@ settings:), --fl-method atp, --fl-severed, --fl-baseline, and interval expectati
 from __future__ import annotations
 
 import pytest
-from conftest import GEO
+from tests.support.pytester_harness import GEO
 
 INTERVALS = GEO.replace('aggregate:\n  - ate: ">= -1"\n',
                         'aggregate:\n  - ate: ">= -1 at 95%"\n  - ate: {min: 0.99, level: 0.95, id: ate-high}\n')
@@ -135,7 +135,7 @@ def test_str_replacements_default_to_the_other_subjects_of_the_set(tmp_path):
 
     fs = parse_factset(GEO.replace("    target: Japan\n", "    target: Japan\n    replacements: [Honda]\n"),
                        tmp_path / "geo.yaml")
-    locator = Locator(model="python:fl_tiny:llama")
+    locator = Locator(model="python:tests.support.fl_tiny:llama")
     colosseum, toyota = (s.fact for s in fs.facts)
     str_settings = TraceSettings(corruption="str")
     assert locator.fact_for(colosseum, fs, str_settings).replacements == ("Toyota",)
@@ -166,7 +166,7 @@ facts:
 """
     fs = parse_factset(text, tmp_path / "pair.yaml")
     colosseum, parthenon = (s.fact for s in fs.facts)
-    locator = Locator(model="python:fl_tiny:llama", overrides={"metric": "logit_diff", "samples": 2}, use_cache=False)
+    locator = Locator(model="python:tests.support.fl_tiny:llama", overrides={"metric": "logit_diff", "samples": 2}, use_cache=False)
     tracer = locator.tracer(locator.settings_for(fs), locator.model_for(fs))
     assert tracer.batch_mates(colosseum, [parthenon]) == [parthenon]  # they would share forwards
     trace = locator.trace(colosseum, fs, companions=[parthenon])

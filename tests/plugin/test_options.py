@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from conftest import GEO
+from tests.support.pytester_harness import GEO
 
 OPTIONS = ["model", "device", "dtype", "samples", "seed", "window", "noise", "kinds", "cache-dir", "no-cache",
            "json", "html", "factsets", "unknown"]

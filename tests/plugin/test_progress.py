@@ -10,7 +10,7 @@ import sys
 from collections.abc import Iterator
 
 import pytest
-from conftest import GEO
+from tests.support.pytester_harness import GEO
 
 from fact_locator.plugin.progress import REDRAW_S, LoggedProgress, TerminalProgress, progress_listener
 from fact_locator.trace_progress import TraceProgress
@@ -22,7 +22,7 @@ def test_the_locator_reports_the_sites_of_each_trace(tmp_path):
 
     events: list[TraceProgress] = []
     fs = parse_factset(GEO, tmp_path / "geo.yaml")
-    locator = Locator(model="python:fl_tiny:llama", overrides={"samples": 2}, use_cache=False,
+    locator = Locator(model="python:tests.support.fl_tiny:llama", overrides={"samples": 2}, use_cache=False,
                       on_progress=events.append)
     colosseum = fs.facts[0].fact
     locator.trace(colosseum, fs)

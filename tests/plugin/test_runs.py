@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from conftest import GEO
+from tests.support.pytester_harness import GEO
 
 ALL_EXPECTATIONS = """\
 name: checks

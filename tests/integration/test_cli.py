@@ -1,0 +1,139 @@
+"""The `fact-locator` command: a trace on a local model, and one clear line for each bad input."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from fact_locator.cli import main
+from tests.support.tiny_models import tiny_model, tiny_tokenizer
+
+TRACE = ["trace", "--subject", "The Colosseum", "--relation", "{} is located in the country of", "--target", "Italy"]
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    """A tiny Llama saved as a local transformers directory (safetensors + tokenizer)."""
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tiny_model("llama").save_pretrained(folder)
+    tiny_tokenizer().save_pretrained(folder)
+    return folder
+
+
+def run_cli(args, capsys):
+    try:
+        code = main(args)
+    except SystemExit as exc:  # argparse errors
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_trace_prints_the_numbers_and_writes_the_documented_json(tiny_dir, tmp_path, capsys):
+    out_json = tmp_path / "trace.json"
+    code, out, err = run_cli([*TRACE, "--model", str(tiny_dir), "--samples", "2", "--window", "2",
+                              "--device", "cpu", "--no-progress", "--json", str(out_json)], capsys)
+    assert code == 0, err
+    assert "p_clean" in out and "TE" in out and "peak IE" in out
+    data = json.loads(out_json.read_text())
+    assert set(data["ie"]) == {"hidden", "mlp", "attn"}
+    assert len(data["ie"]["mlp"]) == 2 and all(len(row) == len(data["tokens"]) for row in data["ie"]["mlp"])
+    assert data["settings"]["samples"] == 2 and data["settings"]["window"] == 2
+    assert data["te"] == pytest.approx(data["p_clean"] - data["p_corrupt"])
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model", "no-such-model"], "unknown model 'no-such-model'"),
+        (["--model", "./missing/dir"], "model path not found"),
+        (["--model", "/nowhere/model.gguf"], "model path not found"),
+        (["--samples", "0"], "argument --samples: 0 is too small: give an integer >= 1"),
+        (["--samples", "ten"], "argument --samples: 'ten' is not an integer"),
+        (["--kinds", "mlp,heads"], "unknown kind 'heads'"),
+        (["--device", "tpu"], "unknown device 'tpu'"),
+        (["--device", "cuda"], "no CUDA GPU is available"),
+        (["--noise", "-1"], "noise std must be a positive finite number, got '-1'"),
+    ],
+)
+def test_bad_options_get_one_line_and_exit_code_2(args, message, capsys):
+    code, out, err = run_cli([*TRACE, *args, "--no-progress"], capsys)
+    assert code == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "fact_args, message",
+    [
+        (["--subject", "Toyota", "--prompt", "Honda was founded in", "--target", "Japan"], "'Toyota' does not occur in the prompt"),
+        (["--subject", "Toyota", "--relation", "{} was founded in {}", "--target", "Japan"], "has 2 '{}'"),
+        (["--subject", "Toyota", "--relation", "was founded in", "--target", "Japan"], "has no '{}'"),
+        (["--subject", "Toyota", "--relation", "{} was founded in", "--target", ""], "the target is empty"),
+    ],
+)
+def test_bad_facts_get_one_line_and_exit_code_2(fact_args, message, tiny_dir, capsys):
+    code, out, err = run_cli(["trace", *fact_args, "--model", str(tiny_dir), "--no-progress"], capsys)
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_unsupported_architecture_is_one_line(tmp_path, capsys):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.for_model("bloom", vocab_size=len(tiny_tokenizer()), hidden_size=32, n_layer=1, n_head=2)
+    AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path)
+    tiny_tokenizer().save_pretrained(tmp_path)
+    code, out, err = run_cli([*TRACE, "--model", str(tmp_path), "--no-progress"], capsys)
+    assert code == 2
+    assert "unsupported architecture BloomForCausalLM" in err and "LlamaForCausalLM" in err
+
+
+def test_pickled_weights_are_refused_with_the_reason(tmp_path, capsys):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    (tmp_path / "pytorch_model.bin").write_bytes(b"not really a pickle")
+    code, out, err = run_cli([*TRACE, "--model", str(tmp_path), "--no-progress"], capsys)
+    assert code == 2
+    assert "never unpickles weights" in err and "pytorch_model.bin" in err
+
+
+def test_the_installed_command_prints_no_traceback():
+    result = subprocess.run([sys.executable, "-m", "fact_locator.cli", *TRACE, "--model", "nope"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "fact-locator trace: error: argument --model: unknown model 'nope': built-in models are smollm2-135m, "
+        "gemma3-270m; or give a local directory, a .gguf file or a hub id like org/name (see fact-locator trace --help)")
+
+
+def test_models_lists_the_built_ins(tmp_path, capsys):
+    code, out, err = run_cli(["models", "--cache-dir", str(tmp_path)], capsys)
+    assert code == 0
+    assert "smollm2-135m" in out and "gemma3-270m" in out
+
+
+def test_trace_options_for_metrics_corruptions_atp_and_severed_paths(tiny_dir, tmp_path, capsys):
+    out_json = tmp_path / "t.json"
+    code, out, err = run_cli(["trace", "--subject", "Mount Fuji", "--relation", "{} is located in the country of",
+                              "--target", "Japan", "--distractor", "Italy", "--metric", "logit_diff",
+                              "--corruption", "str", "--replacement", "Mount Rome", "--replacement", "Toyota",
+                              "--kinds", "hidden", "--window", "2", "--model", str(tiny_dir), "--device", "cpu",
+                              "--no-progress", "--json", str(out_json)], capsys)
+    assert code == 0, err
+    data = json.loads(out_json.read_text())
+    assert data["metric"] == "logit_diff" and data["settings"]["corruption"] == "str"
+    assert data["noise"]["calibration"] == "symmetric token replacement with 1 subject(s): Mount Rome"
+    code, out, err = run_cli([*TRACE, "--model", str(tiny_dir), "--device", "cpu", "--no-progress", "--severed",
+                              "--kinds", "hidden", "--samples", "2"], capsys)
+    assert code == 0, err
+    assert "share of the effect through mlp" in out and "share of the effect through attn" in out
+    code, out, err = run_cli([*TRACE, "--model", str(tiny_dir), "--device", "cpu", "--method", "atp", "--no-progress"], capsys)
+    assert code == 0 and "atp (approximate" in out
+
+
+def test_unknown_metric_and_corruption_are_one_line(capsys):
+    for args, message in ((["--metric", "rank"], "argument --metric: unknown metric 'rank'"),
+                          (["--corruption", "blur"], "argument --corruption: unknown corruption 'blur'")):
+        code, out, err = run_cli([*TRACE, *args], capsys)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1

@@ -1,0 +1,119 @@
+"""The terminal summary (fact_locator.report.terminal.write_summary), on fake results."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from tests.support.report_fixtures import N_FACTS, evil_results, make_results
+
+from fact_locator.report import write_summary
+from fact_locator.results import RunResults
+
+ANSI = re.compile(r"\x1b\[")
+
+
+def test_contains_facts_te_peaks_outcomes_and_paper_figures():
+    results = make_results()
+    text = write_summary(results, color=False, width=160)
+    for fs in results.factsets:
+        assert fs.name in text
+        for fact in fs.facts:
+            assert fact.id in text
+    assert "0.700" in text  # TE = 0.75 - 0.05
+    assert "0.750" in text  # p_clean
+    # peak sites: L{layer} {token!r} {value:.3f}
+    assert "L15 'seum' 0.554" in text
+    assert "L5 'le' 0.354" in text
+    assert "L22 ' of' 0.201" in text
+    for outcome in ("passed", "failed", "xfailed", "skipped", "error"):
+        assert outcome in text
+    # the failing audit's message and the unknown fact's reason
+    assert "expected the last subject token 'le'" in text
+    assert "top-1 is ' the', not ' Quux'" in text
+    # the paper's GPT-2 XL figures beside ours
+    for figure in ("18.6%", "8.7%", "6.6%", "1.6%", "GPT-2 XL", "L~15"):
+        assert figure in text
+    assert "ATE" in text and "70.0%" in text
+    assert "max AIE mlp @ last subject" in text and "35.3% (L5)" in text
+
+
+def test_fact_outcome_is_worst_audit():
+    results = make_results()
+    fact = results.factsets[0].facts[0]
+    from tests.support.report_fixtures import audit
+
+    fact.outcomes.append(audit(fact.id, "extra", "xpassed", "unexpectedly passed"))
+    text = write_summary(results, color=False, width=160)
+    row = next(line for line in text.splitlines() if line.strip().startswith("colosseum "))
+    assert row.rstrip().endswith("xpassed")
+
+
+def test_write_line_gets_every_line():
+    lines: list[str] = []
+    text = write_summary(make_results(), lines.append, color=False, width=120)
+    assert lines == text.splitlines()
+    assert all("\n" not in line for line in lines)
+
+
+@pytest.mark.parametrize("width", [60, 80, 120])
+def test_width_respected(width):
+    text = write_summary(evil_results(), color=False, width=width)
+    assert max(len(line) for line in text.splitlines()) <= width
+
+
+def test_no_ansi_without_color(monkeypatch):
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    assert not ANSI.search(write_summary(make_results(), color=False, width=120))
+    colored = write_summary(make_results(), color=True, width=120)
+    assert ANSI.search(colored)  # colour does something when asked
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not ANSI.search(write_summary(make_results(), color=True, width=120))
+    assert not ANSI.search(write_summary(make_results(), width=120))
+    assert not ANSI.search(write_summary(make_results(), color=True, width=120, quiet=True))
+
+
+def test_colored_text_has_same_content(monkeypatch):
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    plain = write_summary(make_results(), color=False, width=120)
+    colored = write_summary(make_results(), color=True, width=120)
+    stripped = [line.rstrip() for line in re.sub(r"\x1b\[[0-9;]*m", "", colored).splitlines()]
+    assert stripped == plain.splitlines()
+
+
+def test_quiet_one_line_per_fact_set():
+    results = make_results()
+    lines: list[str] = []
+    text = write_summary(results, lines.append, color=False, width=200, quiet=True)
+    assert len(text.splitlines()) == len(results.factsets) == len(lines)
+    assert lines[0].startswith(f"landmarks: {N_FACTS - 1} facts (3 traced), ATE 70.0% (paper 18.6%)")
+    assert "2 failed" in lines[0] and "1 error" in lines[0]
+    assert lines[1].startswith("materials: 1 fact (1 traced)")
+    narrow = write_summary(results, color=False, width=50, quiet=True)
+    assert len(narrow.splitlines()) == len(results.factsets)
+    assert max(len(line) for line in narrow.splitlines()) <= 50
+
+
+def test_markup_in_results_is_shown_literally():
+    text = write_summary(evil_results(), color=False, width=200)
+    assert "<script>alert(1)</script>" in text
+    assert "[" not in "".join(line for line in text.splitlines() if "alert" in line and "[/" in line)
+
+
+def test_facts_without_trace_and_empty_results():
+    results = make_results()
+    for fact in results.factsets[0].facts:
+        fact.trace = None
+    results.factsets[0].aggregate = None
+    text = write_summary(results, color=False, width=120)
+    assert "colosseum" in text and "—" in text
+    empty = RunResults(model={}, settings={}, versions={}, started_at="", finished_at="")
+    assert "fact-locator" in write_summary(empty, color=False, width=80)
+    assert write_summary(empty, color=False, width=80, quiet=True) == ""
+
+
+def test_results_round_trip_renders_the_same(tmp_path):
+    results = make_results()
+    path = tmp_path / "results.json"
+    results.save(path)
+    assert write_summary(RunResults.load(path), color=False, width=120) == write_summary(results, color=False, width=120)

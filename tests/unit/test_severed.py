@@ -1,0 +1,159 @@
+"""Severed paths: restoring a hidden state while later MLP / attention outputs at that token
+stay corrupted. Checked against the plain hidden trace and a hand-written single site; the
+curves and shares at the last subject token go into the trace JSON and come back from it."""
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+from fact_locator.cli import main
+from fact_locator.facts import Fact
+from fact_locator.tracing.corruption import make_noise
+from fact_locator.tracing.settings import TraceSettings
+from fact_locator.tracing.severed import severed_trace
+from fact_locator.tracing.trace import Trace
+from fact_locator.tracing.tracer import Tracer
+from tests.support.tiny_models import tiny_loaded, tiny_model, tiny_tokenizer
+
+FACT = Fact("The Colosseum", "{} is located in the country of", "Italy")
+
+
+@pytest.fixture(scope="module")
+def setup():
+    loaded = tiny_loaded("llama", layers=4)
+    tracer = Tracer(loaded, TraceSettings(kinds="hidden", samples=3, window=2))
+    return loaded, tracer, tracer.trace(FACT), severed_trace(tracer, FACT)
+
+
+def test_the_unsevered_grid_is_the_hidden_trace(setup):
+    _, _, plain, severed = setup
+    for a, b in zip(plain.ie["hidden"], severed.ie["hidden"]):
+        assert a == pytest.approx(b, abs=1e-6)
+    assert severed.p_corrupt == pytest.approx(plain.p_corrupt, abs=1e-7)
+
+
+def test_at_the_last_layer_nothing_is_left_to_sever(setup):
+    _, _, _, severed = setup
+    assert severed.ie["mlp"][-1] == pytest.approx(severed.ie["hidden"][-1], abs=1e-7)
+    assert severed.ie["attn"][-1] == pytest.approx(severed.ie["hidden"][-1], abs=1e-7)
+
+
+def test_one_severed_site_matches_a_hand_written_run(setup):
+    loaded, tracer, plain, severed = setup
+    model, adapter = loaded.model, loaded.adapter
+    layer, token = 1, severed.subject_range[1] - 1
+    ids = torch.tensor([plain.token_ids])
+    n = ids.shape[1]
+    clean_h, corrupt_mlp = {}, {}
+    hs = [model.get_submodule(adapter.site_path("hidden", layer)).register_forward_hook(
+        lambda m, i, o: clean_h.__setitem__("h", o[0, token].clone()))]
+    with torch.no_grad():
+        model(ids)
+    hs.pop().remove()
+    s, e = plain.subject_range
+    noise = make_noise(3, e - s, model.get_submodule(adapter.embed).weight.shape[1], plain.noise.std, 0)
+
+    def add_noise(m, i, o):
+        o = o.clone()
+        o[:, s:e] += noise
+        return o
+
+    hs.append(model.get_submodule(adapter.embed).register_forward_hook(add_noise))
+    for l in range(4):
+        hs.append(model.get_submodule(adapter.site_path("mlp", l)).register_forward_hook(
+            lambda m, i, o, l=l: corrupt_mlp.__setitem__(l, o[:, token].clone())))
+    with torch.no_grad():
+        model(ids.repeat(3, 1))
+    for h in hs[1:]:
+        h.remove()
+    del hs[1:]
+
+    def restore(m, i, o):
+        o = o.clone()
+        o[:, token] = clean_h["h"]
+        return o
+
+    hs.append(model.get_submodule(adapter.site_path("hidden", layer)).register_forward_hook(restore))
+    for l in range(layer + 1, 4):
+        def hold(m, i, o, l=l):
+            o = o.clone()
+            o[:, token] = corrupt_mlp[l]
+            return o
+        hs.append(model.get_submodule(adapter.site_path("mlp", l)).register_forward_hook(hold))
+    with torch.no_grad():
+        probs = torch.softmax(model(ids.repeat(3, 1)).logits[:, -1].float(), -1)[:, plain.target_id]
+    for h in hs:
+        h.remove()
+    assert severed.ie["mlp"][layer][token] == pytest.approx(probs.mean().item() - plain.p_corrupt, abs=1e-6)
+    assert severed.ie["mlp"][layer][token] != pytest.approx(severed.ie["hidden"][layer][token], abs=1e-9)
+
+
+def test_the_share_through_mlps_is_a_fraction_of_the_plain_effect(setup):
+    _, _, _, severed = setup
+    share = severed.share_through("mlp", severed.subject_range[1] - 1)
+    assert -1.0 < share < 2.0  # severing can also raise the effect slightly; it is reported, not clipped
+
+
+def test_the_last_subject_token_alone_gives_the_same_column(setup):
+    _, tracer, _, severed = setup
+    token = severed.subject_range[1] - 1
+    only = severed_trace(tracer, FACT, tokens="last_subject")
+    for kind in ("hidden", "mlp", "attn"):
+        assert [row[token] for row in only.ie[kind]] == pytest.approx([row[token] for row in severed.ie[kind]], abs=1e-6)
+    assert only.share_through("mlp", token) == pytest.approx(severed.share_through("mlp", token), abs=1e-6)
+
+
+def test_the_paths_at_the_last_subject_token_are_the_grids_column(setup):
+    _, _, _, severed = setup
+    token = severed.subject_range[1] - 1
+    paths = severed.at_last_subject()
+    assert paths.token == token and paths.token_text == severed.tokens[token]
+    for kind in ("hidden", "mlp", "attn"):
+        assert paths.curves[kind] == tuple(row[token] for row in severed.ie[kind])
+    assert paths.peak_ie == max(paths.curves["hidden"]) == paths.curves["hidden"][paths.peak_layer]
+    assert paths.shares == {"mlp": severed.share_through("mlp", token), "attn": severed.share_through("attn", token)}
+    assert paths.p_corrupt == severed.p_corrupt
+
+
+def test_a_trace_with_severed_paths_is_read_back_from_json(setup, tmp_path):
+    _, _, plain, severed = setup
+    path = tmp_path / "trace.json"
+    path.write_text(replace(plain, severed=severed.at_last_subject()).to_json(indent=1))
+    loaded = Trace.load(path)
+    assert loaded.severed == severed.at_last_subject()
+    assert set(loaded.severed.shares) == {"mlp", "attn"}
+    assert len(loaded.severed.curves["mlp"]) == plain.n_layers
+
+
+def test_a_trace_without_severed_paths_keeps_its_json(setup):
+    _, _, plain, _ = setup
+    data = json.loads(plain.to_json())
+    assert "severed" not in data
+    assert Trace.from_dict(data).severed is None  # trace JSON written before severed paths existed
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    """A tiny Llama saved as a local transformers directory, for the command line."""
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tiny_model("llama").save_pretrained(folder)
+    tiny_tokenizer().save_pretrained(folder)
+    return folder
+
+
+def test_trace_severed_writes_the_curves_and_shares_into_the_trace_json(tiny_dir, tmp_path, capsys):
+    out = tmp_path / "trace.json"
+    code = main(["trace", "--subject", "The Colosseum", "--relation", "{} is located in the country of", "--target", "Italy",
+                 "--model", str(tiny_dir), "--device", "cpu", "--no-progress", "--kinds", "hidden", "--samples", "2",
+                 "--severed", "--json", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0
+    trace = Trace.load(out)
+    assert trace.severed is not None
+    for kind in ("mlp", "attn"):
+        assert f"share of the effect through {kind}: {trace.severed.shares[kind]:.1%}" in printed
+        assert len(trace.severed.curves[kind]) == trace.n_layers
+    assert trace.severed.token == trace.subject_range[1] - 1
+    assert trace.severed.curves["hidden"][trace.severed.peak_layer] == trace.severed.peak_ie
