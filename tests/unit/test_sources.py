@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -483,11 +484,31 @@ def test_import_does_not_import_torch():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+# Ways to run a model's own code or unpickle its weights; `trust_remote_code` itself is a
+# user's opt-in (default False), only a hard-coded True is refused.
+UNSAFE_LOADING = {
+    "torch.load(": re.compile(r"\btorch\.load\s*\("),
+    "import pickle": re.compile(r"^\s*(import\s+pickle\b|from\s+pickle\s+import\b)", re.MULTILINE),
+    "trust_remote_code=True": re.compile(r"\btrust_remote_code\s*=\s*True\b"),
+}
+
+
 def test_no_pickle_or_remote_code():
     text = Path(sources.__file__).read_text()
     assert "torch.load" not in text
     assert "import pickle" not in text
     assert "trust_remote_code" not in text
+    package = Path(sources.__file__).resolve().parents[1]
+    files = sorted(package.rglob("*.py"))
+    assert package / "models" / "loading.py" in files  # the scan covers fact_locator/models/*.py
+    found = []
+    for path in files:
+        source = path.read_text(encoding="utf-8")
+        for name, pattern in UNSAFE_LOADING.items():
+            for match in pattern.finditer(source):
+                line = source.count("\n", 0, match.start()) + 1
+                found.append(f"{path.relative_to(package.parent)}:{line}: {name}")
+    assert found == [], found
 
 
 # ------------------------------------------------------------------------------------------
