@@ -27,7 +27,7 @@ import torch  # noqa: E402
 
 def equivalence(device: str) -> bool:
     from tests.support.tiny_models import TINY_CONFIGS, tiny_model, tiny_tokenizer
-    from tests.unit.test_tracer_equivalence import SUBJECT_MIDDLE, assert_equal_to_reference
+    from tests.support.reference_check import SUBJECT_MIDDLE, assert_equal_to_reference
 
     from fact_locator.models.loading import from_objects
 
@@ -45,7 +45,7 @@ def equivalence(device: str) -> bool:
 
 def half_precision(device: str) -> bool:
     from tests.support.tiny_models import tiny_model, tiny_tokenizer
-    from tests.unit.test_tracer_equivalence import SUBJECT_MIDDLE, likeliest_target
+    from tests.support.reference_check import SUBJECT_MIDDLE, likeliest_target
 
     from fact_locator.models.loading import from_objects
     from fact_locator.tracing.settings import KINDS, TraceSettings

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tests.unit.test_tracer_equivalence import SUBJECT_FIRST, SUBJECT_MIDDLE
+from tests.support.reference_check import SUBJECT_FIRST, SUBJECT_MIDDLE
 from tests.support.tiny_models import tiny_model, tiny_tokenizer
 
 from fact_locator.models.loading import from_objects, load_model

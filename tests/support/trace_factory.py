@@ -1,10 +1,11 @@
-"""Hand-built traces for tests that need no model."""
+"""Hand-built traces, and runs of one trace, for tests that need no model."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fact_locator.models.identity import ModelIdentity
+from fact_locator.results import FactResult, FactSetResult, RunResults
 from fact_locator.tracing.trace import NoiseInfo, Trace
 
 
@@ -22,3 +23,10 @@ def make_trace(**overrides: Any) -> Trace:
     )
     values.update(overrides)
     return Trace(**values)
+
+
+def run_of(trace: Trace, name: str = "geo") -> RunResults:
+    """A run of one fact set `name` holding one fact, `trace`."""
+    fact = FactResult(id="f1", subject=trace.subject, relation=trace.relation, target=trace.target, trace=trace)
+    return RunResults(model={}, settings={}, versions={}, started_at="", finished_at="",
+                      factsets=[FactSetResult(name=name, path=f"{name}.yaml", facts=[fact])])

@@ -1,6 +1,7 @@
 """Severed paths: restoring a hidden state while later MLP / attention outputs at that token
 stay corrupted. Checked against the plain hidden trace and a hand-written single site; the
-curves and shares at the last subject token go into the trace JSON and come back from it."""
+curves and shares at the last subject token go into the trace JSON and come back from it.
+(`trace --severed` on the command line: tests/integration/test_sweep_and_severed_commands.py.)"""
 
 import json
 from dataclasses import replace
@@ -8,14 +9,13 @@ from dataclasses import replace
 import pytest
 import torch
 
-from fact_locator.cli import main
 from fact_locator.facts import Fact
 from fact_locator.tracing.corruption import make_noise
 from fact_locator.tracing.settings import TraceSettings
 from fact_locator.tracing.severed import severed_trace
 from fact_locator.tracing.trace import Trace
 from fact_locator.tracing.tracer import Tracer
-from tests.support.tiny_models import tiny_loaded, tiny_model, tiny_tokenizer
+from tests.support.tiny_models import tiny_loaded
 
 FACT = Fact("The Colosseum", "{} is located in the country of", "Italy")
 
@@ -132,28 +132,3 @@ def test_a_trace_without_severed_paths_keeps_its_json(setup):
     data = json.loads(plain.to_json())
     assert "severed" not in data
     assert Trace.from_dict(data).severed is None  # trace JSON written before severed paths existed
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    """A tiny Llama saved as a local transformers directory, for the command line."""
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tiny_model("llama").save_pretrained(folder)
-    tiny_tokenizer().save_pretrained(folder)
-    return folder
-
-
-def test_trace_severed_writes_the_curves_and_shares_into_the_trace_json(tiny_dir, tmp_path, capsys):
-    out = tmp_path / "trace.json"
-    code = main(["trace", "--subject", "The Colosseum", "--relation", "{} is located in the country of", "--target", "Italy",
-                 "--model", str(tiny_dir), "--device", "cpu", "--no-progress", "--kinds", "hidden", "--samples", "2",
-                 "--severed", "--json", str(out)])
-    printed = capsys.readouterr().out
-    assert code == 0
-    trace = Trace.load(out)
-    assert trace.severed is not None
-    for kind in ("mlp", "attn"):
-        assert f"share of the effect through {kind}: {trace.severed.shares[kind]:.1%}" in printed
-        assert len(trace.severed.curves[kind]) == trace.n_layers
-    assert trace.severed.token == trace.subject_range[1] - 1
-    assert trace.severed.curves["hidden"][trace.severed.peak_layer] == trace.severed.peak_ie

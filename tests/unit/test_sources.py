@@ -1,7 +1,7 @@
 """Tests of fact_locator.models.sources: spec resolution, fetching, atomic conversion, the cache.
 
-Everything here is fast and offline except the one `real_model` test, which downloads the
-built-in smollm2-135m wheel from PyPI (if not cached) and converts it.
+Everything here is fast and offline; the real conversion of the built-in smollm2-135m wheel
+is checked in tests/integration/test_real_model_exact.py.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import pytest
 
 from fact_locator.errors import ModelLoadError
 from fact_locator.models import gguf_conversion, sources, wheel_download
-from fact_locator.models.progress import Progress
 from fact_locator.models.sources import (
     BUILTIN_MODELS,
     DEFAULT_MODEL,
@@ -509,33 +508,3 @@ def test_no_pickle_or_remote_code():
                 line = source.count("\n", 0, match.start()) + 1
                 found.append(f"{path.relative_to(package.parent)}:{line}: {name}")
     assert found == [], found
-
-
-# ------------------------------------------------------------------------------------------
-# the real thing
-# ------------------------------------------------------------------------------------------
-
-
-@pytest.mark.real_model
-def test_real_smollm2_conversion_matches_gguf(monkeypatch, tmp_path):
-    """Fetch + convert smollm2-135m into the real default cache; compare with the GGUF model."""
-    monkeypatch.undo()  # use the real default cache and no wheelhouse
-    monkeypatch.delenv("FACT_LOCATOR_WHEELHOUSE", raising=False)
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    out = ensure_builtin("smollm2-135m")
-    assert (out / "config.json").is_file() and (out / "model.safetensors").is_file()
-    model = AutoModelForCausalLM.from_pretrained(str(out), dtype=torch.float32).eval()
-    tokenizer = AutoTokenizer.from_pretrained(str(out))
-    assert model.config.num_hidden_layers == 30
-
-    gguf = wheel_download.fetch_gguf(BUILTIN_MODELS["smollm2-135m"], tmp_path, Progress(False))
-    gguf_model, gguf_tokenizer = gguf_conversion._load_gguf_model(gguf)
-
-    prompt = "The Colosseum is located in the country of"
-    assert tokenizer(prompt)["input_ids"] == gguf_tokenizer(prompt)["input_ids"]
-    converted = gguf_conversion._logits(model, tokenizer, prompt)
-    reference = gguf_conversion._logits(gguf_model, gguf_tokenizer, prompt)
-    assert float((converted - reference).abs().max()) <= 1e-4
-    assert tokenizer.decode([int(converted[-1].argmax())]) == " Italy"

@@ -1,66 +1,29 @@
 """The fast tracer (KV suffix, replayed layers, batched sites) equals the plain reference
-loop to 1e-5, on every tiny architecture and on SmolLM2-135M."""
+loop to 1e-5, on every tiny architecture (on SmolLM2-135M: tests/integration/test_real_model_exact.py)."""
 
 from __future__ import annotations
 
-from dataclasses import fields, replace
+from dataclasses import fields
 from typing import Any
 
 import pytest
 import torch
+from tests.support.reference_check import (SUBJECT_FIRST, SUBJECT_LAST, SUBJECT_MIDDLE, TOL, assert_equal_to_reference,
+                                           likeliest_target)
 from tests.support.tiny_models import TINY_CONFIGS, tiny_loaded
 
 from fact_locator.facts import Fact
 from fact_locator.tracing import batching, kernels, stand_ins
-from fact_locator.tracing.clean_run import clean_run
 from fact_locator.tracing.reference import reference_trace
 from fact_locator.tracing.settings import KINDS, TraceSettings
 from fact_locator.tracing.trace import NoiseInfo
 from fact_locator.tracing.engine import EngineOptions
 from fact_locator.tracing.tracer import Tracer
 
-TOL = 1e-5
-
-SUBJECT_FIRST = Fact("The Colosseum", "{} is located in the country of", "Italy")
-SUBJECT_MIDDLE = Fact("the Eiffel Tower", "In Paris, {} is located in the city of", "Paris")
-SUBJECT_LAST = Fact("Dante Alighieri", "The mother tongue of {}", "Italian")
-
 
 @pytest.fixture(scope="module", params=sorted(TINY_CONFIGS))
 def tiny(request: pytest.FixtureRequest) -> Any:
     return tiny_loaded(request.param)
-
-
-def likeliest_target(loaded: Any, fact: Fact) -> Fact:
-    """The fact with the corpus word the (random) model finds likeliest as its target, so
-    that probabilities, and with them the IEs, are large enough to compare."""
-    from tests.support.tiny_models import CORPUS
-
-    words = sorted({w for line in CORPUS for w in line.split()})
-    tracer = Tracer(loaded, TraceSettings(samples=1))
-    with torch.inference_mode():
-        best = max(words, key=lambda w: clean_run(tracer.engine, tracer.prepare(replace(fact, target=w))).prob)
-    return replace(fact, target=best)
-
-
-def assert_equal_to_reference(loaded: Any, fact: Fact, samples: int = 3, window: int = 2, batch_size: int | None = None) -> float:
-    """Trace with the engine and the reference; return the largest |IE| seen."""
-    if loaded.identity.name.startswith("tiny-"):
-        fact = likeliest_target(loaded, fact)
-    tracer = Tracer(loaded, TraceSettings(samples=samples, window=window, batch_size=batch_size))
-    trace = tracer.trace(fact)
-    ref = reference_trace(loaded, fact, KINDS, samples, trace.noise.std, window, 0)
-    assert trace.subject_range == ref["subject_range"]
-    assert trace.p_clean == pytest.approx(ref["p_clean"], abs=TOL)
-    assert trace.p_corrupt == pytest.approx(ref["p_corrupt"], abs=TOL)
-    largest = 0.0
-    for kind in KINDS:
-        ours, theirs = torch.tensor(trace.ie[kind]), torch.tensor(ref["ie"][kind])
-        assert ours.shape == theirs.shape
-        diff = (ours - theirs).abs().max().item()
-        assert diff <= TOL, f"{kind}: max |IE - reference| = {diff:.3g}"
-        largest = max(largest, theirs.abs().max().item())
-    return largest
 
 
 @pytest.mark.parametrize("fact", [SUBJECT_FIRST, SUBJECT_MIDDLE, SUBJECT_LAST], ids=["first", "middle", "last"])
@@ -473,18 +436,3 @@ def test_cuda_budget_counts_memory_the_allocator_holds_unused(monkeypatch: pytes
     monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 30 * gib)
     monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 20 * gib)
     assert batching._budget("cuda:0") == int((10 + 30 - 20) * gib * batching.CUDA_BUDGET_FRACTION)
-
-
-# -- the real model ------------------------------------------------------------------------------
-
-
-@pytest.mark.real_model
-def test_equals_reference_on_smollm2() -> None:
-    from fact_locator.models.loading import load_model
-
-    loaded = load_model("smollm2-135m", device="cpu", progress=False)
-    # A 4-token prompt with the subject after the first token keeps the naive loop (3 kinds x
-    # 30 layers x 4 tokens forwards) under a minute, and still tests the cached prefix.
-    fact = Fact("Rome", "In {} people speak", "Italian")
-    largest = assert_equal_to_reference(loaded, fact, samples=2, window=10)
-    assert largest > 1e-2
