@@ -1,0 +1,118 @@
+"""`TraceWorker`: what one Ray actor runs. It builds a `Locator` once (the model loads on first
+use and stays loaded), and for each `WorkUnit` (a chunk of one fact set) returns one
+`FactOutcome` per fact: the clean run, the cache key and the noise, and in the trace phase the
+trace, with the facts of the chunk handed to the Locator as companions so that the engine's
+batching of same-shape facts is kept. The actor never writes a cache (the driver alone does).
+
+A plain class: `RayExecutor` wraps it with `ray.remote`, so it can be tested without Ray.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from fact_locator.errors import FactLocatorError, FactSetError
+from fact_locator.scaleout.work import PLAN, TRACE, ActorInfo, FactOutcome, LocatorConfig, WorkUnit
+
+if TYPE_CHECKING:
+    from fact_locator.factset import FactSet
+    from fact_locator.locator import Locator
+
+__all__ = ["TraceWorker"]
+
+
+class TraceWorker:
+    """One actor's state: its name, its `Locator` and the fact sets it has parsed."""
+
+    def __init__(self, config: LocatorConfig, name: str):
+        self.config = config
+        self.name = name
+        if config.threads is not None:
+            import torch
+
+            torch.set_num_threads(config.threads)
+        self._locator: Locator | None = None
+        self._factsets: dict[tuple[str, str], FactSet] = {}
+
+    @property
+    def locator(self) -> Locator:
+        from fact_locator.locator import Locator
+
+        if self._locator is None:
+            c = self.config
+            self._locator = Locator(model=c.model, device=c.device, dtype=c.dtype, overrides=dict(c.overrides),
+                                    use_cache=False, model_from_factset=c.model_from_factset, method=c.method)
+        return self._locator
+
+    def info(self) -> ActorInfo:
+        """Load the session's model (once) and say which weights and device this actor has."""
+        node = _node_id()
+        try:
+            loaded = self.locator.load()
+        except FactLocatorError as exc:
+            return ActorInfo(self.name, node, os.getpid(), self.config.device, error=str(exc))
+        return ActorInfo(self.name, node, os.getpid(), loaded.device, identity=loaded.identity)
+
+    def run(self, unit: WorkUnit) -> list[FactOutcome]:
+        """The unit's facts, each with its clean run, key, noise and (TRACE) trace or error."""
+        outcomes = [FactOutcome(unit.factset_path, fact_id, actor=self.name) for fact_id in unit.fact_ids]
+        try:
+            factset = self._factset(unit)
+            locator = self.locator
+            settings = locator.settings_for(factset)
+            spec = locator.model_for(factset)
+            noise = locator.noise_for(factset, settings)
+        except FactLocatorError as exc:  # the set as a whole cannot be traced: each fact says why
+            for outcome in outcomes:
+                outcome.error = (type(exc).__name__, str(exc))
+            return outcomes
+        specs = {}
+        for outcome in outcomes:
+            outcome.model, outcome.noise = spec, noise
+            try:
+                fact_spec = factset.fact(outcome.fact_id)
+                specs[outcome.fact_id] = fact_spec
+                if unit.phase == PLAN and unit.rule != "trace":
+                    outcome.clean = locator.clean(fact_spec.fact, factset)
+                outcome.key = locator.cache_key(locator.fact_for(fact_spec.fact, factset, settings), settings, noise, spec)
+            except (FactLocatorError, KeyError) as exc:
+                outcome.error = _error(exc)
+        if unit.phase == TRACE:
+            todo = [o for o in outcomes if o.error is None]
+            for i, outcome in enumerate(todo):
+                # The later facts of the chunk: the Locator traces those that share forwards with this one.
+                companions = (specs[o.fact_id].fact for o in todo[i + 1:])
+                try:
+                    trace = locator.trace(specs[outcome.fact_id].fact, factset, settings, companions=companions)
+                except FactLocatorError as exc:
+                    outcome.error = _error(exc)
+                    continue
+                outcome.trace_json = trace.to_json()
+        return outcomes
+
+    def _factset(self, unit: WorkUnit) -> FactSet:
+        from fact_locator.factset import parse_factset
+
+        key = (unit.factset_path, unit.factset_text)
+        if key not in self._factsets:
+            self._factsets[key] = parse_factset(unit.factset_text, unit.factset_path)
+        return self._factsets[key]
+
+    def ping(self) -> str:
+        return self.name
+
+
+def _error(exc: BaseException) -> tuple[str, str]:
+    if isinstance(exc, KeyError):  # FactSet.fact: an id the driver's copy of the set has and this one lacks
+        return (FactSetError.__name__, str(exc.args[0]))
+    return (type(exc).__name__, str(exc))
+
+
+def _node_id() -> str:
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+    except Exception:  # noqa: BLE001 - outside Ray (tests of the plain class)
+        return "local"
