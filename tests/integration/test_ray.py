@@ -1,0 +1,179 @@
+"""The Ray executor on a local Ray instance (2 CPUs, started once for this module) with the
+tiny llama: Ray traces equal in-process ones, a killed actor loses no fact, a fact failing
+for its own reason fails alone, a rerun resumes from the cache, and the pytest plugin runs
+`--fl-executor ray` end to end (docs/scaling.md, "A Ray cluster")."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray", reason="the Ray executor needs the extra: pip install 'fact-locator[ray]'")
+
+from fact_locator.cache import TraceCache  # noqa: E402
+from fact_locator.errors import FactError, UsageError  # noqa: E402
+from fact_locator.factset import FactSet, load_factset  # noqa: E402
+from fact_locator.locator import Locator  # noqa: E402
+from fact_locator.models.identity import ModelIdentity  # noqa: E402
+from fact_locator.scaleout.prefetch import Prefetched, Selection, prefetch  # noqa: E402
+from fact_locator.scaleout.ray_executor import RayExecutor, RayProgress  # noqa: E402
+from fact_locator.scaleout.remote_locator import PrefetchedLocator  # noqa: E402
+from fact_locator.scaleout.work import ActorInfo, LocatorConfig  # noqa: E402
+
+MODEL = "python:tests.support.fl_tiny:llama"
+CONFIG = LocatorConfig(model=MODEL, device="cpu", overrides=(("samples", 2), ("window", 2)))
+
+PLACES = [("The Colosseum", "Italy"), ("Toyota", "Japan"), ("The Eiffel Tower", "France"), ("Mount Fuji", "Japan"),
+          ("The Space Needle", "Seattle"), ("Dante Alighieri", "Italian"), ("The Louvre", "Paris"), ("Big Ben", "London")]
+
+
+def factset_text(n: int, extra: str = "") -> str:
+    lines = ["name: places", "unknown: trace", "facts:"]
+    for i, (subject, target) in enumerate(PLACES[:n]):
+        lines += [f"  - id: f{i}", f"    subject: {subject}", '    relation: "{} is located in"', f"    target: {target}"]
+    return "\n".join(lines) + "\n" + extra
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def executor(local_ray: None) -> Iterator[RayExecutor]:
+    ex = RayExecutor(CONFIG, workers=2)
+    ex.start()
+    yield ex
+    ex.stop()
+
+
+def write_factset(tmp_path: Path, text: str) -> FactSet:
+    path = tmp_path / "places.yaml"
+    path.write_text(text)
+    return load_factset(path)
+
+
+def every_fact(fs: FactSet) -> list[Selection]:
+    return [Selection(fs, tuple(s.id for s in fs.facts), fs.unknown)]
+
+
+def test_actors_report_one_model_and_ray_traces_equal_in_process(executor: RayExecutor, tmp_path: Path) -> None:
+    import torch
+
+    fs = write_factset(tmp_path, factset_text(4))
+    assert len({info.identity.fingerprint for info in executor.infos if info.identity}) == 1
+    cache = TraceCache(tmp_path / "cache")
+    got = prefetch(executor, every_fact(fs), cache)
+    assert sorted(got.traced_by.values()) == ["actor-0", "actor-0", "actor-1", "actor-1"]  # both actors worked
+    assert len(cache) == 4  # the driver wrote every trace to the cache
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each actor runs (one CPU each): the same batches, the same sums
+    try:
+        local = Locator(model=MODEL, device="cpu", overrides=dict(CONFIG.overrides), use_cache=False)
+        for spec in fs.facts:
+            mine, theirs = local.trace(spec.fact, fs), got.traces[(str(fs.path), spec.id)]
+            assert theirs.noise == mine.noise and theirs.token_ids == mine.token_ids
+            assert theirs.ie == mine.ie, f"{spec.id}: a Ray trace differs from the in-process one"
+            # The key the actor sent is the one the driver would compute itself.
+            settings = local.settings_for(fs)
+            assert got.outcomes[(str(fs.path), spec.id)].key == local.cache_key(spec.fact, settings, mine.noise)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_a_killed_actor_loses_nothing_and_counts_nothing_twice(executor: RayExecutor, tmp_path: Path) -> None:
+    fs = write_factset(tmp_path, factset_text(8))
+    victim = executor.actors[1]
+    pid_before = ray.get(victim.info.remote()).pid
+    kills = []
+
+    def kill_once(progress: RayProgress) -> None:
+        # After the first traced chunk the other actor still has units in flight: kill it there.
+        if progress.phase == "trace" and progress.done > 0 and not kills:
+            kills.append(progress.done)
+            ray.kill(victim, no_restart=False)
+
+    executor.on_progress = kill_once
+    cache = TraceCache(tmp_path / "cache")
+    got = prefetch(executor, every_fact(fs), cache)
+    assert kills and kills[0] < 8, "the actor was not killed mid-run"
+    assert ray.get(victim.info.remote()).pid != pid_before  # Ray restarted it
+    ids = [fact_id for (_, fact_id) in got.traces]
+    assert sorted(ids) == [f"f{i}" for i in range(8)]  # every fact once, none missing
+    assert all(o.error is None for o in got.outcomes.values())
+    assert len(cache) == 8
+
+
+def test_a_fact_failing_for_its_own_reason_fails_alone(executor: RayExecutor, tmp_path: Path) -> None:
+    # logit_diff needs a distractor whose first token differs from the target's; f1's does not.
+    text = """\
+name: diffs
+unknown: trace
+settings: {metric: logit_diff}
+facts:
+  - {id: f0, subject: The Colosseum, relation: "{} is located in", target: Italy, distractor: France}
+  - {id: f1, subject: Toyota, relation: "{} is located in", target: Japan, distractor: Japan}
+"""
+    fs = write_factset(tmp_path, text)
+    got = prefetch(executor, every_fact(fs), TraceCache(tmp_path / "cache"))
+    path = str(fs.path)
+    assert (path, "f0") in got.traces and got.outcomes[(path, "f0")].error is None
+    assert (path, "f1") not in got.traces
+    locator = PrefetchedLocator.adopt(Locator(model=MODEL, device="cpu", use_cache=False), got)
+    with pytest.raises(FactError, match="distractor"):
+        locator.trace(fs.fact("f1").fact, fs)
+    assert locator.trace(fs.fact("f0").fact, fs).ie == got.traces[(path, "f0")].ie
+
+
+def test_a_rerun_after_a_killed_run_resumes_from_the_cache(executor: RayExecutor, tmp_path: Path) -> None:
+    fs = write_factset(tmp_path, factset_text(4))
+    cache = TraceCache(tmp_path / "cache")
+
+    def interrupt(progress: RayProgress) -> None:
+        if progress.phase == "trace" and progress.done > 0:
+            raise KeyboardInterrupt  # the driver killed after its first chunk came back
+
+    executor.on_progress = interrupt
+    with pytest.raises(KeyboardInterrupt):
+        prefetch(executor, every_fact(fs), cache)
+    kept = len(cache)
+    assert 0 < kept < 4
+    executor.on_progress = None
+    got = prefetch(executor, every_fact(fs), cache)
+    assert len(got.from_cache) == kept and len(got.traced_by) == 4 - kept
+    assert len(got.traces) == 4
+
+
+def test_the_driver_never_loads_the_model(tmp_path: Path) -> None:
+    identity = ModelIdentity("tiny-llama", "LlamaForCausalLM", 2, "ab" * 32)
+    got = Prefetched(infos=[ActorInfo("actor-0", "node", 1, "cpu", identity)])
+    locator = PrefetchedLocator.adopt(Locator(model=MODEL, device="cpu"), got)
+    assert locator.load().identity == identity and locator.loaded_models[MODEL].device == "cpu"
+    fs = write_factset(tmp_path, factset_text(1))
+    with pytest.raises(UsageError, match="not sent to the Ray actors"):
+        locator.trace(fs.facts[0].fact, fs)
+    with pytest.raises(UsageError, match="driver does not load models"):
+        locator.load("python:tests.support.fl_tiny:gpt2")
+
+
+def test_actors_with_different_weights_are_a_usage_error() -> None:
+    infos = [ActorInfo(f"actor-{i}", "node", i, "cpu", ModelIdentity("m", "A", 2, fp * 64))
+             for i, fp in enumerate("ab")]
+    executor = RayExecutor(CONFIG, infos=infos)
+    with pytest.raises(UsageError, match="different weights"):
+        executor._check_infos()
+
+
+def test_without_ray_the_executor_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fact_locator.scaleout.ray_executor import import_ray
+
+    monkeypatch.setitem(__import__("sys").modules, "ray", None)  # as if not installed
+    with pytest.raises(UsageError, match=r"pip install 'fact-locator\[ray\]'"):
+        import_ray()
+
+
