@@ -26,6 +26,7 @@ __all__ = [
     "CACHE_ENV",
     "CORRUPTIONS",
     "DTYPES",
+    "EXECUTORS",
     "FACTSET_KEYS",
     "KINDS",
     "METHODS",
@@ -50,6 +51,8 @@ CORRUPTIONS: tuple[str, ...] = ("gaussian", "uniform", "str")
 METRICS: tuple[str, ...] = ("prob", "logprob", "logit_diff")
 METHODS: tuple[str, ...] = ("exact", "atp")
 UNKNOWN_RULES: tuple[str, ...] = ("skip", "fail", "trace")
+# Where a pytest run's facts are traced: here (and in each xdist worker), or by Ray actors.
+EXECUTORS: tuple[str, ...] = ("in-process", "ray")
 PYTHON_PREFIX = "python:"
 DEVICE_HINT = "auto, cpu, cuda, cuda:N or mps"
 # Where models and traces are cached (default: the user cache folder).
@@ -286,6 +289,16 @@ SETTINGS: tuple[Setting, ...] = (
             "A results JSON of an earlier run: each traced fact it has gets a ::baseline item "
             "(peaks must not move, TE must not drop) and each fact set an ::aggregate::baseline item.",
             PLUGIN, unset="none (no baseline items)"),
+    Setting("executor", "NAME", choice_parser("executor", EXECUTORS), "in-process",
+            "Where the facts are traced: in-process (this process, or each xdist worker) or ray (a pool of "
+            "Ray actors that load the model once each; needs pip install 'fact-locator[ray]'; not with -n).",
+            PLUGIN),
+    Setting("ray-address", "ADDR", parse_path, None,
+            "With --fl-executor ray: the Ray cluster to join (auto, or ray://host:10001).", PLUGIN,
+            unset="a local Ray instance"),
+    Setting("ray-workers", "N", int_parser(1), None,
+            "With --fl-executor ray: the number of actors (on CPUs the cores are split between them).", PLUGIN,
+            unset="one per GPU of the cluster, else one CPU actor"),
     Setting("baseline-max-layer-shift", "K", int_parser(0), 2, "Baseline: the most layers a peak may move.",
             CLI | PLUGIN, cli_name="max-layer-shift"),
     Setting("baseline-max-ate-drop", "X", parse_non_negative, 0.05, "Baseline: the most a fact set's ATE may drop.",
