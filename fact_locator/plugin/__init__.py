@@ -18,6 +18,7 @@ from fact_locator.errors import FactLocatorError
 from fact_locator.plugin import fixtures as _fixtures
 from fact_locator.plugin.collection import CASE_KEY, FactSetFile, FactSetFiles, selected_facts
 from fact_locator.plugin.options import OptionError, resolve_options
+from fact_locator.plugin.ray_run import check_ray_options, trace_on_ray, uses_ray
 from fact_locator.plugin.session import SESSION_KEY, YAML_SUFFIXES, FactLocatorSession
 from fact_locator.plugin.xdist import XdistMerge, is_worker, publish
 
@@ -46,6 +47,7 @@ def pytest_configure(config: pytest.Config) -> None:
         options = resolve_options(config.getoption, config.getini)
     except OptionError as exc:
         raise pytest.UsageError(f"fact-locator: {exc}") from None
+    check_ray_options(config, options)
     fl = FactLocatorSession(config, options)
     fl.load_baseline()
     config.stash[SESSION_KEY] = fl
@@ -132,6 +134,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if config.option.collectonly or not any(CASE_KEY in item.stash for item in session.items):
         return
     fl.note_collected(session.items, selected_facts(fl, session.items))
+    if uses_ray(fl.options):
+        trace_on_ray(fl, session.items)  # the driver loads no model: the actors trace into the cache
+        return
     try:
         fl.load_model()
     except FactLocatorError as exc:

@@ -274,6 +274,11 @@ class FactLocatorSession:
                 self._load_error = exc
             raise
 
+    def use_locator(self, locator: Locator) -> None:
+        """Answer from `locator` from now on (`--fl-executor ray`: one fed by the Ray actors)."""
+        with self._lock:
+            self._locator = locator
+
     def usage_error(self, exc: FactLocatorError) -> pytest.UsageError:
         source = self.options.sources["model"]
         where = {"cli": "--fl-model", "ini": "ini fl_model", "default": "the default model"}.get(source, "--fl-model")

@@ -12,6 +12,7 @@ for each of its facts (its items fail with the message; the run goes on).
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections import deque
@@ -97,7 +98,8 @@ class RayExecutor:
         return self.infos
 
     def _init(self, ray: Any) -> None:
-        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+        # Ray's own start-up notes stay out of the pytest output; its warnings do not.
+        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
         if self.address is not None:
             kwargs["address"] = self.address
         else:
