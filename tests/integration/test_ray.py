@@ -5,6 +5,8 @@ for its own reason fails alone, a rerun resumes from the cache, and the pytest p
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from fact_locator.scaleout.prefetch import Prefetched, Selection, prefetch  # no
 from fact_locator.scaleout.ray_executor import RayExecutor, RayProgress  # noqa: E402
 from fact_locator.scaleout.remote_locator import PrefetchedLocator  # noqa: E402
 from fact_locator.scaleout.work import ActorInfo, LocatorConfig  # noqa: E402
+from tests.support.pytester_harness import FL, GEO, ROOT, SUPPORT, import_heavy_modules  # noqa: E402
 
 MODEL = "python:tests.support.fl_tiny:llama"
 CONFIG = LocatorConfig(model=MODEL, device="cpu", overrides=(("samples", 2), ("window", 2)))
@@ -38,17 +41,27 @@ def factset_text(n: int, extra: str = "") -> str:
 
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[None]:
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # The actors import the test models as the inner pytest sessions name them (python:fl_tiny:...).
+    path = os.pathsep.join([str(ROOT), str(SUPPORT)])
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
     yield
     ray.shutdown()
 
 
-@pytest.fixture
-def executor(local_ray: None) -> Iterator[RayExecutor]:
+@pytest.fixture(scope="class")
+def started(local_ray: None) -> Iterator[RayExecutor]:
+    # One pool for the class (each start loads the model on both actors); stopped before the
+    # plugin tests, whose sessions start their own actors on the same two CPUs.
     ex = RayExecutor(CONFIG, workers=2)
     ex.start()
     yield ex
     ex.stop()
+
+
+@pytest.fixture
+def executor(started: RayExecutor) -> Iterator[RayExecutor]:
+    yield started
+    started.on_progress = None
 
 
 def write_factset(tmp_path: Path, text: str) -> FactSet:
@@ -61,92 +74,95 @@ def every_fact(fs: FactSet) -> list[Selection]:
     return [Selection(fs, tuple(s.id for s in fs.facts), fs.unknown)]
 
 
-def test_actors_report_one_model_and_ray_traces_equal_in_process(executor: RayExecutor, tmp_path: Path) -> None:
-    import torch
+class TestOnePool:
+    """Two CPU actors, started once for these tests."""
 
-    fs = write_factset(tmp_path, factset_text(4))
-    assert len({info.identity.fingerprint for info in executor.infos if info.identity}) == 1
-    cache = TraceCache(tmp_path / "cache")
-    got = prefetch(executor, every_fact(fs), cache)
-    assert sorted(got.traced_by.values()) == ["actor-0", "actor-0", "actor-1", "actor-1"]  # both actors worked
-    assert len(cache) == 4  # the driver wrote every trace to the cache
+    def test_actors_report_one_model_and_ray_traces_equal_in_process(self, executor: RayExecutor, tmp_path: Path) -> None:
+        import torch
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as each actor runs (one CPU each): the same batches, the same sums
-    try:
-        local = Locator(model=MODEL, device="cpu", overrides=dict(CONFIG.overrides), use_cache=False)
-        for spec in fs.facts:
-            mine, theirs = local.trace(spec.fact, fs), got.traces[(str(fs.path), spec.id)]
-            assert theirs.noise == mine.noise and theirs.token_ids == mine.token_ids
-            assert theirs.ie == mine.ie, f"{spec.id}: a Ray trace differs from the in-process one"
-            # The key the actor sent is the one the driver would compute itself.
-            settings = local.settings_for(fs)
-            assert got.outcomes[(str(fs.path), spec.id)].key == local.cache_key(spec.fact, settings, mine.noise)
-    finally:
-        torch.set_num_threads(threads)
+        fs = write_factset(tmp_path, factset_text(4))
+        assert len({info.identity.fingerprint for info in executor.infos if info.identity}) == 1
+        cache = TraceCache(tmp_path / "cache")
+        got = prefetch(executor, every_fact(fs), cache)
+        assert sorted(got.traced_by.values()) == ["actor-0", "actor-0", "actor-1", "actor-1"]  # both actors worked
+        assert len(cache) == 4  # the driver wrote every trace to the cache
 
-
-def test_a_killed_actor_loses_nothing_and_counts_nothing_twice(executor: RayExecutor, tmp_path: Path) -> None:
-    fs = write_factset(tmp_path, factset_text(8))
-    victim = executor.actors[1]
-    pid_before = ray.get(victim.info.remote()).pid
-    kills = []
-
-    def kill_once(progress: RayProgress) -> None:
-        # After the first traced chunk the other actor still has units in flight: kill it there.
-        if progress.phase == "trace" and progress.done > 0 and not kills:
-            kills.append(progress.done)
-            ray.kill(victim, no_restart=False)
-
-    executor.on_progress = kill_once
-    cache = TraceCache(tmp_path / "cache")
-    got = prefetch(executor, every_fact(fs), cache)
-    assert kills and kills[0] < 8, "the actor was not killed mid-run"
-    assert ray.get(victim.info.remote()).pid != pid_before  # Ray restarted it
-    ids = [fact_id for (_, fact_id) in got.traces]
-    assert sorted(ids) == [f"f{i}" for i in range(8)]  # every fact once, none missing
-    assert all(o.error is None for o in got.outcomes.values())
-    assert len(cache) == 8
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # as each actor runs (one CPU each): the same batches, the same sums
+        try:
+            local = Locator(model=MODEL, device="cpu", overrides=dict(CONFIG.overrides), use_cache=False)
+            for spec in fs.facts:
+                mine, theirs = local.trace(spec.fact, fs), got.traces[(str(fs.path), spec.id)]
+                assert theirs.noise == mine.noise and theirs.token_ids == mine.token_ids
+                assert theirs.ie == mine.ie, f"{spec.id}: a Ray trace differs from the in-process one"
+                # The key the actor sent is the one the driver would compute itself.
+                settings = local.settings_for(fs)
+                assert got.outcomes[(str(fs.path), spec.id)].key == local.cache_key(spec.fact, settings, mine.noise)
+        finally:
+            torch.set_num_threads(threads)
 
 
-def test_a_fact_failing_for_its_own_reason_fails_alone(executor: RayExecutor, tmp_path: Path) -> None:
-    # logit_diff needs a distractor whose first token differs from the target's; f1's does not.
-    text = """\
-name: diffs
-unknown: trace
-settings: {metric: logit_diff}
-facts:
-  - {id: f0, subject: The Colosseum, relation: "{} is located in", target: Italy, distractor: France}
-  - {id: f1, subject: Toyota, relation: "{} is located in", target: Japan, distractor: Japan}
-"""
-    fs = write_factset(tmp_path, text)
-    got = prefetch(executor, every_fact(fs), TraceCache(tmp_path / "cache"))
-    path = str(fs.path)
-    assert (path, "f0") in got.traces and got.outcomes[(path, "f0")].error is None
-    assert (path, "f1") not in got.traces
-    locator = PrefetchedLocator.adopt(Locator(model=MODEL, device="cpu", use_cache=False), got)
-    with pytest.raises(FactError, match="distractor"):
-        locator.trace(fs.fact("f1").fact, fs)
-    assert locator.trace(fs.fact("f0").fact, fs).ie == got.traces[(path, "f0")].ie
+    def test_a_killed_actor_loses_nothing_and_counts_nothing_twice(self, executor: RayExecutor, tmp_path: Path) -> None:
+        fs = write_factset(tmp_path, factset_text(8))
+        victim = executor.actors[1]
+        pid_before = ray.get(victim.info.remote()).pid
+        kills = []
+
+        def kill_once(progress: RayProgress) -> None:
+            # After the first traced chunk the other actor still has units in flight: kill it there.
+            if progress.phase == "trace" and progress.done > 0 and not kills:
+                kills.append(progress.done)
+                ray.kill(victim, no_restart=False)
+
+        executor.on_progress = kill_once
+        cache = TraceCache(tmp_path / "cache")
+        got = prefetch(executor, every_fact(fs), cache)
+        assert kills and kills[0] < 8, "the actor was not killed mid-run"
+        assert ray.get(victim.info.remote()).pid != pid_before  # Ray restarted it
+        ids = [fact_id for (_, fact_id) in got.traces]
+        assert sorted(ids) == [f"f{i}" for i in range(8)]  # every fact once, none missing
+        assert all(o.error is None for o in got.outcomes.values())
+        assert len(cache) == 8
 
 
-def test_a_rerun_after_a_killed_run_resumes_from_the_cache(executor: RayExecutor, tmp_path: Path) -> None:
-    fs = write_factset(tmp_path, factset_text(4))
-    cache = TraceCache(tmp_path / "cache")
+    def test_a_fact_failing_for_its_own_reason_fails_alone(self, executor: RayExecutor, tmp_path: Path) -> None:
+        # logit_diff needs a distractor whose first token differs from the target's; f1's does not.
+        text = """\
+    name: diffs
+    unknown: trace
+    settings: {metric: logit_diff}
+    facts:
+      - {id: f0, subject: The Colosseum, relation: "{} is located in", target: Italy, distractor: France}
+      - {id: f1, subject: Toyota, relation: "{} is located in", target: Japan, distractor: Japan}
+    """
+        fs = write_factset(tmp_path, text)
+        got = prefetch(executor, every_fact(fs), TraceCache(tmp_path / "cache"))
+        path = str(fs.path)
+        assert (path, "f0") in got.traces and got.outcomes[(path, "f0")].error is None
+        assert (path, "f1") not in got.traces
+        locator = PrefetchedLocator.adopt(Locator(model=MODEL, device="cpu", use_cache=False), got)
+        with pytest.raises(FactError, match="distractor"):
+            locator.trace(fs.fact("f1").fact, fs)
+        assert locator.trace(fs.fact("f0").fact, fs).ie == got.traces[(path, "f0")].ie
 
-    def interrupt(progress: RayProgress) -> None:
-        if progress.phase == "trace" and progress.done > 0:
-            raise KeyboardInterrupt  # the driver killed after its first chunk came back
 
-    executor.on_progress = interrupt
-    with pytest.raises(KeyboardInterrupt):
-        prefetch(executor, every_fact(fs), cache)
-    kept = len(cache)
-    assert 0 < kept < 4
-    executor.on_progress = None
-    got = prefetch(executor, every_fact(fs), cache)
-    assert len(got.from_cache) == kept and len(got.traced_by) == 4 - kept
-    assert len(got.traces) == 4
+    def test_a_rerun_after_a_killed_run_resumes_from_the_cache(self, executor: RayExecutor, tmp_path: Path) -> None:
+        fs = write_factset(tmp_path, factset_text(4))
+        cache = TraceCache(tmp_path / "cache")
+
+        def interrupt(progress: RayProgress) -> None:
+            if progress.phase == "trace" and progress.done > 0:
+                raise KeyboardInterrupt  # the driver killed after its first chunk came back
+
+        executor.on_progress = interrupt
+        with pytest.raises(KeyboardInterrupt):
+            prefetch(executor, every_fact(fs), cache)
+        kept = len(cache)
+        assert 0 < kept < 4
+        executor.on_progress = None
+        got = prefetch(executor, every_fact(fs), cache)
+        assert len(got.from_cache) == kept and len(got.traced_by) == 4 - kept
+        assert len(got.traces) == 4
 
 
 def test_the_driver_never_loads_the_model(tmp_path: Path) -> None:
@@ -172,8 +188,57 @@ def test_actors_with_different_weights_are_a_usage_error() -> None:
 def test_without_ray_the_executor_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     from fact_locator.scaleout.ray_executor import import_ray
 
-    monkeypatch.setitem(__import__("sys").modules, "ray", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
     with pytest.raises(UsageError, match=r"pip install 'fact-locator\[ray\]'"):
         import_ray()
 
 
+
+
+# -- the plugin: pytest --fl-executor ray ---------------------------------------------------------
+@pytest.fixture
+def fl(pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, local_ray: None) -> FL:
+    import_heavy_modules()
+    return FL(pytester, tmp_path, monkeypatch)
+
+
+def test_pytest_on_ray_gives_the_in_process_results_and_reruns_from_the_cache(fl: FL) -> None:
+    fl.factset("geo", GEO)
+    on_ray = fl.run("--fl-executor", "ray", "--fl-ray-workers", "2", "--fl-json", "ray.json")
+    on_ray.assert_outcomes(passed=3, xfailed=1)
+    on_ray.stdout.fnmatch_lines(["fact-locator: ray: 2/2 facts traced, 2/2 actors alive"])
+    assert sorted(fl.traced()) == ["colosseum", "toyota"]  # each fact traced once, on the actors
+    here = fl.run("--fl-no-cache", "--fl-json", "here.json")
+    here.assert_outcomes(passed=3, xfailed=1)
+    ray_results, here_results = fl.results("ray.json"), fl.results("here.json")
+    assert ray_results["model"]["fingerprint"] == here_results["model"]["fingerprint"]
+    for mine, theirs in zip(here_results["factsets"][0]["facts"], ray_results["factsets"][0]["facts"]):
+        assert [o["outcome"] for o in mine["outcomes"]] == [o["outcome"] for o in theirs["outcomes"]]
+        for kind, rows in mine["trace"]["ie"].items():
+            flat = [abs(a - b) for ra, rb in zip(rows, theirs["trace"]["ie"][kind]) for a, b in zip(ra, rb)]
+            assert max(flat) < 1e-6, f"{mine['id']} {kind}: Ray and in-process traces differ"
+    assert ray_results["factsets"][0]["aggregate"]["ate"] == pytest.approx(here_results["factsets"][0]["aggregate"]["ate"], abs=1e-6)
+    fl.log.unlink()
+    again = fl.run("--fl-executor", "ray", "--fl-ray-workers", "2")
+    again.assert_outcomes(passed=3, xfailed=1)
+    assert fl.traced() == []  # nothing traced again: the driver found every key in the cache
+
+
+def test_ray_with_xdist_severed_or_without_the_extra_is_a_usage_error(fl: FL, monkeypatch: pytest.MonkeyPatch) -> None:
+    fl.factset("geo", GEO)
+    with_n = fl.run("--fl-executor", "ray", "-n", "2")
+    assert with_n.ret == pytest.ExitCode.USAGE_ERROR
+    with_n.stderr.fnmatch_lines(["ERROR: fact-locator: --fl-executor ray traces on Ray actors: drop -n*"])
+    severed = fl.run("--fl-executor", "ray", "--fl-severed")
+    severed.stderr.fnmatch_lines(["ERROR: fact-locator: --fl-severed is not computed on Ray actors*"])
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if the extra were not installed
+    missing = fl.run("--fl-executor", "ray")
+    assert missing.ret == pytest.ExitCode.USAGE_ERROR
+    missing.stderr.fnmatch_lines(["ERROR: fact-locator: --fl-executor ray needs Ray: pip install 'fact-locator[ray]'"])
+
+
+def test_a_model_that_does_not_load_on_the_actors_is_one_usage_error(fl: FL) -> None:
+    fl.factset("geo", GEO)
+    result = fl.run("--fl-executor", "ray", "--fl-model", "python:fl_tiny:broken")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: fact-locator: model 'python:fl_tiny:broken' does not load on Ray actor-0: *no weights here*"])
