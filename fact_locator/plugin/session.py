@@ -483,6 +483,9 @@ class FactLocatorSession:
         extras = []
         if values["severed"]:
             extras.append("severed paths: on")
+        if values["executor"] == "ray":
+            actors = f"{values['ray-workers']} actors" if values["ray-workers"] else "an actor per GPU, else one CPU actor"
+            extras.append(f"executor=ray ({values['ray-address'] or 'a local Ray instance'}, {actors})")
         if values["baseline"] is not None:
             extras.append(f"baseline={values['baseline']} (max layer shift {values['baseline-max-layer-shift']}, "
                           f"max ATE drop {values['baseline-max-ate-drop']}, max TE drop {values['baseline-max-te-drop']})")
