@@ -117,7 +117,7 @@ def _trace(args: argparse.Namespace) -> int:
     from fact_locator.facts import Fact
     from fact_locator.models.loading import load_model
     from fact_locator.results import write_atomic
-    from fact_locator.trace_view import render_trace
+    from fact_locator.report.trace_view import render_trace
     from fact_locator.tracing.tracer import Tracer
 
     if args.relation is not None:
