@@ -16,24 +16,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from fact_locator.report._common import (
-    APPROXIMATE_BADGE,
-    OUTCOME_ORDER,
-    PAPER_ATE,
-    PAPER_MODEL,
-    PAPER_N_FACTS,
-    aie_rows,
-    fact_outcome,
-    fact_reason,
-    interval_text,
-    model_summary,
-    notable,
-    peak,
-    pct,
-    run_method,
-    severed_text,
-    trace_kinds,
-)
+from fact_locator.report.model_and_method import APPROXIMATE_BADGE, model_summary, run_method
+from fact_locator.report.outcomes import OUTCOME_ORDER, fact_outcome, fact_reason, notable
+from fact_locator.report.paper import PAPER_ATE, PAPER_MODEL, PAPER_N_FACTS, aie_rows
+from fact_locator.report.peaks import peak, trace_kinds
+from fact_locator.report.percentages import interval_text, pct
+from fact_locator.report.severed_paths import severed_text
 from fact_locator.results import FactSetResult, RunResults
 
 __all__ = ["write_summary"]
