@@ -450,3 +450,64 @@ def test_chromium_shows_the_summary_as_the_first_table(tmp_path):
     tables = re.findall(r"<table([^>]*)>", dom[dom.index("<body") :])
     assert tables[0] == ' id="summary"' and tables[1] == ' class="key-settings"'
     assert re.search(r'<details class="all-settings">\s*<summary>', dom)  # folded: no open attribute
+
+
+def test_every_section_is_registered_once_with_its_partial_shipped():
+    from fact_locator.report.sections import SECTIONS
+
+    names = [s.name for s in SECTIONS]
+    assert len(names) == len(set(names))
+    assert names[0] == "summary"  # the page opens on the verdicts
+    for section in SECTIONS:
+        assert (TEMPLATES / section.template).is_file(), section.template
+
+
+def _with_partial(monkeypatch, name: str, source: str) -> None:
+    """Let the report's Jinja environment find one more partial, for this test only."""
+    from jinja2 import ChoiceLoader, DictLoader
+
+    from fact_locator.report.html import _environment
+
+    env = _environment()
+    # Jinja caches templates per loader, so the report's own templates are untouched after the test
+    monkeypatch.setattr(env, "loader", ChoiceLoader([DictLoader({name: source}), env.loader]))
+
+
+def test_a_section_is_a_view_model_a_partial_and_one_line(monkeypatch):
+    from dataclasses import dataclass
+
+    import fact_locator.report.html as module
+    from fact_locator.report.sections import SECTIONS, ReportRun, Section
+
+    @dataclass(frozen=True)
+    class CountView:
+        n_facts: int
+        note: str
+
+        def script_data(self) -> dict:
+            return {"n_facts": self.n_facts}
+
+    def build_count(run: ReportRun) -> CountView:
+        return CountView(sum(len(fs.facts) for fs in run.results.factsets), EVIL)
+
+    _with_partial(monkeypatch, "sections/count.html.j2", '<h2 id="count-title">Count</h2>\n<p>{{ view.n_facts }} {{ view.note }}</p>\n')
+    monkeypatch.setattr(module, "SECTIONS", [*SECTIONS, Section("count", build_count, "sections/count.html.j2")])
+    html = render_html(make_results(), rendered_at=PINNED)
+    main = html[html.index("<main>") : html.index("</main>")]
+    assert main.index('<h2 id="summary-title">') < main.index('<h2 id="settings-title">') < main.index('<h2 id="count-title">')
+    n_facts = sum(len(fs.facts) for fs in make_results().factsets)
+    assert f"<p>{n_facts} &lt;script&gt;" in main and EVIL not in html  # autoescaped like the rest
+    data = json.loads(re.search(r'<script type="application/json" id="report-data">(.*?)</script>', html, re.S).group(1))
+    assert data["n_facts"] == n_facts and len(data["rows"]) == SUMMARY_ROWS  # its script data joins the others'
+
+
+def test_a_partial_sees_only_its_view(monkeypatch):
+    from jinja2 import UndefinedError
+
+    import fact_locator.report.html as module
+    from fact_locator.report.sections import SECTIONS, Section
+
+    _with_partial(monkeypatch, "sections/peek.html.j2", "{{ model.name }}\n")
+    monkeypatch.setattr(module, "SECTIONS", [*SECTIONS, Section("peek", lambda run: None, "sections/peek.html.j2")])
+    with pytest.raises(UndefinedError, match="model"):
+        render_html(make_results(), rendered_at=PINNED)

@@ -117,3 +117,24 @@ def test_results_round_trip_renders_the_same(tmp_path):
     path = tmp_path / "results.json"
     results.save(path)
     assert write_summary(RunResults.load(path), color=False, width=120) == write_summary(results, color=False, width=120)
+
+
+def test_one_trace_in_the_terminal_shows_its_numbers_and_a_heatmap_per_kind():
+    from io import StringIO
+
+    from rich.console import Console
+    from tests.support.report_fixtures import colosseum
+
+    from fact_locator.report.trace_view import render_trace
+
+    trace = colosseum()
+    buffer = StringIO()
+    render_trace(trace, Console(file=buffer, width=120, color_system=None))
+    text = buffer.getvalue()
+    assert "p_clean = 0.7500   p_corrupt = 0.0500   TE = 0.7000" in text
+    assert "peak IE 0.5540 at layer 15, token 3 'seum' (last_subject)" in text
+    assert text.count("## = peak") == len(trace.kinds)
+    # one heatmap row per prompt token, subject tokens marked *
+    rows = [line for line in text.splitlines() if re.match(r"[* ] '", line)]
+    assert len(rows) == len(trace.tokens) * len(trace.kinds)
+    assert [r[0] for r in rows[: len(trace.tokens)]] == ["*"] * 4 + [" "] * (len(trace.tokens) - 4)
