@@ -1,19 +1,19 @@
-"""The results file: what an audit run measured and decided. Reports read only this."""
+"""The results file's schema: what an audit run measured and decided, and how it is saved and
+loaded. Reports read only this."""
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fact_locator.aggregate import Aggregate
 from fact_locator.errors import ResultsError
+from fact_locator.results.files import write_atomic
 from fact_locator.tracing.trace import SeveredPaths, Trace
 
-__all__ = ["RESULTS_SCHEMA_VERSION", "AuditOutcome", "FactResult", "FactSetResult", "RunResults", "write_atomic"]
+__all__ = ["OUTCOMES", "RESULTS_SCHEMA_VERSION", "AuditOutcome", "FactResult", "FactSetResult", "RunResults"]
 
 RESULTS_SCHEMA_VERSION = 1
 OUTCOMES = ("passed", "failed", "skipped", "xfailed", "xpassed", "error")
@@ -171,24 +171,3 @@ class RunResults:
             raise ResultsError(f"{path}: truncated or invalid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from exc
         return cls.from_dict(data, source=str(path))
 
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write to a temporary file beside `path`, then rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a report is for others to read too
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
