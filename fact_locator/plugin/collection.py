@@ -7,20 +7,23 @@
         ...::aggregate::ate                      AggregateItem (one per aggregate expectation)
 
 A fact with no expectation gets one item named `trace` (the fact is traced and recorded).
-`FactSetFiles` lets a Python module (e.g. `audits/test_factsets.py`) collect fact-set files
-that live outside the collected directory. Nothing here imports torch.
+`FactSetFiles` (plugin/factset_files.py) lets a Python module collect fact-set files that live
+outside the collected directory. The audit's rules (known/unknown, aggregates, severed paths)
+are `fact_locator.audit_flow`'s; this module is the pytest glue around them. Nothing here
+imports torch.
 """
 
 from __future__ import annotations
 
-import glob
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from fact_locator.audit_flow import FactVerdict, aggregate_verdicts, audit_fact, enters_aggregate, severed_once, will_trace
 from fact_locator.errors import ExpectationFailed, FactLocatorError, FactSetError
+from fact_locator.plugin.factset_files import FactSetFiles
 from fact_locator.plugin.session import MESSAGE_KEY, Case, FactLocatorSession, get_session
 
 if TYPE_CHECKING:
@@ -53,32 +56,39 @@ BASELINE = "baseline"
 
 
 # -- what an item does: shared with the fixtures ----------------------------------------------
+# The rules themselves (known/unknown, aggregates, severed paths) are `fact_locator.audit_flow`'s;
+# here they become skips, failures, records and JUnit properties.
 def trace_fact(fl: FactLocatorSession, factset: FactSet, spec: FactSpec, item: pytest.Item | None = None) -> Trace:
     """Trace one fact of a set under the set's unknown rule: skip (pytest.skip), fail
     (pytest.fail) or trace anyway. Records the trace and, on `item`, JUnit properties."""
-    locator = fl.locator
     fl.record_settings(factset)
     rule = fl.unknown_rule(factset)
-    where = f"{fl.relpath(factset.path)}:{spec.line}"
-    try:
-        if rule != "trace":
-            clean = locator.clean(spec.fact, factset)
-            if not clean.known:
-                fl.record_fact(factset, spec, clean=clean, status="unknown", reason=clean.reason)
-                if item is not None:
-                    item.user_properties.append(("p_clean", f"{clean.p_target:.4f}"))
-                if rule == "skip":
-                    pytest.skip(f"unknown fact {spec.id}: {clean.reason}")
-                pytest.fail(f"{where}: unknown fact {spec.id}: {clean.reason}", pytrace=False)
-        trace = locator.trace(spec.fact, factset, companions=companions(fl, factset, spec))
-    except FactLocatorError as exc:
-        fl.record_fact(factset, spec, status="error", reason=str(exc))
-        raise
-    fl.record_fact(factset, spec, trace=trace, status="traced", reason=traced_reason(trace, factset))
+    verdict = audit_fact(fl.locator, factset, spec, rule, companions(fl, factset, spec))
+    _record(fl, factset, verdict)
+    if verdict.error is not None:
+        raise verdict.error
+    if verdict.trace is None:
+        assert verdict.clean is not None
+        if item is not None:
+            item.user_properties.append(("p_clean", f"{verdict.clean.p_target:.4f}"))
+        if rule == "skip":
+            pytest.skip(f"unknown fact {spec.id}: {verdict.reason}")
+        pytest.fail(f"{fl.relpath(factset.path)}:{spec.line}: unknown fact {spec.id}: {verdict.reason}", pytrace=False)
     severed_fact(fl, factset, spec)
     if item is not None:
-        item.user_properties.extend(trace_properties(trace))
-    return trace
+        item.user_properties.extend(trace_properties(verdict.trace))
+    return verdict.trace
+
+
+def _record(fl: FactLocatorSession, factset: FactSet, verdict: FactVerdict) -> None:
+    """Record a verdict in the session's results (a traced fact with its trace, an unknown
+    one with its clean run)."""
+    if verdict.status == "traced":
+        fl.record_fact(factset, verdict.spec, trace=verdict.trace, status="traced", reason=verdict.reason)
+    elif verdict.status == "unknown":
+        fl.record_fact(factset, verdict.spec, clean=verdict.clean, status="unknown", reason=verdict.reason)
+    else:
+        fl.record_fact(factset, verdict.spec, status="error", reason=verdict.reason)
 
 
 def companions(fl: FactLocatorSession, factset: FactSet, spec: FactSpec, every: bool = False) -> Iterator[Fact]:
@@ -93,14 +103,8 @@ def companions(fl: FactLocatorSession, factset: FactSet, spec: FactSpec, every: 
     wanted = fl.selected_facts.get(fl.relpath(factset.path), set())
     later = factset.facts[[s.id for s in factset.facts].index(spec.id) + 1 :]
     for other in later:
-        if not (every or other.id in wanted):
-            continue
-        try:
-            if rule != "trace" and not fl.locator.clean(other.fact, factset).known:
-                continue
-        except FactLocatorError:
-            continue  # its own item reports it
-        yield other.fact
+        if (every or other.id in wanted) and will_trace(fl.locator, other.fact, factset, rule):
+            yield other.fact
 
 
 def selected_facts(fl: FactLocatorSession, items: Iterable[pytest.Item]) -> dict[str, set[str]]:
@@ -118,20 +122,9 @@ def severed_fact(fl: FactLocatorSession, factset: FactSet, spec: FactSpec) -> No
     """--fl-severed: the severed-path shares of a traced fact, once per fact."""
     if not fl.options["severed"]:
         return
-    key = (fl.relpath(factset.path), spec.id)
-    if key in fl.severed_done:
-        return
-    fl.severed_done.add(key)
-    fl.record_severed(factset, spec, fl.locator.severed(spec.fact, factset))
-
-
-def traced_reason(trace: Trace, factset: FactSet) -> str:
-    """'' for a known fact; for one traced under `unknown: trace`, why it counts as unknown."""
-    if trace.known and trace.p_clean >= factset.min_p_clean:
-        return ""
-    if not trace.known:
-        return f"traced although unknown: model predicts {trace.top_token!r}, target {trace.target_token!r} has p={trace.p_clean:.2f}"
-    return f"traced although unknown: p_clean {trace.p_clean:.2f} < min_p_clean {factset.min_p_clean:g}"
+    severed = severed_once(fl.locator, factset, spec, fl.severed_done, (fl.relpath(factset.path), spec.id))
+    if severed is not None:
+        fl.record_severed(factset, spec, severed)
 
 
 def trace_properties(trace: Trace) -> list[tuple[str, str]]:
@@ -143,35 +136,28 @@ def trace_properties(trace: Trace) -> list[tuple[str, str]]:
 
 
 def aggregate_for(fl: FactLocatorSession, factset: FactSet) -> Aggregate:
-    """ATE/AIE over the set's known facts (all traced facts under `unknown: trace`); every
-    fact it needs is traced (through the cache), selected by -k or not. Skips when no fact qualifies."""
+    """ATE/AIE over the facts that enter the set's aggregate (`audit_flow.enters_aggregate`);
+    every fact it needs is traced (through the cache), selected by -k or not. Skips when no
+    fact qualifies."""
     from fact_locator.aggregate import aggregate
 
     cached = fl.aggregates.get(fl.relpath(factset.path))
     if cached is not None:
         return cached
-    locator = fl.locator
     fl.record_settings(factset)
     rule = fl.unknown_rule(factset)
-    traces, unknown, errors = [], 0, 0
-    for spec in factset.facts:
-        try:
-            if rule != "trace":
-                clean = locator.clean(spec.fact, factset)
-                if not clean.known:
-                    fl.record_fact(factset, spec, clean=clean, status="unknown", reason=clean.reason)
-                    unknown += 1
-                    continue
-            trace = locator.trace(spec.fact, factset, companions=companions(fl, factset, spec, every=True))
-        except FactLocatorError as exc:
-            fl.record_fact(factset, spec, status="error", reason=str(exc))
-            errors += 1
+    traces, counts = [], {"unknown": 0, "error": 0}
+    for verdict in aggregate_verdicts(fl.locator, factset, rule, lambda s: companions(fl, factset, s, every=True)):
+        _record(fl, factset, verdict)
+        if not enters_aggregate(verdict):
+            counts[verdict.status] += 1
             continue
-        fl.record_fact(factset, spec, trace=trace, status="traced", reason=traced_reason(trace, factset))
-        severed_fact(fl, factset, spec)
-        traces.append(trace)
+        severed_fact(fl, factset, verdict.spec)
+        assert verdict.trace is not None
+        traces.append(verdict.trace)
     if not traces:
-        pytest.skip(f"fact set {factset.name}: no known fact to aggregate ({unknown} unknown, {errors} errors)")
+        pytest.skip(f"fact set {factset.name}: no known fact to aggregate ({counts['unknown']} unknown, "
+                    f"{counts['error']} errors)")
     agg = aggregate(traces, intervals=True)
     fl.aggregates[fl.relpath(factset.path)] = agg
     fl.record_aggregate(factset, agg)
@@ -408,33 +394,3 @@ class AggregateBaselineItem(_AuditItem):
 
     def reportinfo(self) -> tuple[Path, int, str]:
         return self.path, self.factset.line - 1, f"fact set: {self.factset.name} (aggregate baseline)"
-
-
-class FactSetFiles:
-    """Put one in a test module to collect fact-set files from elsewhere with it:
-
-        # audits/test_factsets.py
-        from fact_locator.plugin.collection import FactSetFiles
-        factsets = FactSetFiles()                       # the files --fl-factsets names
-        extra = FactSetFiles("../more/*.yaml")          # a glob relative to this module
-
-    Each matching file is collected as if pytest had walked into it (same node ids)."""
-
-    def __init__(self, *globs: str):
-        self.globs = globs
-
-    def files(self, fl: FactLocatorSession, module_path: Path) -> list[Path]:
-        if not self.globs:
-            return fl.factset_files()
-        found: dict[Path, None] = {}
-        for pattern in self.globs:
-            pattern_path = Path(pattern).expanduser()
-            base = module_path.parent
-            full = pattern_path if pattern_path.is_absolute() else base / pattern_path
-            for m in sorted(glob.glob(str(full))):
-                if Path(m).is_file():
-                    found[Path(m).resolve()] = None
-        return list(found)
-
-    def __repr__(self) -> str:
-        return f"FactSetFiles({', '.join(map(repr, self.globs))})"

@@ -1,0 +1,148 @@
+"""The rules of an audit, in one place: when a fact counts as known, what a fact set's unknown
+rule (skip, fail, trace) does with a fact, which facts enter the set's aggregate, and when
+severed paths are computed. The pytest plugin (`plugin/collection.py`) only turns the verdicts
+into skips, failures and records. Nothing here imports pytest or torch.
+
+    verdict = audit_fact(locator, factset, spec, rule="skip")
+    verdict.status          # "traced", "unknown" or "error"; verdict.trace when traced
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from fact_locator.errors import FactLocatorError
+
+if TYPE_CHECKING:
+    from fact_locator.facts import Fact
+    from fact_locator.factset import FactSet, FactSpec
+    from fact_locator.locator import Locator
+    from fact_locator.tracing.trace import SeveredPaths, Trace
+
+__all__ = [
+    "CleanCheck",
+    "FactVerdict",
+    "audit_fact",
+    "aggregate_verdicts",
+    "enters_aggregate",
+    "is_known",
+    "severed_once",
+    "traced_reason",
+    "will_trace",
+]
+
+
+def is_known(top1: bool, p_target: float, min_p_clean: float) -> bool:
+    """ROME's rule (the clean top-1 token is the target's first token) plus the fact set's
+    floor on the target's clean probability."""
+    return top1 and p_target >= min_p_clean
+
+
+@dataclass(frozen=True)
+class CleanCheck:
+    """The clean run's verdict on one fact: `is_known` on its top-1 token and p_clean."""
+
+    top_token: str
+    p_top: float
+    target_token: str
+    p_target: float
+    min_p_clean: float = 0.0
+
+    @property
+    def top1(self) -> bool:
+        return self.top_token == self.target_token
+
+    @property
+    def known(self) -> bool:
+        return is_known(self.top1, self.p_target, self.min_p_clean)
+
+    @property
+    def reason(self) -> str:
+        """Why the fact counts as unknown ('' when it is known)."""
+        if not self.top1:
+            return (f"model predicts {self.top_token!r} (p={self.p_top:.2f}), "
+                    f"target {self.target_token!r} has p={self.p_target:.2f}")
+        if self.p_target < self.min_p_clean:
+            return (f"model predicts the target {self.target_token!r} but with p={self.p_target:.2f} "
+                    f"< min_p_clean {self.min_p_clean:g}")
+        return ""
+
+
+def traced_reason(trace: Trace, factset: FactSet) -> str:
+    """'' for a known fact; for one traced under `unknown: trace`, why it counts as unknown."""
+    if is_known(trace.known, trace.p_clean, factset.min_p_clean):
+        return ""
+    if not trace.known:
+        return f"traced although unknown: model predicts {trace.top_token!r}, target {trace.target_token!r} has p={trace.p_clean:.2f}"
+    return f"traced although unknown: p_clean {trace.p_clean:.2f} < min_p_clean {factset.min_p_clean:g}"
+
+
+@dataclass
+class FactVerdict:
+    """What the audit made of one fact: traced (`trace`), unknown to the model under skip or
+    fail (`clean` says why; not traced), or an error (`error`, e.g. a prompt that does not
+    tokenize)."""
+
+    spec: FactSpec
+    trace: Trace | None = None
+    clean: CleanCheck | None = None
+    error: FactLocatorError | None = None
+    reason: str = ""
+
+    @property
+    def status(self) -> str:
+        if self.error is not None:
+            return "error"
+        return "traced" if self.trace is not None else "unknown"
+
+
+def audit_fact(locator: Locator, factset: FactSet, spec: FactSpec, rule: str,
+               companions: Iterable[Fact] = ()) -> FactVerdict:
+    """The fact's verdict under `rule`: skip and fail run the clean check first and trace
+    only a known fact; trace traces every fact. `companions` go to `Locator.trace`."""
+    try:
+        if rule != "trace":
+            clean = locator.clean(spec.fact, factset)
+            if not clean.known:
+                return FactVerdict(spec, clean=clean, reason=clean.reason)
+        trace = locator.trace(spec.fact, factset, companions=companions)
+    except FactLocatorError as exc:
+        return FactVerdict(spec, error=exc, reason=str(exc))
+    return FactVerdict(spec, trace=trace, reason=traced_reason(trace, factset))
+
+
+def will_trace(locator: Locator, fact: Fact, factset: FactSet, rule: str) -> bool:
+    """Whether the audit will trace this fact: known, or any fact under `unknown: trace`
+    (a fact whose clean run fails is not: its own item reports the error)."""
+    if rule == "trace":
+        return True
+    try:
+        return locator.clean(fact, factset).known
+    except FactLocatorError:
+        return False
+
+
+def aggregate_verdicts(locator: Locator, factset: FactSet, rule: str,
+                       companions: Callable[[FactSpec], Iterable[Fact]]) -> Iterator[FactVerdict]:
+    """The verdict of every fact of the set, in file order, selected or not: an aggregate
+    needs them all. Lazy, so a caller can record each as it comes."""
+    for spec in factset.facts:
+        yield audit_fact(locator, factset, spec, rule, companions(spec))
+
+
+def enters_aggregate(verdict: FactVerdict) -> bool:
+    """A fact set's ATE/AIE average its traced facts: the known ones, or all that trace
+    under `unknown: trace`; unknown facts and errors stay out."""
+    return verdict.trace is not None
+
+
+def severed_once(locator: Locator, factset: FactSet, spec: FactSpec, done: set[tuple[str, str]],
+                 key: tuple[str, str]) -> SeveredPaths | None:
+    """A traced fact's severed paths at its last subject token, the first time `key` asks
+    (`done` remembers); None after that."""
+    if key in done:
+        return None
+    done.add(key)
+    return locator.severed(spec.fact, factset)
