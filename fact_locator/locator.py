@@ -1,6 +1,7 @@
-"""The `Locator`: one per pytest session (and per xdist worker). It loads each model once,
-traces facts through the on-disk cache, calibrates the shared noise of a fact set and
-applies the known/unknown rule. It knows nothing about pytest.
+"""The `Locator`: the one way to get traces. One per pytest session (and per xdist worker),
+one per `fact-locator trace` or `sweep`. It loads each model once, traces facts through the
+on-disk cache, calibrates the shared noise of a fact set and runs the clean check (whose
+verdict the audit's rules in `audit_flow.py` use). It knows nothing about pytest.
 
     locator = Locator(model="smollm2-135m", device="cpu")
     settings = locator.settings_for(factset)            # defaults < factset settings < overrides
@@ -12,16 +13,16 @@ torch and transformers are imported only when a model is loaded.
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fact_locator.errors import FactLocatorError, FactSetError, ModelLoadError, UsageError
+from fact_locator.audit_flow import CleanCheck
+from fact_locator.errors import FactLocatorError, FactSetError, UsageError
 from fact_locator.facts import Fact
+from fact_locator.models.python_model import load_python_model
 from fact_locator.settings import METHODS, PYTHON_PREFIX, UNKNOWN_RULES
 
 if TYPE_CHECKING:
@@ -35,40 +36,8 @@ if TYPE_CHECKING:
 
 __all__ = ["CleanCheck", "Locator", "UNKNOWN_RULES", "load_python_model"]
 
-# Settings that change the numbers of a trace (batch_size does not; device does, slightly).
-_KEY_EXCLUDE = ("batch_size",)
+# The TraceSettings fields a fact set, `defaults` and `overrides` may set (device and dtype are the Locator's).
 _TRACE_FIELDS = ("kinds", "samples", "noise", "noise_scale", "window", "seed", "batch_size", "corruption", "metric")
-
-
-@dataclass(frozen=True)
-class CleanCheck:
-    """The clean run's verdict on one fact: ROME's rule (top-1 == the target's first token)
-    plus an optional floor on p_clean."""
-
-    top_token: str
-    p_top: float
-    target_token: str
-    p_target: float
-    min_p_clean: float = 0.0
-
-    @property
-    def top1(self) -> bool:
-        return self.top_token == self.target_token
-
-    @property
-    def known(self) -> bool:
-        return self.top1 and self.p_target >= self.min_p_clean
-
-    @property
-    def reason(self) -> str:
-        """Why the fact counts as unknown ('' when it is known)."""
-        if not self.top1:
-            return (f"model predicts {self.top_token!r} (p={self.p_top:.2f}), "
-                    f"target {self.target_token!r} has p={self.p_target:.2f}")
-        if self.p_target < self.min_p_clean:
-            return (f"model predicts the target {self.target_token!r} but with p={self.p_target:.2f} "
-                    f"< min_p_clean {self.min_p_clean:g}")
-        return ""
 
 
 @dataclass
@@ -92,6 +61,8 @@ class Locator:
     set's `settings:`); `defaults` sit below the fact set's settings. `on_trace`, if given, is
     called with (fact, trace, cached) after every trace (the plugin counts with it);
     `on_progress` with a `TraceProgress` as an exact trace runs its batches (the plugin draws it).
+    `trust_remote_code` lets a hub model run its own code (only `fact-locator trace` offers it);
+    `load_progress` shows a download or conversion of the model on the terminal.
     """
 
     def __init__(
@@ -108,6 +79,8 @@ class Locator:
         on_trace: Callable[[Fact, Trace, bool], None] | None = None,
         method: str = "exact",
         on_progress: ProgressListener | None = None,
+        trust_remote_code: bool = False,
+        load_progress: bool = False,
     ):
         if method not in METHODS:
             raise UsageError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
@@ -122,6 +95,8 @@ class Locator:
         self.use_cache = use_cache
         self.on_trace = on_trace
         self.on_progress = on_progress
+        self.trust_remote_code = trust_remote_code
+        self.load_progress = load_progress
         self._models: dict[str, LoadedModel] = {}
         self._tracers: dict[tuple[str, Any], Tracer] = {}
         self._noise: dict[tuple[Any, ...], NoiseInfo] = {}
@@ -158,7 +133,8 @@ class Locator:
             return load_python_model(spec, self.device, self.dtype)
         from fact_locator.models.loading import load_model
 
-        return load_model(spec, device=self.device, dtype=self.dtype, progress=False)
+        return load_model(spec, device=self.device, dtype=self.dtype, trust_remote_code=self.trust_remote_code,
+                          progress=self.load_progress)
 
     @property
     def loaded_models(self) -> dict[str, LoadedModel]:
@@ -255,17 +231,9 @@ class Locator:
 
     def cache_key(self, fact: Fact, settings: TraceSettings, noise: NoiseInfo | None, spec: str | None = None) -> str | None:
         """The cache key, or None when the noise is calibrated per fact (known only after the clean run)."""
-        from fact_locator import __version__
-        from fact_locator.cache import TraceCache
+        from fact_locator.trace_key import trace_key
 
-        if noise is None:
-            return None
-        loaded = self.load(spec)
-        data = {k: v for k, v in settings.to_dict().items() if k not in _KEY_EXCLUDE}
-        data["device"] = loaded.device
-        if self.method != "exact":  # exact keys stay as they were: no method in them means exact
-            data["method"] = self.method
-        return TraceCache.key(loaded.identity.fingerprint, fact, data, noise.std, __version__)
+        return None if noise is None else trace_key(self.load(spec), fact, settings, noise, self.method)
 
     def trace(
         self, fact: Fact, factset: FactSet | None = None, settings: TraceSettings | None = None,
@@ -391,36 +359,3 @@ class Locator:
         noise = self.noise_for(factset, settings)
         tracer = self.tracer(settings, spec)
         return severed_trace(tracer, self.fact_for(fact, factset, settings), noise=noise, tokens="last_subject").at_last_subject()
-
-
-def load_python_model(spec: str, device: str = "auto", dtype: str = "float32") -> LoadedModel:
-    """`python:module:function`: import `module`, call `function()` (passing `device` and
-    `dtype` if it takes them) and check that it returns a LoadedModel."""
-    from fact_locator.models.loading import LoadedModel
-
-    body = spec[len(PYTHON_PREFIX):] if spec.startswith(PYTHON_PREFIX) else spec
-    parts = body.split(":")
-    if len(parts) != 2 or not all(p.strip() for p in parts):
-        raise ModelLoadError(f"model {spec!r}: write a custom model as python:module:function")
-    module_name, function_name = (p.strip() for p in parts)
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ModelLoadError(f"model {spec!r}: cannot import module {module_name!r} ({exc})") from exc
-    function = getattr(module, function_name, None)
-    if not callable(function):
-        raise ModelLoadError(f"model {spec!r}: module {module_name!r} has no function {function_name!r}")
-    params = inspect.signature(function).parameters
-    kwargs = {k: v for k, v in (("device", device), ("dtype", dtype)) if k in params}
-    try:
-        loaded = function(**kwargs)
-    except FactLocatorError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - user code: one line, the cause chained
-        raise ModelLoadError(f"model {spec!r}: {function_name}() raised {type(exc).__name__}: {exc}") from exc
-    if not isinstance(loaded, LoadedModel):
-        raise ModelLoadError(
-            f"model {spec!r}: {function_name}() returned {type(loaded).__name__}, not a LoadedModel "
-            "(build one with fact_locator.models.loading.from_objects(model, tokenizer, name=...))"
-        )
-    return loaded

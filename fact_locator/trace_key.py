@@ -1,0 +1,31 @@
+"""The trace cache's key for one fact: what changes a trace's numbers (the model's weights,
+the fact, the trace settings, the device, the noise std, the method and the package version)
+and nothing that does not (the batch size, the fact's id). The `Locator` and the Ray actors
+both key with it, so a trace written by one is found by the other."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fact_locator.facts import Fact
+    from fact_locator.models.loading import LoadedModel
+    from fact_locator.tracing.settings import TraceSettings
+    from fact_locator.tracing.trace import NoiseInfo
+
+__all__ = ["trace_key"]
+
+# Settings that do not change a trace's numbers (the device does, slightly: it is in the key).
+_NOT_IN_KEY = ("batch_size",)
+
+
+def trace_key(loaded: LoadedModel, fact: Fact, settings: TraceSettings, noise: NoiseInfo, method: str) -> str:
+    """The sha256 key of the fact's trace under `settings`, `noise` and `method`."""
+    from fact_locator import __version__
+    from fact_locator.cache import TraceCache
+
+    data: dict[str, Any] = {k: v for k, v in settings.to_dict().items() if k not in _NOT_IN_KEY}
+    data["device"] = loaded.device
+    if method != "exact":  # exact keys stay as they were: no method in them means exact
+        data["method"] = method
+    return TraceCache.key(loaded.identity.fingerprint, fact, data, noise.std, __version__)
