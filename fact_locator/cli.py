@@ -1,4 +1,7 @@
-"""The `fact-locator` command line: trace one fact, list models, render saved results."""
+"""The `fact-locator` command line: trace one fact, list models, render saved results.
+
+Its flags come from the settings table (`settings.py`); `trace` and `sweep` get their model
+and traces from a `Locator`, as the pytest plugin does (same cache, same noise, same models)."""
 
 from __future__ import annotations
 
@@ -8,12 +11,15 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from fact_locator.errors import FactLocatorError, UsageError
-from fact_locator.settings import AUTO_NOISE, add_cli_options
-from fact_locator.tracing.settings import TraceSettings
-from fact_locator.tracing.trace import SeveredPaths
+from fact_locator.settings import AUTO_NOISE, PYTHON_PREFIX, add_cli_options
+
+if TYPE_CHECKING:
+    from fact_locator.locator import Locator
+    from fact_locator.trace_progress import TraceProgress
+    from fact_locator.tracing.trace import SeveredPaths
 
 __all__ = ["build_parser", "main"]
 
@@ -42,7 +48,7 @@ def _scales(text: str) -> tuple[float, ...]:
 
 # Settings of each command, from the settings table (fact_locator/settings.py).
 TRACE_SETTINGS = ("model", "kinds", "samples", "noise", "window", "seed", "device", "dtype", "corruption", "metric",
-                  "method", "severed")
+                  "method", "severed", "cache-dir", "no-cache")
 SWEEP_SETTINGS = ("model", "samples", "seed", "device", "dtype")
 BASELINE_SETTINGS = ("baseline-max-layer-shift", "baseline-max-ate-drop", "baseline-max-te-drop")
 
@@ -55,7 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser,
                                      help="one of these (fact-locator COMMAND --help for its options)")
 
-    trace = commands.add_parser("trace", help="trace one fact and show where its effect lies")
+    trace = commands.add_parser(
+        "trace", help="trace one fact and show where its effect lies",
+        description="Trace one fact and show where its effect lies. Traces go through the trace cache, as under "
+                    "pytest: a fact traced before with the same model and settings is read from it (the output "
+                    "says 'cached'); --no-cache traces it again.")
     trace.add_argument("--subject", required=True, help="the subject, as it appears in the prompt")
     where = trace.add_mutually_exclusive_group(required=True)
     where.add_argument("--relation", help="relation template with one {} where the subject goes")
@@ -115,47 +125,98 @@ def _trace(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from fact_locator.facts import Fact
-    from fact_locator.models.loading import load_model
-    from fact_locator.results import write_atomic
     from fact_locator.report.trace_view import render_trace
-    from fact_locator.tracing.tracer import Tracer
+    from fact_locator.results import write_atomic
 
     if args.relation is not None:
         fact = Fact(subject=args.subject, relation=args.relation, target=args.target)
     else:
         fact = Fact.from_prompt(args.prompt, args.subject, args.target)
     fact = replace(fact, distractor=args.distractor, replacements=tuple(args.replacement))
-    settings = TraceSettings(
-        kinds=args.kinds, samples=args.samples, noise=None if args.noise == AUTO_NOISE else args.noise, window=args.window,
-        seed=args.seed, device=args.device, dtype=args.dtype, corruption=args.corruption, metric=args.metric,
-    )
     if args.json is not None and args.json.is_dir():
         raise UsageError(f"--json {args.json}: is a directory, give a file path")
-    loaded = load_model(args.model, device=settings.device, dtype=settings.dtype,
-                        trust_remote_code=args.trust_remote_code, progress=not args.no_progress)
-    tracer = Tracer(loaded, settings)
-    tracer.prepare(fact)  # bad prompts fail before the progress bar appears
-    if args.method == "atp":
-        from fact_locator.tracing.attribution import attribution_patch
-
-        trace = attribution_patch(tracer, fact)
-    else:
-        trace = _with_progress(tracer, fact, enabled=not args.no_progress)
+    bar = _ProgressBar(enabled=not args.no_progress)
+    heard = _TraceHeard()
+    locator = _locator(args, overrides=_trace_overrides(args), method=args.method, on_trace=heard,
+                       on_progress=bar, trust_remote_code=args.trust_remote_code)
+    with bar:
+        trace = locator.trace(fact)
     console = Console()
     render_trace(trace, console)
+    if heard.cached:
+        console.print(f"cached: read from the trace cache ({locator.cache.root}), traced earlier with the same model, "
+                      "fact and settings; --no-cache traces it again", soft_wrap=True)
     if args.severed:
-        trace = replace(trace, severed=_print_severed(tracer, fact, trace, console))
+        trace = replace(trace, severed=_print_severed(locator.severed(fact), console))
     if args.json is not None:
         _write_output("--json", args.json, lambda: write_atomic(args.json, trace.to_json(indent=1)))
         print(f"trace written to {args.json}")
     return 0
 
 
-def _print_severed(tracer: Any, fact: Any, trace: Any, console: Any) -> SeveredPaths:
-    """Trace the severed paths at the last subject token, print them, and return them for the trace JSON."""
-    from fact_locator.tracing.severed import severed_trace
+def _trace_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The trace settings given on the command line (all of them: each has its table default)."""
+    overrides = {name: getattr(args, name) for name in ("kinds", "samples", "window", "seed", "corruption", "metric")}
+    overrides["noise"] = None if args.noise in (None, AUTO_NOISE) else args.noise
+    return overrides
 
-    severed = severed_trace(tracer, fact, noise=trace.noise, tokens="last_subject").at_last_subject()
+
+def _locator(args: argparse.Namespace, overrides: dict[str, Any], **options: Any) -> Locator:
+    """The command's `Locator`: its model, device and dtype, and the trace cache of
+    --cache-dir (else $FACT_LOCATOR_CACHE, else the user cache folder) unless --no-cache."""
+    from fact_locator.locator import Locator
+
+    if args.model.startswith(PYTHON_PREFIX) and "" not in sys.path and str(Path.cwd()) not in sys.path:
+        # As under `python -m`: a python:module:function model may be a module of the current folder.
+        sys.path.insert(0, str(Path.cwd()))
+    return Locator(model=args.model, device=args.device, dtype=args.dtype, overrides=overrides,
+                   cache_dir=getattr(args, "cache_dir", None), use_cache=not getattr(args, "no_cache", False),
+                   model_from_factset=False, load_progress=not getattr(args, "no_progress", False), **options)
+
+
+class _TraceHeard:
+    """`Locator.on_trace`: remembers whether the trace came from the cache."""
+
+    def __init__(self) -> None:
+        self.cached = False
+
+    def __call__(self, fact: Any, trace: Any, cached: bool) -> None:
+        self.cached = cached
+
+
+class _ProgressBar:
+    """`Locator.on_progress` as a rich bar on stderr, shown from the first restoration batch
+    (a bad prompt fails before it appears; a cached trace never shows it); off with --no-progress."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __call__(self, event: TraceProgress) -> None:
+        if not self.enabled:
+            return
+        if self._bar is None:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bar = Progress(TextColumn("tracing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                                 console=Console(stderr=True), transient=True)
+            self._bar.start()
+            self._task = self._bar.add_task("trace", total=None)
+        self._bar.update(self._task, completed=event.sites_done, total=event.sites_total)
+
+    def __enter__(self) -> _ProgressBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+
+def _print_severed(severed: SeveredPaths, console: Any) -> SeveredPaths:
+    """Print the severed paths at the last subject token; return them for the trace JSON."""
     layer = severed.peak_layer
     console.print()
     console.print(f"[bold]severed paths[/bold] at the last subject token {severed.token_text!r} "
@@ -164,18 +225,6 @@ def _print_severed(tracer: Any, fact: Any, trace: Any, console: Any) -> SeveredP
         console.print(f"  later {kind} outputs held corrupted: IE {severed.curves[kind][layer]:.4f}; "
                       f"share of the effect through {kind}: {severed.shares[kind]:.1%}", soft_wrap=True)
     return severed
-
-
-def _with_progress(tracer: Any, fact: Any, enabled: bool) -> Any:
-    if not enabled:
-        return tracer.trace(fact)
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    with Progress(TextColumn("tracing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("trace", total=None)
-        return tracer.trace(fact, progress=lambda done, total: bar.update(task, completed=done, total=total))
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -226,9 +275,7 @@ def _sweep(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from fact_locator.facts import Fact
-    from fact_locator.models.loading import load_model
     from fact_locator.tracing.sweep import noise_sweep
-    from fact_locator.tracing.tracer import Tracer
 
     if args.factset is not None:
         from fact_locator.factset import load_factset
@@ -238,9 +285,9 @@ def _sweep(args: argparse.Namespace) -> int:
         facts = [Fact(args.subject, args.relation, args.target)]
     else:
         raise UsageError("sweep needs --factset FILE, or --subject, --relation and --target")
-    settings = TraceSettings(samples=args.samples, seed=args.seed, device=args.device, dtype=args.dtype)
-    loaded = load_model(args.model, device=settings.device, dtype=settings.dtype)
-    points = noise_sweep(Tracer(loaded, settings), facts, args.scales, mode=args.corruption)
+    # A sweep runs no restorations and writes no trace: the Locator only loads the model.
+    locator = _locator(args, overrides={"samples": args.samples, "seed": args.seed})
+    points = noise_sweep(locator.tracer(locator.settings_for()), facts, args.scales, mode=args.corruption)
     table = Table(title=f"noise sweep on {args.model}: {len(facts)} fact(s), {args.corruption} noise")
     for column in ("scale", "noise std", "mean p_clean", "mean p_corrupt", "mean TE", ""):
         table.add_column(column, justify="right" if column else "left")

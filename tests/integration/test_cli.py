@@ -1,4 +1,5 @@
-"""The `fact-locator` command: a trace on a local model, and one clear line for each bad input."""
+"""The `fact-locator` command: a trace on a local model, through the Locator and its cache,
+and one clear line for each bad input."""
 
 import json
 import subprocess
@@ -7,6 +8,7 @@ import sys
 import pytest
 
 from fact_locator.cli import main
+from fact_locator.settings import CACHE_ENV
 from tests.support.tiny_models import tiny_model, tiny_tokenizer
 
 TRACE = ["trace", "--subject", "The Colosseum", "--relation", "{} is located in the country of", "--target", "Italy"]
@@ -19,6 +21,14 @@ def tiny_dir(tmp_path_factory):
     tiny_model("llama").save_pretrained(folder)
     tiny_tokenizer().save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(autouse=True)
+def cache_root(tmp_path, monkeypatch):
+    """Traces of these tests go to a temp cache, never the user's."""
+    root = tmp_path / "fl-cache"
+    monkeypatch.setenv(CACHE_ENV, str(root))
+    return root
 
 
 def run_cli(args, capsys):
@@ -137,3 +147,109 @@ def test_unknown_metric_and_corruption_are_one_line(capsys):
                           (["--corruption", "blur"], "argument --corruption: unknown corruption 'blur'")):
         code, out, err = run_cli([*TRACE, *args], capsys)
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+# -- one tracing path: the command traces through the Locator and its cache --------------------
+FAST = ["--samples", "2", "--window", "2", "--device", "cpu", "--no-progress"]
+
+
+def _cache_files(root):
+    return sorted((root / "traces").rglob("*.json"))
+
+
+@pytest.fixture
+def count_traces(monkeypatch):
+    """How many times the tracer runs restorations (a cache hit runs none)."""
+    from fact_locator.tracing.tracer import Tracer
+
+    calls = []
+    real = Tracer.trace_many
+
+    def counting(self, facts, *args, **kwargs):
+        calls.append([f.subject for f in facts])
+        return real(self, facts, *args, **kwargs)
+
+    monkeypatch.setattr(Tracer, "trace_many", counting)
+    return calls
+
+
+def test_the_trace_command_gives_the_locators_numbers(tiny_dir, tmp_path, capsys):
+    from fact_locator.facts import Fact
+    from fact_locator.locator import Locator
+    from fact_locator.tracing.trace import Trace
+    from fact_locator.tracing.tracer import Tracer
+
+    out_json = tmp_path / "cli.json"
+    code, out, err = run_cli([*TRACE, "--model", str(tiny_dir), *FAST, "--seed", "3", "--json", str(out_json)], capsys)
+    assert code == 0, err
+    locator = Locator(model=str(tiny_dir), device="cpu", overrides={"samples": 2, "window": 2, "seed": 3}, use_cache=False)
+    direct = locator.trace(Fact("The Colosseum", "{} is located in the country of", "Italy"))
+    engine = Tracer(locator.load(), locator.settings_for()).trace(Fact("The Colosseum", "{} is located in the country of", "Italy"))
+    cli = Trace.load(out_json)
+    assert cli.noise == direct.noise == engine.noise  # the fact's own calibration, as before the Locator
+    assert cli.ie == engine.ie
+    assert cli.te == direct.te and cli.p_clean == direct.p_clean
+    for kind in direct.kinds:
+        assert cli.ie[kind] == direct.ie[kind], kind
+
+
+def test_a_second_trace_of_the_same_fact_is_read_from_the_cache(tiny_dir, tmp_path, cache_root, count_traces, capsys):
+    code, out, err = run_cli([*TRACE, "--model", str(tiny_dir), *FAST, "--json", str(tmp_path / "first.json")], capsys)
+    assert code == 0, err
+    assert "cached" not in out and len(count_traces) == 1
+    [entry] = _cache_files(cache_root)
+    written = entry.stat().st_mtime_ns
+
+    code, out, err = run_cli([*TRACE, "--model", str(tiny_dir), *FAST, "--json", str(tmp_path / "second.json")], capsys)
+    assert code == 0, err
+    assert "cached: read from the trace cache" in out
+    assert len(count_traces) == 1  # no restoration ran
+    assert _cache_files(cache_root) == [entry] and entry.stat().st_mtime_ns == written
+    assert (tmp_path / "first.json").read_text() == (tmp_path / "second.json").read_text()
+
+
+def test_no_cache_traces_again_and_cache_dir_chooses_the_folder(tiny_dir, tmp_path, cache_root, count_traces, capsys):
+    elsewhere = tmp_path / "elsewhere"
+    for _ in range(2):
+        code, out, err = run_cli([*TRACE, "--model", str(tiny_dir), *FAST, "--cache-dir", str(elsewhere)], capsys)
+        assert code == 0, err
+    assert "cached" in out and len(count_traces) == 1
+    assert len(_cache_files(elsewhere)) == 1 and _cache_files(cache_root) == []
+
+    code, out, err = run_cli([*TRACE, "--model", str(tiny_dir), *FAST, "--cache-dir", str(elsewhere), "--no-cache"], capsys)
+    assert code == 0, err
+    assert "cached" not in out and len(count_traces) == 2
+
+
+def test_a_python_model_traces_from_the_command_line(tmp_path, capsys):
+    out_json = tmp_path / "t.json"
+    code, out, err = run_cli([*TRACE, "--model", "python:tests.support.fl_tiny:llama", *FAST, "--kinds", "hidden",
+                              "--json", str(out_json)], capsys)
+    assert code == 0, err
+    assert "p_clean" in out and json.loads(out_json.read_text())["settings"]["samples"] == 2
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("python:tests.support.fl_tiny:broken", "broken() raised RuntimeError: no weights here"),
+    ("python:tests.support.fl_tiny:not_a_model", "not_a_model() returned int, not a LoadedModel"),
+    ("python:no_such_module_here:load", "cannot import module 'no_such_module_here'"),
+    ("python:onlymodule", "write a custom model as python:module:function"),
+])
+def test_a_bad_python_model_is_one_line(spec, message, capsys):
+    code, out, err = run_cli([*TRACE, "--model", spec, *FAST], capsys)
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_an_empty_cache_dir_is_one_line(capsys):
+    code, out, err = run_cli([*TRACE, "--cache-dir", " ", *FAST], capsys)
+    assert code == 2
+    assert "argument --cache-dir: the path is empty" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_sweep_command_takes_a_python_model(capsys):
+    code, out, err = run_cli(["sweep", "--model", "python:tests.support.fl_tiny:llama", "--subject", "Toyota",
+                              "--relation", "{} was founded in", "--target", "Japan", "--scales", "1,3", "--samples", "2",
+                              "--device", "cpu"], capsys)
+    assert code == 0, err
+    assert "noise sweep on python:tests.support.fl_tiny:llama" in out
