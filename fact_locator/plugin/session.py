@@ -1,10 +1,11 @@
 """`FactLocatorSession`: the plugin's state for one pytest run, kept under a StashKey.
 
-It resolves the options, owns the session's `Locator` (built lazily: nothing heavy happens
-unless a fact-locator item runs), loads fact sets once, records every trace and outcome,
-and builds the `RunResults` that `--fl-json` / `--fl-html` write and the terminal summary
+It resolves the options and paths, owns the session's `Locator` (built lazily: nothing heavy
+happens unless a fact-locator item runs), loads fact sets and the baseline once, and hands
+every trace and outcome to a `ResultsBuilder` (`fact_locator.results`), which builds the
+`RunResults` that `--fl-json` / `--fl-html` write (`run_output.py`) and the terminal summary
 draws. Under pytest-xdist each worker publishes its results as JSON in
-`config.workeroutput`; the controller merges them (`merge_worker_payload`).
+`config.workeroutput`; the controller merges them (`merge_worker_payload`, `merge_results`).
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ from __future__ import annotations
 import glob
 import json
 import threading
-import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +21,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from fact_locator.errors import FactLocatorError, FactSetError, ModelLoadError
+from fact_locator.plugin.item_outcome import fold_report
 from fact_locator.plugin.options import ResolvedOptions
+from fact_locator.plugin.run_output import header_lines, summary_lines, write_outputs
+from fact_locator.results.builder import ResultsBuilder
 from fact_locator.versions import run_versions as _versions
 
 if TYPE_CHECKING:
@@ -30,7 +33,7 @@ if TYPE_CHECKING:
     from fact_locator.aggregate import Aggregate
     from fact_locator.factset import FactSet, FactSpec
     from fact_locator.locator import CleanCheck, Locator
-    from fact_locator.results import AuditOutcome, FactResult, FactSetResult, RunResults
+    from fact_locator.results import FactResult, FactSetResult, RunResults
     from fact_locator.tracing.trace import SeveredPaths, Trace
 
 __all__ = ["DIST_KEY", "SESSION_KEY", "WORKER_OUTPUT_KEY", "Case", "FactLocatorSession", "get_session"]
@@ -52,26 +55,6 @@ class Case:
     aggregate: bool = False
 
 
-@dataclass
-class _Recorded:
-    nodeid: str
-    case: Case
-    outcome: str = "passed"
-    message: str = ""
-    duration: float = 0.0
-
-
-@dataclass
-class _FactSetRecord:
-    name: str
-    path: str
-    description: str = ""
-    order: list[str] = field(default_factory=list)
-    facts: dict[str, FactResult] = field(default_factory=dict)
-    aggregate: Aggregate | None = None
-    settings: dict[str, Any] = field(default_factory=dict)
-
-
 class FactLocatorSession:
     def __init__(self, config: pytest.Config, options: ResolvedOptions):
         self.config = config
@@ -82,8 +65,7 @@ class FactLocatorSession:
         self._locator: Locator | None = None
         self._load_error: FactLocatorError | None = None
         self._factsets: dict[Path, FactSet | FactSetError] = {}
-        self._records: dict[str, _FactSetRecord] = {}  # key: relative factset path
-        self._outcomes: dict[str, _Recorded] = {}
+        self.builder = ResultsBuilder()
         self._merged: list[RunResults] = []
         self._lock = threading.RLock()
         self.results: RunResults | None = None
@@ -92,6 +74,7 @@ class FactLocatorSession:
         self._glob_files: set[Path] | None = None
         self.is_worker = hasattr(config, "workerinput")
         self.baseline: RunResults | None = None
+        self.written: list[str] = []  # what write_outputs wrote, for the summary
         self.severed_done: set[tuple[str, str]] = set()
         # Relative fact-set path -> ids of the facts this session's items trace (set after collection).
         self.selected_facts: dict[str, set[str]] = {}
@@ -287,19 +270,9 @@ class FactLocatorSession:
         return pytest.UsageError(f"fact-locator: {exc}")
 
     # -- recording ------------------------------------------------------------------------------
-    def _record_for(self, factset: FactSet) -> _FactSetRecord:
-        key = self.relpath(factset.path)
-        with self._lock:
-            rec = self._records.get(key)
-            if rec is None:
-                rec = _FactSetRecord(name=factset.name, path=key, description=factset.description,
-                                     order=[s.id for s in factset.facts])
-                self._records[key] = rec
-            return rec
-
     def record_settings(self, factset: FactSet) -> None:
         """The settings a fact set is traced with, and where each value came from."""
-        rec = self._record_for(factset)
+        rec = self.builder.factset(self.relpath(factset.path), factset)
         if rec.settings:
             return
         locator = self.locator
@@ -322,113 +295,39 @@ class FactLocatorSession:
 
     def record_fact(self, factset: FactSet, spec: FactSpec, *, trace: Trace | None = None,
                     clean: CleanCheck | None = None, status: str | None = None, reason: str = "") -> None:
-        from fact_locator.results import FactResult
-
-        rec = self._record_for(factset)
-        fact = spec.fact
-        with self._lock:
-            result = rec.facts.get(spec.id)
-            if result is None:
-                result = FactResult(id=spec.id, subject=fact.subject, relation=fact.relation, target=fact.target,
-                                    tags=list(fact.tags))
-                rec.facts[spec.id] = result
-            if trace is not None:
-                result.trace = trace
-            if status is not None:
-                result.status = status
-                result.status_reason = reason
-            elif clean is not None:
-                result.status = "traced" if trace is not None or result.trace is not None else "unknown"
-                result.status_reason = clean.reason
+        self.builder.record_fact(self.relpath(factset.path), factset, spec, trace=trace, clean=clean, status=status,
+                                 reason=reason)
 
     def record_severed(self, factset: FactSet, spec: FactSpec, severed: SeveredPaths) -> None:
-        self.record_fact(factset, spec)
-        with self._lock:
-            self._record_for(factset).facts[spec.id].severed = severed
+        self.builder.record_severed(self.relpath(factset.path), factset, spec, severed)
 
     def record_aggregate(self, factset: FactSet, agg: Aggregate) -> None:
-        self._record_for(factset).aggregate = agg
+        self.builder.record_aggregate(self.relpath(factset.path), factset, agg)
 
     def record_report(self, item: pytest.Item, case: Case, report: pytest.TestReport) -> None:
         """Fold the setup/call/teardown reports of one item into one AuditOutcome."""
+        rec = self.builder.outcome(item.nodeid, case.factset_path, case.fact_id, case.expectation)
         with self._lock:
-            rec = self._outcomes.get(item.nodeid)
-            if rec is None:
-                rec = self._outcomes[item.nodeid] = _Recorded(item.nodeid, case)
-            rec.duration += report.duration
-            xfail = hasattr(report, "wasxfail")
-            message = item.stash.get(MESSAGE_KEY, "")
-            if report.when == "teardown":
-                if report.failed:
-                    rec.outcome, rec.message = "error", _longrepr_text(report)
-                return
-            if report.when == "setup":
-                if report.failed:
-                    rec.outcome, rec.message = "error", message or _longrepr_text(report)
-                elif report.skipped:
-                    rec.outcome = "xfailed" if xfail else "skipped"
-                    rec.message = getattr(report, "wasxfail", "") if xfail else _skip_reason(report)
-                return
-            if report.passed:
-                rec.outcome = "xpassed" if xfail else "passed"
-                rec.message = message or (f"xfail reason: {report.wasxfail}" if xfail else "")
-            elif report.skipped:
-                rec.outcome = "xfailed" if xfail else "skipped"
-                rec.message = (message or report.wasxfail) if xfail else _skip_reason(report)
-            else:
-                rec.outcome, rec.message = "failed", message or _longrepr_text(report)
+            fold_report(rec, report, item.stash.get(MESSAGE_KEY, ""))
 
     # -- results ---------------------------------------------------------------------------------
     def build_results(self) -> RunResults:
-        from fact_locator.results import AuditOutcome, FactResult, FactSetResult, RunResults
+        """This process's results, with the xdist workers' merged in."""
+        from fact_locator.results import merge_results
 
-        factsets: list[FactSetResult] = []
-        outcomes_by_set: dict[str, list[AuditOutcome]] = {}
-        loose: list[AuditOutcome] = []
-        fact_outcomes: dict[tuple[str, str], list[AuditOutcome]] = {}
         with self._lock:
-            for rec in self._outcomes.values():
-                outcome = AuditOutcome(rec.nodeid, rec.case.expectation, rec.outcome, rec.message, rec.duration)
-                if rec.case.fact_id is not None:
-                    fact_outcomes.setdefault((rec.case.factset_path, rec.case.fact_id), []).append(outcome)
-                elif rec.case.factset_path:
-                    outcomes_by_set.setdefault(rec.case.factset_path, []).append(outcome)
-                else:
-                    loose.append(outcome)
-            for (path, fact_id), outs in fact_outcomes.items():
-                rec = self._records.get(path)
-                if rec is None:
-                    rec = self._records[path] = _FactSetRecord(name=Path(path).stem, path=path)
-                if fact_id not in rec.facts:
-                    rec.facts[fact_id] = FactResult(id=fact_id, subject="", relation="", target="", status="error",
-                                                    status_reason="not traced")
-                rec.facts[fact_id].outcomes = outs
-            for path, rec in self._records.items():
-                order = {fid: i for i, fid in enumerate(rec.order)}
-                facts = sorted(rec.facts.values(), key=lambda f: (order.get(f.id, len(order)), f.id))
-                factsets.append(FactSetResult(name=rec.name, path=rec.path, description=rec.description, facts=facts,
-                                              aggregate=rec.aggregate, outcomes=outcomes_by_set.pop(path, [])))
-            for path, outs in outcomes_by_set.items():
-                factsets.append(FactSetResult(name=Path(path).stem, path=path, outcomes=outs))
-            settings = self.settings_dict()
-            results = RunResults(
-                model=self.model_dict(),
-                settings=settings,
-                versions=_versions(),
-                started_at=self.started_at,
-                finished_at=self.finished_at or _now(),
-                factsets=factsets,
-                outcomes=loose,
-            )
-            for other in self._merged:
-                results = merge_results(results, other)
-        return results
+            own = self.builder.build(model=self.model_dict(), settings=self.settings_dict(), versions=_versions(),
+                                     started_at=self.started_at, finished_at=self.finished_at or _now())
+            merged = list(self._merged)
+        if not merged:
+            return own
+        return merge_results([own, *merged], ["this process's results", *("an xdist worker's results" for _ in merged)])
 
     def settings_dict(self) -> dict[str, Any]:
         values = dict(self.options.values)
         data: dict[str, Any] = {k.replace("-", "_"): v for k, v in values.items()}
         data["sources"] = {k.replace("-", "_"): v for k, v in self.options.sources.items()}
-        data["factset_settings"] = {rec.path: rec.settings for rec in self._records.values() if rec.settings}
+        data["factset_settings"] = self.builder.factset_settings()
         if self._locator is not None:
             data["cache_dir"] = str(self._locator.cache.root) if self._locator._cache is not None else data["cache_dir"]
             data["stats"] = dict(self._locator.stats)
@@ -461,37 +360,7 @@ class FactLocatorSession:
             self._merged.append(other)
 
     def header_lines(self) -> list[str]:
-        values, sources = self.options.values, self.options.sources
-
-        def show(name: str) -> str:
-            value = values[name]
-            if name == "noise" and value is None:
-                value = "calibrated per fact set"
-            return f"{name}={value}" + ("" if sources[name] == "default" else f" ({sources[name]})")
-
-        trace = ", ".join(show(n) for n in ("model", "device", "dtype", "samples", "seed", "window", "noise", "kinds",
-                                             "corruption", "metric", "method"))
-        cache = "off" if values["no-cache"] else (values["cache-dir"] or "default")
-        unknown = values["unknown"] or "per fact set (skip)"
-        lines = [
-            f"fact-locator: {trace}",
-            f"fact-locator: factsets={values['factsets']}, cache={cache}, unknown={unknown}"
-            + "; a fact set's settings: apply where no cli/ini value is given",
-        ]
-        if values["method"] == "atp":
-            lines.append("fact-locator: method=atp: traces are approximate (attribution patching), not causal tracing")
-        extras = []
-        if values["severed"]:
-            extras.append("severed paths: on")
-        if values["executor"] == "ray":
-            actors = f"{values['ray-workers']} actors" if values["ray-workers"] else "an actor per GPU, else one CPU actor"
-            extras.append(f"executor=ray ({values['ray-address'] or 'a local Ray instance'}, {actors})")
-        if values["baseline"] is not None:
-            extras.append(f"baseline={values['baseline']} (max layer shift {values['baseline-max-layer-shift']}, "
-                          f"max ATE drop {values['baseline-max-ate-drop']}, max TE drop {values['baseline-max-te-drop']})")
-        if extras:
-            lines.append("fact-locator: " + ", ".join(extras))
-        return lines
+        return header_lines(self.options)
 
     def finish(self) -> None:
         self.finished_at = _now()
@@ -501,101 +370,14 @@ class FactLocatorSession:
         return self.results is not None and bool(self.results.factsets or self.results.outcomes)
 
     def write_outputs(self) -> None:
-        """--fl-json and --fl-html; a write error is a warning, not a lost run."""
         assert self.results is not None
-        self.written: list[str] = []
-        json_path = self.output_path("json")
-        if json_path is not None:
-            try:
-                self.results.save(json_path)
-                self.written.append(f"results JSON: {json_path}")
-            except OSError as exc:
-                warnings.warn(pytest.PytestWarning(f"fact-locator: cannot write {json_path}: {exc}"), stacklevel=1)
-        html_path = self.output_path("html")
-        if html_path is not None:
-            try:
-                from fact_locator.report.html import write_html
-            except ImportError as exc:
-                warnings.warn(pytest.PytestWarning(f"fact-locator: no HTML report ({exc})"), stacklevel=1)
-                return
-            try:
-                write_html(self.results, html_path)
-                self.written.append(f"HTML report: {html_path}")
-            except OSError as exc:
-                warnings.warn(pytest.PytestWarning(f"fact-locator: cannot write {html_path}: {exc}"), stacklevel=1)
+        self.written = write_outputs(self.results, self.output_path("json"), self.output_path("html"))
 
     def summary_lines(self, terminalreporter: Any) -> list[str]:
-        """The terminal summary (fact_locator.report.terminal when available) plus where
-        the results went and how many traces came from the cache."""
         assert self.results is not None
-        lines: list[str] = []
-        quiet = self.config.get_verbosity() < 0
-        try:
-            from fact_locator.report.terminal import write_summary
-        except ImportError:
-            counts = self.results.counts()
-            lines.append("fact-locator: " + ", ".join(f"{n} {k}" for k, n in counts.items() if n))
-        else:
-            tw = terminalreporter._tw
-            text = write_summary(self.results, color=tw.hasmarkup, width=tw.fullwidth, quiet=quiet)
-            lines.extend(text.rstrip("\n").splitlines())
-        stats = self.results.settings.get("stats")
-        if stats:
-            lines.append(f"fact-locator: {stats.get('traced', 0)} facts traced, {stats.get('cached', 0)} from the cache"
-                         f" ({self.results.settings.get('cache_dir') or 'cache off'})")
-        lines.extend(f"fact-locator: {w}" for w in getattr(self, "written", []))
-        return lines
-
-
-def merge_results(base: RunResults, other: RunResults) -> RunResults:
-    """Fold `other` (a worker's results) into `base`: fact sets by path, facts by id,
-    outcomes by node id; traces and aggregates are taken from whichever side has them."""
-    by_path = {fs.path: fs for fs in base.factsets}
-    for fs in other.factsets:
-        mine = by_path.get(fs.path)
-        if mine is None:
-            base.factsets.append(fs)
-            by_path[fs.path] = fs
-            continue
-        if not mine.description:
-            mine.description = fs.description
-        facts = {f.id: f for f in mine.facts}
-        for fact in fs.facts:
-            have = facts.get(fact.id)
-            if have is None:
-                mine.facts.append(fact)
-                facts[fact.id] = fact
-                continue
-            if have.trace is None and fact.trace is not None:
-                have.trace = fact.trace
-            if have.severed is None and fact.severed is not None:
-                have.severed = fact.severed
-            if have.status != "traced" and fact.status == "traced" or not have.subject:
-                have.status, have.status_reason = fact.status, fact.status_reason
-            if not have.subject:
-                have.subject, have.relation, have.target, have.tags = fact.subject, fact.relation, fact.target, fact.tags
-            seen = {o.nodeid for o in have.outcomes}
-            have.outcomes += [o for o in fact.outcomes if o.nodeid not in seen]
-        if mine.aggregate is None:
-            mine.aggregate = fs.aggregate
-        seen = {o.nodeid for o in mine.outcomes}
-        mine.outcomes += [o for o in fs.outcomes if o.nodeid not in seen]
-    seen = {o.nodeid for o in base.outcomes}
-    base.outcomes += [o for o in other.outcomes if o.nodeid not in seen]
-    if "fingerprint" not in base.model and "fingerprint" in other.model:
-        base.model = dict(other.model)
-    for key in ("factset_settings",):
-        base.settings.setdefault(key, {})
-        for name, value in other.settings.get(key, {}).items():
-            base.settings[key].setdefault(name, value)
-    stats = other.settings.get("stats")
-    if stats:
-        mine_stats = base.settings.setdefault("stats", {})
-        for k, v in stats.items():
-            mine_stats[k] = mine_stats.get(k, 0) + v
-    if other.started_at < base.started_at:
-        base.started_at = other.started_at
-    return base
+        tw = terminalreporter._tw
+        return summary_lines(self.results, self.written, color=tw.hasmarkup, width=tw.fullwidth,
+                             quiet=self.config.get_verbosity() < 0)
 
 
 MESSAGE_KEY = pytest.StashKey[str]()
@@ -604,19 +386,6 @@ SESSION_KEY = pytest.StashKey[FactLocatorSession]()
 
 def get_session(config: pytest.Config) -> FactLocatorSession:
     return config.stash[SESSION_KEY]
-
-
-def _skip_reason(report: pytest.TestReport) -> str:
-    longrepr = report.longrepr
-    if isinstance(longrepr, tuple) and len(longrepr) == 3:
-        reason = str(longrepr[2])
-        return reason[len("Skipped: "):] if reason.startswith("Skipped: ") else reason
-    return str(longrepr or "")
-
-
-def _longrepr_text(report: pytest.TestReport, limit: int = 4000) -> str:
-    text = report.longreprtext or ""
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _now() -> str:

@@ -4,6 +4,7 @@ paths survive the results file, and results written before they had curves still
 import json
 import os
 import stat
+from pathlib import Path
 
 from tests.support.report_fixtures import make_results, severed_paths
 
@@ -43,3 +44,26 @@ def test_results_written_before_severed_curves_still_load_and_render(tmp_path):
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert "through MLP 62.5%, through attention 12.5% (hidden peak L4, IE 0.300)" in page
     assert '<svg class="severed-chart"' not in page  # no curves to draw
+
+
+# A real results file, written by `pytest factsets/geo.yaml --fl-severed --fl-json` on the tiny
+# llama (samples 2) before results/ became a package: two traced facts with severed paths,
+# their outcomes, the set's aggregate and its ::aggregate::ate outcome.
+WRITTEN_BEFORE = Path(__file__).parent / "data" / "results_written_before_the_results_package.json"
+
+
+def test_a_results_file_written_before_the_results_package_loads_unchanged():
+    results = RunResults.load(WRITTEN_BEFORE)
+    assert results.to_dict() == json.loads(WRITTEN_BEFORE.read_text(encoding="utf-8"))  # every field kept
+    (geo,) = results.factsets
+    assert [(f.id, f.status, f.trace is not None, f.severed is not None) for f in geo.facts] == [
+        ("colosseum", "traced", True, True), ("toyota", "traced", True, True)]
+    assert geo.aggregate is not None and geo.aggregate.n_facts == 2
+    assert results.counts() == {"passed": 3, "failed": 0, "skipped": 0, "xfailed": 1, "xpassed": 0, "error": 0}
+
+
+def test_a_results_file_written_before_the_results_package_renders(tmp_path):
+    render_results_file(WRITTEN_BEFORE, tmp_path / "report.html")
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    for text in ("geo", "colosseum", "toyota", "tiny-llama", "The Colosseum", '<svg class="severed-chart"'):
+        assert text in page
