@@ -4,8 +4,15 @@ paths themselves: tests/unit/test_sweep.py, tests/unit/test_severed.py.)"""
 import pytest
 
 from fact_locator.cli import main
+from fact_locator.settings import CACHE_ENV
 from fact_locator.tracing.trace import Trace
 from tests.support.tiny_models import tiny_model, tiny_tokenizer
+
+
+@pytest.fixture(autouse=True)
+def _trace_cache_in_tmp(tmp_path, monkeypatch):
+    """`fact-locator trace` writes the trace cache: here a temp folder, never the user's."""
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cli-cache"))
 
 
 @pytest.fixture(scope="module")

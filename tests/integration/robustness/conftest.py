@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from fact_locator.settings import CACHE_ENV
 from tests.support.pytester_harness import FL, import_heavy_modules
+
+
+@pytest.fixture(autouse=True)
+def _trace_cache_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`fact-locator trace` writes the trace cache: here a temp folder, never the user's."""
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cli-cache"))
 
 
 @pytest.fixture(scope="session")
