@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,9 +35,6 @@ if TYPE_CHECKING:
     from fact_locator.tracing.tracer import Progress, Tracer
 
 __all__ = ["CleanCheck", "Locator", "UNKNOWN_RULES", "load_python_model"]
-
-# The TraceSettings fields a fact set, `defaults` and `overrides` may set (device and dtype are the Locator's).
-_TRACE_FIELDS = ("kinds", "samples", "noise", "noise_scale", "window", "seed", "batch_size", "corruption", "metric")
 
 
 @dataclass
@@ -145,10 +142,12 @@ class Locator:
         """Built-in < `defaults` < the fact set's `settings:` < `overrides`."""
         from fact_locator.tracing.settings import TraceSettings
 
-        merged: dict[str, Any] = {k: v for k, v in self.defaults.items() if k in _TRACE_FIELDS}
+        # Device and dtype belong to the Locator (one model load), not to a fact set.
+        names = {f.name for f in fields(TraceSettings)} - {"device", "dtype"}
+        merged: dict[str, Any] = {k: v for k, v in self.defaults.items() if k in names}
         if factset is not None:
-            merged.update({k: v for k, v in factset.settings.items() if k in _TRACE_FIELDS})
-        merged.update({k: v for k, v in self.overrides.items() if k in _TRACE_FIELDS})
+            merged.update({k: v for k, v in factset.settings.items() if k in names})
+        merged.update({k: v for k, v in self.overrides.items() if k in names})
         return TraceSettings(**merged, device=self.device, dtype=self.dtype)
 
     def tracer(self, settings: TraceSettings, spec: str | None = None) -> Tracer:
