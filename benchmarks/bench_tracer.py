@@ -133,9 +133,10 @@ def layer_scaling(samples: int, window: int, naive_layers: int | None) -> None:
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     from fact_locator.models.loading import from_objects
+    from fact_locator.models.model_cache import ensure_builtin
 
     print("\n# time vs layer count (random Llama, d=576, 10-token prompt, fast tracer)")
-    tok = AutoTokenizer.from_pretrained(str(Path.home() / ".cache/fact-locator/models/smollm2-135m"))
+    tok = AutoTokenizer.from_pretrained(str(ensure_builtin("smollm2-135m")))  # SmolLM2's vocabulary, wherever the cache is
     fact = FACTS[1]
     for layers in (8, 16, 32):
         config = LlamaConfig(
