@@ -9,18 +9,9 @@ import pytest
 
 from fact_locator.cli import main
 from fact_locator.settings import CACHE_ENV
-from tests.support.tiny_models import tiny_model, tiny_tokenizer
+from tests.support.tiny_models import tiny_tokenizer
 
 TRACE = ["trace", "--subject", "The Colosseum", "--relation", "{} is located in the country of", "--target", "Italy"]
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    """A tiny Llama saved as a local transformers directory (safetensors + tokenizer)."""
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tiny_model("llama").save_pretrained(folder)
-    tiny_tokenizer().save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(autouse=True)
