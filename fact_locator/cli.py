@@ -106,13 +106,22 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--check", action="store_true", help="exit 1 when the baseline rule is broken")
     compare.add_argument("--html", type=Path, metavar="PATH",
                          help="also render the comparison as a self-contained HTML page. Default: none (the terminal only)")
+    merge = commands.add_parser(
+        "merge", help="join the results of --fl-shard jobs and decide the aggregates over all facts",
+        description="Join the --fl-json results of --fl-shard jobs of one run. Each fact set's aggregate is "
+                    "recomputed over the union of its facts and its aggregate expectations decided on it; "
+                    "exit 1 when one fails. Run it from the folder the shards ran in (it reads the fact sets).")
+    merge.add_argument("parts", type=Path, nargs="+", metavar="RESULTS", help="results JSON of each shard")
+    merge.add_argument("-o", "--output", type=Path, required=True, metavar="JSON", help="the merged results file")
+    merge.add_argument("--html", type=Path, metavar="PATH", help="also write an HTML report. Default: none")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"trace": _trace, "models": _models, "report": _report, "compare": _compare, "sweep": _sweep}[args.command](args)
+        return {"trace": _trace, "models": _models, "report": _report, "compare": _compare, "sweep": _sweep,
+                "merge": _merge}[args.command](args)
     except FactLocatorError as exc:
         print(f"fact-locator: error: {exc}", file=sys.stderr)
         return 2
@@ -260,6 +269,21 @@ def _report(args: argparse.Namespace) -> int:
     _write_output("-o", args.output, lambda: render_results_file(args.results, args.output))
     print(f"report written to {args.output}")
     return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from fact_locator.report.html import write_html
+    from fact_locator.shard_merge import merge_shards
+
+    merged = merge_shards(args.parts)
+    _write_output("-o", args.output, lambda: merged.results.save(args.output))
+    if args.html is not None:
+        _write_output("--html", args.html, lambda: write_html(merged.results, args.html))
+    n_facts = sum(len(fs.facts) for fs in merged.results.factsets)
+    print(f"merged {len(args.parts)} parts: {n_facts} facts in {len(merged.results.factsets)} fact sets -> {args.output}")
+    for outcome in merged.failed:
+        print(f"FAILED {outcome.nodeid}: {outcome.message.splitlines()[0]}")
+    return 1 if merged.failed else 0
 
 
 def _write_output(flag: str, path: Path, write: Any) -> None:

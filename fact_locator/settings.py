@@ -180,6 +180,15 @@ def parse_glob(value: str) -> str:
     return ",".join(globs)
 
 
+def parse_shard(value: str) -> str:
+    """`K/N`: shard K (1-based) of N."""
+    text = str(value).strip()
+    k, sep, n = text.partition("/")
+    if not sep or not k.strip().isdigit() or not n.strip().isdigit() or not 1 <= int(k) <= int(n):
+        raise SettingValueError(f"{value!r} is not a shard K/N with 1 <= K <= N (e.g. 1/4)")
+    return f"{int(k)}/{int(n)}"
+
+
 def parse_bool(value: str | bool) -> bool:
     if isinstance(value, bool):
         return value
@@ -299,6 +308,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ray-workers", "N", int_parser(1), None,
             "With --fl-executor ray: the number of actors (on CPUs the cores are split between them).", PLUGIN,
             unset="one per GPU of the cluster, else one CPU actor"),
+    Setting("shard", "K/N", parse_shard, None,
+            "Trace only shard K of N: a fixed 1/N of the facts, chosen by a hash of the fact set's path and the "
+            "fact's id (all items of a fact on one shard). Aggregates are left to `fact-locator merge`.",
+            PLUGIN, unset="all facts"),
     Setting("baseline-max-layer-shift", "K", int_parser(0), 2, "Baseline: the most layers a peak may move.",
             CLI | PLUGIN, cli_name="max-layer-shift"),
     Setting("baseline-max-ate-drop", "X", parse_non_negative, 0.05, "Baseline: the most a fact set's ATE may drop.",

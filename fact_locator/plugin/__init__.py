@@ -119,6 +119,14 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             if case is not None:
                 item.stash[CASE_KEY] = case
     items[:] = unique
+    fl = config.stash.get(SESSION_KEY, None)
+    if fl is not None and fl.options["shard"] is not None:
+        from fact_locator.plugin.sharding import split_items
+
+        kept, dropped = split_items(items, fl.options["shard"])
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
