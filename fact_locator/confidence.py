@@ -32,12 +32,14 @@ class Interval:
 
 
 def bootstrap_mean(values: Sequence[float], level: float = 0.95, resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> Interval:
-    """Percentile bootstrap of the mean; seeded, so the same inputs give the same interval."""
+    """Percentile bootstrap of the mean; seeded, so the same inputs give the same interval.
+    The values are sorted first, so the interval depends on which facts there are, not on
+    their order in a file or a merge of shards."""
     import numpy as np
 
     if not 0 < level < 1:
         raise ValueError(f"confidence level must be between 0 and 1, got {level!r}")
-    data = np.asarray(values, dtype=np.float64)
+    data = np.sort(np.asarray(values, dtype=np.float64))
     if data.size == 0:
         raise ValueError("no values to bootstrap")
     rng = np.random.default_rng(seed)
@@ -62,7 +64,9 @@ def aie_interval(
     seed: int = 0,
 ) -> Interval:
     """AIE of `kind` at `category` and `layer` (default: the layer where the mean peaks),
-    resampling facts; each fact contributes the mean over its positions in the category."""
+    resampling facts; each fact contributes the mean over its positions in the category.
+    The layer is chosen once, from the same data, and not re-chosen in each resample: the
+    interval is that of the AIE at that layer, not of the peak AIE over layers."""
     per_fact: list[list[float]] = []
     for trace in traces:
         positions = trace.positions(category)

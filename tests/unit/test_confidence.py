@@ -15,6 +15,13 @@ def test_the_interval_contains_the_mean_and_is_reproducible():
     assert a.level == 0.95 and a.n == 7
 
 
+def test_the_interval_does_not_depend_on_the_order_of_the_facts():
+    values = [0.1, 0.2, 0.3, 0.4, 0.5, 0.35, 0.15, 0.9]
+    assert bootstrap_mean(values) == bootstrap_mean(list(reversed(values))) == bootstrap_mean(sorted(values))
+    traces = [make_trace(p_clean=p) for p in (0.5, 0.9, 0.6, 0.7, 0.8)]
+    assert ate_interval(traces) == ate_interval(traces[::-1])
+
+
 def test_more_data_gives_a_narrower_interval():
     few = bootstrap_mean([0.1, 0.5] * 3)
     many = bootstrap_mean([0.1, 0.5] * 300)
