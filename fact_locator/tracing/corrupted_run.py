@@ -26,6 +26,9 @@ __all__ = ["CorruptedRun", "FactRun", "corrupted_run", "noise_adder"]
 class CorruptedRun:
     prob: float  # P*(o), averaged over the samples
     value: float  # the metric, averaged over the samples
+    # Per sample (samples,), float32 on the model's device: what the trace keeps of each draw.
+    probs: torch.Tensor
+    values: torch.Tensor
     # Kept only for the KV-suffix path: per decoder layer, its main output (samples, tokens, d),
     # the rest of its output tuple (None when it returns a bare tensor), and its keys/values.
     outputs: list[torch.Tensor]
@@ -85,7 +88,7 @@ def corrupted_run(engine: Engine, prepared: PreparedPrompt, draws: torch.Tensor,
     values = metric_values(engine.settings.metric, logits, prepared)
     keys_values = [(layer.keys, layer.values) for layer in cache.layers] if cache is not None else []
     return CorruptedRun(
-        prob=float(probs.mean().item()), value=float(values.mean().item()),
+        prob=float(probs.mean().item()), value=float(values.mean().item()), probs=probs, values=values,
         outputs=outputs, output_rest=rests, keys_values=keys_values, mlp_outputs=mlp_outputs,
     )
 

@@ -84,14 +84,21 @@ def make_noise(
     samples: int, n_subject_tokens: int, width: int, std: float, seed: int, mode: str = "gaussian"
 ) -> torch.Tensor:
     """The `samples` noise draws of one fact, float32 on the CPU, so that every device,
-    dtype and batch size sees the same numbers for the same seed."""
+    dtype and batch size sees the same numbers for the same seed.
+
+    Draw i depends on the seed and i only, never on `samples`: the first n draws of m are
+    the n draws, so a trace can be extended with more samples (`Tracer.extend`). One
+    generator makes them one sample at a time; where a sample has a multiple of 16 numbers
+    (every model whose width is a multiple of 16) these are the numbers one draw of the whole
+    (samples, tokens, d) block gave, which torch does not keep prefix-stable otherwise."""
     import torch
 
     entry = CORRUPTION_MODES.get(mode)
     if entry is None or entry.sample is None:
         raise ValueError(f"unknown noise mode {mode!r}")
     generator = torch.Generator(device="cpu").manual_seed(seed)
-    return entry.sample(generator, (samples, n_subject_tokens, width), std)
+    draws = [entry.sample(generator, (1, n_subject_tokens, width), std) for _ in range(samples)]
+    return torch.cat(draws) if draws else torch.zeros((0, n_subject_tokens, width), dtype=torch.float32)
 
 
 def corrupt(request: CorruptionRequest) -> tuple[torch.Tensor, NoiseInfo]:

@@ -6,12 +6,19 @@ import json
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from fact_locator.errors import ResultsError
 from fact_locator.models.identity import ModelIdentity
+from fact_locator.tracing.sample_effects import SampleEffects
+from fact_locator.tracing.uncertainty import (DEFAULT_BOOTSTRAP, EffectInterval, category_probabilities, mean_interval, peak_counts,
+                                              site_probabilities, standard_errors)
 
-__all__ = ["TRACE_SCHEMA_VERSION", "NoiseInfo", "SeveredPaths", "TokenCategory", "Trace", "token_categories"]
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = ["TRACE_SCHEMA_VERSION", "EffectInterval", "NoiseInfo", "SampleEffects", "SeveredPaths", "TokenCategory", "Trace",
+           "token_categories"]
 
 TRACE_SCHEMA_VERSION = 1
 
@@ -111,7 +118,12 @@ class SeveredPaths:
 
 @dataclass(frozen=True)
 class Trace:
-    """One fact's causal trace. `ie[kind][layer][token]` is the indirect effect of a site."""
+    """One fact's causal trace. `ie[kind][layer][token]` is the indirect effect of a site.
+
+    `sample_effects` keeps every noise draw's values, from which the uncertainty methods
+    (`te_interval`, `ie_se`, `ie_interval`, `peak_probability`; `tracing/uncertainty.py` says
+    which interval and why) and `Tracer.extend` work. It is None for traces written before
+    the draws were kept and for attribution patching: those methods then return None."""
 
     model: ModelIdentity
     fact_id: str | None
@@ -140,6 +152,8 @@ class Trace:
     corrupt_value: float | None = None
     # Severed paths at the last subject token (`trace --severed`); None when not computed.
     severed: SeveredPaths | None = None
+    # The values of every noise draw; None where not kept (see the class docstring).
+    sample_effects: SampleEffects | None = None
 
     # -- derived values ----------------------------------------------------------------
     @property
@@ -192,6 +206,74 @@ class Trace:
                     best = (layer, token, value)
         return best
 
+    # -- uncertainty over noise draws ----------------------------------------------------------
+    @property
+    def n_samples(self) -> int | None:
+        """How many noise draws the trace kept (None: not kept)."""
+        return self.sample_effects.n if self.sample_effects is not None else None
+
+    def te_samples(self) -> np.ndarray | None:
+        """TE in each noise draw, float64 (n,); None without kept draws."""
+        if self.sample_effects is None:
+            return None
+        clean = self.clean_value if self.clean_value is not None else self.p_clean
+        return self.sample_effects.te_array(clean)
+
+    def ie_samples(self, kind: str) -> np.ndarray | None:
+        """IE of every site in each noise draw, float64 (layers, tokens, n); None without kept draws."""
+        self.grid(kind)  # the error for a kind that was not traced
+        return self.sample_effects.ie_array(kind) if self.sample_effects is not None else None
+
+    def te_se(self) -> float | None:
+        """Standard error of TE over the noise draws (None: no draws kept, or only one)."""
+        draws = self.te_samples()
+        return float(standard_errors(draws)) if draws is not None and draws.shape[0] >= 2 else None
+
+    def te_interval(self, level: float = 0.95) -> EffectInterval | None:
+        """TE's t-interval over the noise draws at `level` (None: no draws kept, or only one)."""
+        draws = self.te_samples()
+        if draws is None or draws.shape[0] < 2:
+            return None
+        mean, low, high, se = mean_interval(draws, level)
+        return EffectInterval(float(mean), float(low), float(high), float(se), level, int(draws.shape[0]))
+
+    def ie_se(self, kind: str) -> tuple[tuple[float, ...], ...] | None:
+        """Standard error of each site's IE, `[layer][token]` like `grid` (None: no draws kept, or only one)."""
+        draws = self.ie_samples(kind)
+        if draws is None or draws.shape[-1] < 2:
+            return None
+        return tuple(tuple(float(v) for v in row) for row in standard_errors(draws))
+
+    def ie_interval(self, kind: str, level: float = 0.95) -> tuple[tuple[EffectInterval, ...], ...] | None:
+        """Each site's IE t-interval at `level`, `[layer][token]` like `grid` (None: no draws kept, or only one)."""
+        draws = self.ie_samples(kind)
+        if draws is None or draws.shape[-1] < 2:
+            return None
+        mean, low, high, se = mean_interval(draws, level)
+        n = int(draws.shape[-1])
+        return tuple(
+            tuple(EffectInterval(float(mean[l, t]), float(low[l, t]), float(high[l, t]), float(se[l, t]), level, n)
+                  for t in range(mean.shape[1]))
+            for l in range(mean.shape[0])
+        )
+
+    def peak_probability(self, kind: str, by: Literal["site", "category"] = "site", n_boot: int = DEFAULT_BOOTSTRAP,
+                         seed: int = 0) -> dict[tuple[int, int], float] | dict[str, float] | None:
+        """The probability, under resampling of the noise draws (bootstrap, `n_boot` times,
+        seeded), that each site holds the largest mean IE of `kind`: by="site" gives
+        {(layer, token): p} of the sites that held it at least once, the likeliest first;
+        by="category" gives {token category: p} for every category of the prompt. The
+        probabilities sum to 1. None without kept draws."""
+        if by not in ("site", "category"):
+            raise ValueError(f"peak_probability by {by!r}: choose 'site' or 'category'")
+        draws = self.ie_samples(kind)
+        if draws is None:
+            return None
+        counts = peak_counts(draws, n_boot, seed)
+        if by == "site":
+            return site_probabilities(counts)
+        return category_probabilities(counts, [c.value for c in self.categories])
+
     # -- JSON ----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -206,6 +288,10 @@ class Trace:
             del data["severed"]  # a trace without severed paths keeps the JSON it always had
         else:
             data["severed"] = self.severed.to_dict()
+        if self.sample_effects is None:
+            del data["sample_effects"]
+        else:
+            data["sample_effects"] = self.sample_effects.to_dict()
         return data
 
     def to_json(self, indent: int | None = None) -> str:
@@ -244,6 +330,8 @@ class Trace:
                 clean_value=_optional_float(data.get("clean_value")),
                 corrupt_value=_optional_float(data.get("corrupt_value")),
                 severed=SeveredPaths.from_dict(data["severed"]) if data.get("severed") is not None else None,
+                # Traces written before the draws were kept have none: their intervals are None.
+                sample_effects=SampleEffects.from_dict(data["sample_effects"]) if data.get("sample_effects") is not None else None,
             )
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise ResultsError(f"not a fact-locator trace: {type(exc).__name__}: {exc}") from exc

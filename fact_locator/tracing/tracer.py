@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from fact_locator.errors import FactLocatorError
+from fact_locator.errors import FactLocatorError, UsageError
 from fact_locator.facts import Fact
 from fact_locator.models.loading import LoadedModel
 from fact_locator.tracing.batching import facts_together, run_in_batches, sites_per_batch
@@ -18,6 +19,7 @@ from fact_locator.tracing.clean_run import CleanRun, clean_run
 from fact_locator.tracing.corrupted_run import FactRun, corrupted_run
 from fact_locator.tracing.corruption import CorruptionRequest, corrupt, noise_for
 from fact_locator.tracing.engine import Engine, EngineOptions
+from fact_locator.tracing.extension import check_extendable, extended_trace, measured_fields
 from fact_locator.tracing.kv_suffix import suffix_probe
 from fact_locator.tracing.metrics import check_metric
 from fact_locator.tracing.nonfinite import FiniteCheck, raise_unless_finite
@@ -25,6 +27,7 @@ from fact_locator.tracing.planning import Site, SitePlan, prompt_shape, restored
 from fact_locator.tracing.prompt import PreparedPrompt, prepare_prompt
 from fact_locator.tracing.readout import Readout
 from fact_locator.tracing.restoration import Restorations
+from fact_locator.tracing.sample_effects import SampleEffects
 from fact_locator.tracing.settings import TraceSettings
 from fact_locator.tracing.trace import NoiseInfo, Trace
 from fact_locator.versions import library_versions
@@ -99,6 +102,46 @@ class Tracer:
         counts the sites of all of them (0 done first, then once per batch); `on_traced(index,
         trace)` hears of each trace as it is done."""
         prepared = [self.prepare(fact) for fact in facts]
+
+        def finish(i: int, part: _Drawn) -> Trace:
+            assert part.effects is not None  # a fresh trace draws from 0: at least one draw
+            return self._new_trace(prepared[i], part)
+
+        return self._run_facts(prepared, [noise] * len(prepared), [0] * len(prepared), self.settings.samples, finish,
+                               progress, on_traced)
+
+    def extend(self, trace: Trace, fact: Fact, samples: int, progress: Progress | None = None) -> Trace:
+        """`trace` (of `fact`, by this tracer's settings but `samples`) extended to `samples`
+        noise draws: only draws n..samples-1 run, and the result equals a fresh trace of
+        `samples` draws with the same seed (`tracing/extension.py`)."""
+        return self.extend_many([(fact, trace)], samples, progress)[0]
+
+    def extend_many(
+        self, items: Sequence[tuple[Fact, Trace]], samples: int, progress: Progress | None = None,
+        on_traced: Callable[[int, Trace], None] | None = None,
+    ) -> list[Trace]:
+        """`extend` for several (fact, trace) pairs, their new draws in shared forwards as
+        `trace_many` batches them. Each trace keeps its own noise std; traces that already
+        hold `samples` draws come back as they are. Raises UsageError for a trace this tracer
+        cannot extend (no draws kept, other settings, model or fact)."""
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+            raise UsageError(f"samples must be an integer >= 1, got {samples!r}")
+        prepared = [self.prepare(fact) for fact, _trace in items]
+        for p, (_fact, trace) in zip(prepared, items):
+            check_extendable(trace, self.loaded, self.settings, p, samples)
+        firsts = [trace.n_samples or 0 for _fact, trace in items]
+
+        def finish(i: int, part: _Drawn) -> Trace:
+            return extended_trace(items[i][1], part.effects, samples, part.timings)
+
+        return self._run_facts(prepared, [trace.noise for _fact, trace in items], firsts, samples, finish, progress, on_traced)
+
+    def _run_facts(
+        self, prepared: Sequence[PreparedPrompt], noises: Sequence[NoiseInfo | None], firsts: Sequence[int], samples: int,
+        finish: Callable[[int, _Drawn], Trace], progress: Progress | None, on_traced: Callable[[int, Trace], None] | None,
+    ) -> list[Trace]:
+        """Draws firsts[i]..samples-1 of each fact, facts of one prompt shape and first draw
+        in shared forwards; `finish(i, drawn)` makes fact i's trace of them."""
         plan = self._plan()
         total = sum(plan.site_count(p) for p in prepared)
         done = 0
@@ -111,18 +154,21 @@ class Tracer:
 
         count(0)  # the total, before the first batch: a listener can say what is starting
         traces: dict[int, Trace] = {}
-        by_shape: dict[tuple[int, tuple[int, int]], list[int]] = {}
+        by_shape: dict[tuple[tuple[int, tuple[int, int]], int], list[int]] = {}
         for i, p in enumerate(prepared):
-            by_shape.setdefault(prompt_shape(p), []).append(i)
+            by_shape.setdefault((prompt_shape(p), firsts[i]), []).append(i)
         try:
-            for indices in by_shape.values():
-                step = facts_together(self.loaded, self.settings, len(prepared[indices[0]].token_ids))
+            for (_shape, first), indices in by_shape.items():
+                # Batches are sized by the rows a site runs: only the new draws when extending.
+                sizing = self.settings if first == 0 else replace(self.settings, samples=max(1, samples - first))
+                step = facts_together(self.loaded, sizing, len(prepared[indices[0]].token_ids))
                 for lo in range(0, len(indices), step):
                     chunk = indices[lo : lo + step]
-                    for i, trace in zip(chunk, self._trace_together([prepared[i] for i in chunk], noise, count)):
-                        traces[i] = trace
+                    drawn = self._trace_together([prepared[i] for i in chunk], [noises[i] for i in chunk], first, samples, sizing, count)
+                    for i, part in zip(chunk, drawn):
+                        traces[i] = finish(i, part)
                         if on_traced is not None:
-                            on_traced(i, trace)
+                            on_traced(i, traces[i])
         finally:
             self._readout.clear()
         return [traces[i] for i in range(len(prepared))]
@@ -192,82 +238,109 @@ class Tracer:
             if reason is not None:
                 self.suffix_fallback_reason = reason
 
-    def _corruption(self, prepared: PreparedPrompt, clean: CleanRun, noise: NoiseInfo | None) -> tuple[torch.Tensor, NoiseInfo]:
-        """The additive corruption of the subject's embeddings, one row per sample, on the
-        model's device and dtype (`corruption.CORRUPTION_MODES`)."""
-        draws, noise = corrupt(CorruptionRequest(self.settings, prepared, clean.embeddings, noise, self.prepare, self.embed))
+    def _corruption(self, prepared: PreparedPrompt, clean: CleanRun, noise: NoiseInfo | None,
+                    samples: int | None = None) -> tuple[torch.Tensor, NoiseInfo]:
+        """The additive corruption of the subject's embeddings, one row per sample (the
+        settings' samples, or `samples`), on the model's device and dtype
+        (`corruption.CORRUPTION_MODES`)."""
+        settings = self.settings if samples is None else replace(self.settings, samples=samples)
+        draws, noise = corrupt(CorruptionRequest(settings, prepared, clean.embeddings, noise, self.prepare, self.embed))
         return draws.to(device=self.loaded.device, dtype=self.engine.dtype), noise
 
-    def _trace_together(self, prepared: Sequence[PreparedPrompt], noise: NoiseInfo | None, count: Callable[[int], None]) -> list[Trace]:
-        """Trace facts whose restoration runs share forwards: all kinds and facts of one
-        restored token go into the same batches."""
+    def _trace_together(self, prepared: Sequence[PreparedPrompt], noises: Sequence[NoiseInfo | None], first: int, samples: int,
+                        sizing: TraceSettings, count: Callable[[int], None]) -> list[_Drawn]:
+        """Draws first..samples-1 of facts whose restoration runs share forwards: all kinds
+        and facts of one restored token go into the same batches, `sizing`'s rows per site."""
+        import numpy as np
         import torch
 
         started = time.perf_counter()
         settings = self.settings
-        n_layers = self.loaded.n_layers
         for p in prepared:
             check_metric(settings.metric, p)
         runs: list[FactRun] = []
+        ran: list[int] = []  # the fact of each run: one without new draws has none
         cleans: list[CleanRun] = []
-        noises: list[NoiseInfo] = []
+        fact_noises: list[NoiseInfo] = []
         timings: list[dict[str, float]] = []
         with torch.inference_mode():
             self._choose_path(prepared[0])
             plan = self._plan()
-            for p in prepared:
+            for i, (p, noise) in enumerate(zip(prepared, noises)):
                 t0 = time.perf_counter()
                 clean = clean_run(self.engine, p, settings.kinds, measure=True)
                 t1 = time.perf_counter()
-                draws, fact_noise = self._corruption(p, clean, noise)
-                corrupted = corrupted_run(self.engine, p, draws, keep=plan.suffix)
+                draws, fact_noise = self._corruption(p, clean, noise, samples)
+                draws = draws[first:]
+                if draws.shape[0]:
+                    runs.append(FactRun(p, clean.states, draws, corrupted_run(self.engine, p, draws, keep=plan.suffix)))
+                    ran.append(i)
+                else:
+                    count(plan.site_count(p))  # symmetric token replacement ran out of subjects
                 timings.append({"clean": t1 - t0, "corrupt": time.perf_counter() - t1})
-                runs.append(FactRun(p, clean.states, draws, corrupted))
                 cleans.append(clean)
-                noises.append(fact_noise)
+                fact_noises.append(fact_noise)
 
-            # Sites before the subject see no noise: their IE is exactly 0, never run.
-            grids = [{kind: [[0.0] * len(p.token_ids) for _ in range(n_layers)] for kind in settings.kinds} for p in prepared]
+            # Per run, every site's value in every draw. Sites before the subject see no
+            # noise and never run: they keep the corrupted run's values (IE exactly 0).
+            restored = [{kind: np.broadcast_to(r.corrupted.values.cpu().numpy(), (self.loaded.n_layers, len(r.prepared.token_ids),
+                                                                                 r.draws.shape[0])).copy()
+                         for kind in settings.kinds} for r in runs]
             t0 = time.perf_counter()
             # The effects stay on the device until every batch is queued: reading them back
             # after each batch would leave a GPU idle while the host sets up the next one.
-            done: list[Site] = []
-            means: list[torch.Tensor] = []
+            batches: list[tuple[Sequence[Site], torch.Tensor]] = []
             finite: list[FiniteCheck] = []
             for shape, offset, sites in plan.site_groups([r.shape for r in runs]):
                 n_tokens = shape[0]
 
                 def run(chunk: Sequence[Site], offset: int = offset) -> Sequence[Site]:
-                    means.append(self._restorations.restore(runs, offset, chunk, plan, finite).mean(dim=1))
+                    batches.append((chunk, self._restorations.restore(runs, offset, chunk, plan, finite)))
                     count(len(chunk))
                     return chunk
 
-                size = sites_per_batch(self.loaded, settings, n_tokens, n_tokens - offset)
-                done += run_in_batches(sites, size, run, on_oom=self._restorations.free_memory)
+                size = sites_per_batch(self.loaded, sizing, n_tokens, n_tokens - offset)
+                run_in_batches(sites, size, run, on_oom=self._restorations.free_memory)
             raise_unless_finite(self.engine, finite)
-            for site, value in zip(done, torch.cat(means).tolist() if means else []):
-                grids[site.fact][site.kind][site.layer][site.token] = value - runs[site.fact].corrupted.value
-            restore = (time.perf_counter() - t0) / len(runs)
+            for chunk, values in batches:
+                for site, row in zip(chunk, values.float().cpu().numpy()):
+                    restored[site.fact][site.kind][site.layer, site.token] = row
+            restore = (time.perf_counter() - t0) / max(1, len(runs))
+            effects: list[SampleEffects | None] = [None] * len(prepared)
+            for run_index, (i, r) in enumerate(zip(ran, runs)):
+                effects[i] = SampleEffects.from_arrays(r.corrupted.probs.cpu().numpy(), r.corrupted.values.cpu().numpy(),
+                                                       restored[run_index])
         total = time.perf_counter() - started
-        traces = []
-        for p, run_, clean, fact_noise, fact_timings, grid in zip(prepared, runs, cleans, noises, timings, grids):
-            # The restoration forwards are shared: each fact is given an equal part of their time.
-            fact_timings |= {"restore": restore, "total": total / len(runs), "facts_together": float(len(runs))}
-            traces.append(Trace(
-                **prompt_fields(self.loaded, p),
-                top_token=self.loaded.tokenizer.decode([clean.top_id]),
-                p_clean=clean.prob,
-                p_corrupt=run_.corrupted.prob,
-                ie={kind: tuple(tuple(row) for row in grid[kind]) for kind in settings.kinds},
-                settings=settings.to_dict() | {"device": self.loaded.device},
-                noise=fact_noise,
-                timings=fact_timings,
-                versions=library_versions(),
-                metric=settings.metric,
-                clean_value=clean.value,
-                corrupt_value=run_.corrupted.value,
-            ))
-        return traces
+        # The restoration forwards are shared: each fact is given an equal part of their time.
+        shared = {"restore": restore, "total": total / len(prepared), "facts_together": float(len(prepared))}
+        return [_Drawn(clean, noise, fact_effects, fact_timings | shared)
+                for clean, noise, fact_effects, fact_timings in zip(cleans, fact_noises, effects, timings)]
+
+    def _new_trace(self, prepared: PreparedPrompt, drawn: _Drawn) -> Trace:
+        assert drawn.effects is not None
+        return Trace(
+            **prompt_fields(self.loaded, prepared),
+            top_token=self.loaded.tokenizer.decode([drawn.clean.top_id]),
+            p_clean=drawn.clean.prob,
+            **measured_fields(drawn.effects),
+            settings=self.settings.to_dict() | {"device": self.loaded.device},
+            noise=drawn.noise,
+            timings=drawn.timings,
+            versions=library_versions(),
+            metric=self.settings.metric,
+            clean_value=drawn.clean.value,
+        )
+
+
+@dataclass
+class _Drawn:
+    """What `_trace_together` measured of one fact: its clean run, noise, the new draws'
+    values (None: none were left to draw) and the time spent."""
+
+    clean: CleanRun
+    noise: NoiseInfo
+    effects: SampleEffects | None
+    timings: dict[str, float]
 
 
 def prompt_fields(loaded: LoadedModel, prepared: PreparedPrompt) -> dict[str, Any]:
