@@ -28,4 +28,17 @@ def trace_key(loaded: LoadedModel, fact: Fact, settings: TraceSettings, noise: N
     data["device"] = loaded.device
     if method != "exact":  # exact keys stay as they were: no method in them means exact
         data["method"] = method
+    # Noise is drawn one sample at a time (so that a trace can be extended); torch's numbers
+    # stayed those of one block draw only where a sample has a multiple of 16 values: other
+    # widths get new keys, so that no cached trace of the old draws is taken for the new.
+    width = _width(loaded)
+    if width is not None and width % 16:
+        data["draws"] = "per-sample"
     return TraceCache.key(loaded.identity.fingerprint, fact, data, noise.std, __version__)
+
+
+def _width(loaded: LoadedModel) -> int | None:
+    from fact_locator.models.adapters import config_size
+
+    config = getattr(getattr(loaded, "model", None), "config", None)
+    return config_size(config, "width") if config is not None else None
