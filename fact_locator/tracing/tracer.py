@@ -122,19 +122,27 @@ class Tracer:
     ) -> list[Trace]:
         """`extend` for several (fact, trace) pairs, their new draws in shared forwards as
         `trace_many` batches them. Each trace keeps its own noise std; traces that already
-        hold `samples` draws come back as they are. Raises UsageError for a trace this tracer
+        hold `samples` draws come back as they are (`on_traced` hears of the others). Raises UsageError for a trace this tracer
         cannot extend (no draws kept, other settings, model or fact)."""
         if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
             raise UsageError(f"samples must be an integer >= 1, got {samples!r}")
         prepared = [self.prepare(fact) for fact, _trace in items]
         for p, (_fact, trace) in zip(prepared, items):
             check_extendable(trace, self.loaded, self.settings, p, samples)
-        firsts = [trace.n_samples or 0 for _fact, trace in items]
+        todo = [i for i, (_fact, trace) in enumerate(items) if (trace.n_samples or 0) < samples]
+        traces = {i: trace for i, (_fact, trace) in enumerate(items)}
 
-        def finish(i: int, part: _Drawn) -> Trace:
-            return extended_trace(items[i][1], part.effects, samples, part.timings)
+        def finish(j: int, part: _Drawn) -> Trace:
+            return extended_trace(items[todo[j]][1], part.effects, samples, part.timings)
 
-        return self._run_facts(prepared, [trace.noise for _fact, trace in items], firsts, samples, finish, progress, on_traced)
+        def traced(j: int, trace: Trace) -> None:
+            traces[todo[j]] = trace
+            if on_traced is not None:
+                on_traced(todo[j], trace)
+
+        self._run_facts([prepared[i] for i in todo], [items[i][1].noise for i in todo], [items[i][1].n_samples or 0 for i in todo],
+                        samples, finish, progress, traced)
+        return [traces[i] for i in range(len(items))]
 
     def _run_facts(
         self, prepared: Sequence[PreparedPrompt], noises: Sequence[NoiseInfo | None], firsts: Sequence[int], samples: int,
