@@ -9,6 +9,8 @@ from fact_locator.tracing.trace import Trace
 __all__ = ["render_trace"]
 
 KIND_COLORS = {"hidden": (128, 0, 128), "mlp": (0, 110, 0), "attn": (180, 0, 0)}
+# The confidence level of the intervals shown (tracing/uncertainty.py says which interval).
+LEVEL = 0.95
 KIND_TITLES = {"hidden": "hidden state (single layer)", "mlp": "MLP output (window)", "attn": "attention output (window)"}
 
 
@@ -24,6 +26,10 @@ def render_trace(trace: Trace, console: Any) -> None:
         f"p_clean = {trace.p_clean:.4f}   p_corrupt = {trace.p_corrupt:.4f}   TE = {trace.te:.4f}"
         + (f" (in {trace.metric}: clean {trace.clean_value:.4f}, corrupted {trace.corrupt_value:.4f})" if trace.metric != "prob" else "")
     )
+    te_interval = trace.te_interval(LEVEL)
+    if te_interval is not None:
+        console.print(f"TE {LEVEL:.0%} interval [{te_interval.low:.4f}, {te_interval.high:.4f}] "
+                      f"over {te_interval.n} noise samples (t-interval, SE {te_interval.se:.4f})")
     console.print(f"corruption: {trace.settings.get('corruption', 'gaussian')}, std {trace.noise.std:.4g} ({trace.noise.calibration})")
     start, end = trace.subject_range
     label_width = min(24, max(len(repr(t)) for t in trace.tokens) + 2)
@@ -36,6 +42,9 @@ def render_trace(trace: Trace, console: Any) -> None:
             f"[bold]{kind}[/bold]: {KIND_TITLES[kind]}; peak IE {value:.4f} at layer {layer}, "
             f"token {token} {trace.tokens[token]!r} ({trace.categories[token].value})"
         )
+        uncertainty = _peak_uncertainty(trace, kind, layer, token)
+        if uncertainty:
+            console.print(uncertainty)
         header = Text(" " * (label_width + 2))
         for l in range(trace.n_layers):
             header.append(f"{l:<2}" if l % 5 == 0 else "  ")
@@ -48,6 +57,21 @@ def render_trace(trace: Trace, console: Any) -> None:
                 line.append("##" if (l, t) == (layer, token) else "  ", style=f"on {_shade(kind, cell / top)}")
             console.print(line, no_wrap=True, overflow="crop")
         console.print(f"  (* subject token; darker = larger IE; scale 0 .. {top:.3f}; ## = peak)")
+
+
+def _peak_uncertainty(trace: Trace, kind: str, layer: int, token: int) -> str:
+    """The peak's IE interval and how often resampling the noise samples keeps the peak at
+    this site and in this token category; empty for a trace without its samples."""
+    intervals = trace.ie_interval(kind, LEVEL)
+    by_site = trace.peak_probability(kind, by="site")
+    by_category = trace.peak_probability(kind, by="category")
+    if intervals is None or by_site is None or by_category is None:
+        return ""
+    peak = intervals[layer][token]
+    category = trace.categories[token].value
+    return (f"  IE {LEVEL:.0%} interval [{peak.low:.4f}, {peak.high:.4f}]; the peak stays at this site in "
+            f"{by_site.get((layer, token), 0.0):.0%} of resamples of the noise samples, in a {category} token in "
+            f"{by_category.get(category, 0.0):.0%}")
 
 
 def _shade(kind: str, fraction: float) -> str:

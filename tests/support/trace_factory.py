@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fact_locator.models.identity import ModelIdentity
@@ -23,6 +24,20 @@ def make_trace(**overrides: Any) -> Trace:
     )
     values.update(overrides)
     return Trace(**values)
+
+
+def make_trace_with_draws(corrupt: Sequence[float], restored: Any, **overrides: Any) -> Trace:
+    """`make_trace`'s trace (clean value 0.75) whose MLP noise draws are `restored` (an array
+    (2 layers, 5 tokens, n)) and whose corrupted runs gave `corrupt` (n,); its p_corrupt and
+    IE grid are the draws' means, as the tracer's are."""
+    import numpy as np
+
+    from fact_locator.tracing.extension import measured_fields
+    from fact_locator.tracing.sample_effects import SampleEffects
+
+    effects = SampleEffects.from_arrays(np.array(corrupt), np.array(corrupt), {"mlp": np.asarray(restored)})
+    values: dict[str, Any] = dict(clean_value=0.75, settings={"samples": len(corrupt), "kinds": ["mlp"]})
+    return make_trace(**(measured_fields(effects) | values | overrides))
 
 
 def run_of(trace: Trace, name: str = "geo") -> RunResults:

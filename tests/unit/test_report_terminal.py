@@ -138,3 +138,31 @@ def test_one_trace_in_the_terminal_shows_its_numbers_and_a_heatmap_per_kind():
     rows = [line for line in text.splitlines() if re.match(r"[* ] '", line)]
     assert len(rows) == len(trace.tokens) * len(trace.kinds)
     assert [r[0] for r in rows[: len(trace.tokens)]] == ["*"] * 4 + [" "] * (len(trace.tokens) - 4)
+
+
+def test_one_trace_in_the_terminal_shows_its_intervals_when_it_kept_its_noise_samples():
+    from io import StringIO
+
+    import numpy as np
+    from rich.console import Console
+    from tests.support.report_fixtures import colosseum
+    from tests.support.trace_factory import make_trace_with_draws
+
+    from fact_locator.report.trace_view import render_trace
+
+    corrupt = [0.1, 0.2, 0.3, 0.4]
+    restored = np.array(corrupt) + np.zeros((2, 5, 4))
+    restored[1, 2] += [0.30, 0.32, 0.34, 0.36]  # the peak, the same in every resample
+    trace = make_trace_with_draws(corrupt, restored)
+    buffer = StringIO()
+    render_trace(trace, Console(file=buffer, width=160, color_system=None))
+    text = buffer.getvalue()
+    te = trace.te_interval()
+    assert f"TE 95% interval [{te.low:.4f}, {te.high:.4f}] over 4 noise samples (t-interval, SE {te.se:.4f})" in text
+    peak = trace.ie_interval("mlp")[1][2]
+    assert (f"IE 95% interval [{peak.low:.4f}, {peak.high:.4f}]; the peak stays at this site in 100% of resamples "
+            "of the noise samples, in a last_subject token in 100%") in text
+
+    buffer = StringIO()
+    render_trace(colosseum(), Console(file=buffer, width=120, color_system=None))
+    assert "interval" not in buffer.getvalue()  # a trace without its samples shows none

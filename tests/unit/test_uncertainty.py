@@ -12,11 +12,10 @@ import numpy as np
 import pytest
 from tests.support.reference_check import SUBJECT_MIDDLE
 from tests.support.tiny_models import tiny_loaded
-from tests.support.trace_factory import make_trace
+from tests.support.trace_factory import make_trace_with_draws
 
 from fact_locator.errors import ResultsError
 from fact_locator.results import RunResults
-from fact_locator.tracing.sample_effects import SampleEffects
 from fact_locator.tracing.settings import TraceSettings
 from fact_locator.tracing.trace import Trace
 from fact_locator.tracing.tracer import Tracer
@@ -25,22 +24,13 @@ from fact_locator.tracing.uncertainty import t_quantile
 OLD_RESULTS = Path(__file__).parent / "data" / "results_written_before_the_results_package.json"
 
 
-def trace_with_draws(corrupt: list[float], restored: np.ndarray) -> Trace:
-    """make_trace's 2-layer, 5-token trace whose MLP draws are `restored` (2, 5, n) and whose
-    corrupted runs gave `corrupt` (n,); its means are those of the draws, as the tracer's."""
-    from fact_locator.tracing.extension import measured_fields
-
-    effects = SampleEffects.from_arrays(np.array(corrupt), np.array(corrupt), {"mlp": restored})
-    return make_trace(**measured_fields(effects), clean_value=0.75, settings={"samples": len(corrupt), "kinds": ["mlp"]})
-
-
 def peaked_trace(n: int = 8, seed: int = 0) -> Trace:
     """Draws in which site (1, 2) is clearly the largest and (0, 2) a close second."""
     rng = np.random.default_rng(seed)
     restored = 0.1 + 0.001 * rng.standard_normal((2, 5, n))
     restored[1, 2] += 0.3
     restored[0, 2] += 0.28 + 0.05 * rng.standard_normal(n)
-    return trace_with_draws([0.1] * n, restored)
+    return make_trace_with_draws([0.1] * n, restored)
 
 
 # -- the numbers ---------------------------------------------------------------------------
@@ -52,7 +42,7 @@ def test_t_quantiles_match_the_tables(p: float, df: int, table: float) -> None:
 
 
 def test_te_interval_is_the_t_interval_of_the_per_draw_te() -> None:
-    trace = trace_with_draws([0.1, 0.2, 0.3, 0.4], np.full((2, 5, 4), 0.5))
+    trace = make_trace_with_draws([0.1, 0.2, 0.3, 0.4], np.full((2, 5, 4), 0.5))
     interval = trace.te_interval(0.95)
     sd = math.sqrt((0.15**2 + 0.05**2 + 0.05**2 + 0.15**2) / 3)
     assert interval is not None
@@ -68,7 +58,7 @@ def test_ie_intervals_are_of_paired_differences() -> None:
     corrupt = [0.1, 0.3, 0.2, 0.6]
     restored = np.array(corrupt)[None, None, :] + np.zeros((2, 5, 1))
     restored[1, 4] += 0.25  # the same IE in every draw
-    trace = trace_with_draws(corrupt, restored)
+    trace = make_trace_with_draws(corrupt, restored)
     se = trace.ie_se("mlp")
     intervals = trace.ie_interval("mlp", level=0.9)
     assert se is not None and intervals is not None
@@ -107,7 +97,7 @@ def test_bad_arguments_are_one_clear_line() -> None:
 
 
 def test_one_draw_gives_no_interval() -> None:
-    trace = trace_with_draws([0.2], np.full((2, 5, 1), 0.4))
+    trace = make_trace_with_draws([0.2], np.full((2, 5, 1), 0.4))
     assert trace.te_interval() is None and trace.ie_interval("mlp") is None and trace.ie_se("mlp") is None
     assert trace.peak_probability("mlp", n_boot=10) == {trace.peak("mlp")[:2]: 1.0}
 
