@@ -1,5 +1,10 @@
 """The plain, obviously correct causal tracer: one forward of `samples` rows per
-(kind, layer, token), hooks written out by hand. The engine must equal it to 1e-5."""
+(kind, layer, token), hooks written out by hand. The engine must equal it to 1e-5.
+
+It imports nothing of the engine it checks: the subject span, the target token, the noise
+draws and the restored windows are written out here again, from the paper and ROME's
+`experiments/causal_trace.py`, so that an error in the engine's versions shows up as a
+difference instead of being shared by both sides."""
 
 from __future__ import annotations
 
@@ -8,8 +13,35 @@ from typing import Any
 import torch
 
 from fact_locator.facts import Fact
-from fact_locator.tracing.corruption import make_noise
-from fact_locator.tracing.tracer import restored_layers
+
+__all__ = ["reference_noise", "reference_trace", "reference_window"]
+
+
+def reference_noise(samples: int, n_subject_tokens: int, width: int, std: float, seed: int,
+                    mode: str = "gaussian") -> torch.Tensor:
+    """The documented draws: one CPU generator seeded with `seed`; draw i is the i-th
+    (1, tokens, width) block it gives, standard normal times `std` (ROME's `noise * randn`),
+    or uniform on [-sqrt(3) std, sqrt(3) std] (the same std) for `uniform`."""
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    rows = []
+    for _ in range(samples):
+        if mode == "gaussian":
+            rows.append(torch.randn((1, n_subject_tokens, width), generator=generator, dtype=torch.float32) * std)
+        elif mode == "uniform":
+            unit = torch.rand((1, n_subject_tokens, width), generator=generator, dtype=torch.float32) * 2 - 1
+            rows.append(unit * (std * 3**0.5))
+        else:
+            raise ValueError(f"the reference has no noise mode {mode!r}")
+    return torch.cat(rows) if rows else torch.zeros((0, n_subject_tokens, width))
+
+
+def reference_window(kind: str, layer: int, n_layers: int, window: int) -> list[int]:
+    """The layers restored for one site, as ROME's `trace_important_window` lists them:
+    `range(max(0, layer - window // 2), min(num_layers, layer - (-window // 2)))` for mlp and
+    attn; the hidden state (ROME's `trace_important_states`) restores its own layer only."""
+    if kind == "hidden":
+        return [layer]
+    return list(range(max(0, layer - window // 2), min(n_layers, layer - (-window // 2))))
 
 
 def _main(output: Any) -> torch.Tensor:
@@ -18,10 +50,11 @@ def _main(output: Any) -> torch.Tensor:
 
 def reference_trace(
     loaded: Any, fact: Fact, kinds: tuple[str, ...], samples: int, noise_std: float, window: int, seed: int,
-    metric: str = "prob", draws: torch.Tensor | None = None,
+    metric: str = "prob", draws: torch.Tensor | None = None, noise_mode: str = "gaussian",
 ) -> dict[str, Any]:
-    """`metric`: prob, logprob or logit_diff (against fact.distractor); `draws` replaces the
-    Gaussian noise (e.g. symmetric-token-replacement deltas, one row per sample)."""
+    """`metric`: prob, logprob or logit_diff (against fact.distractor); `noise_mode`: gaussian
+    or uniform draws of std `noise_std` (`reference_noise`); `draws` replaces them (e.g.
+    symmetric-token-replacement deltas, one row per sample)."""
     model, adapter, tok = loaded.model, loaded.adapter, loaded.tokenizer
     prompt = fact.prompt
     enc = tok(prompt, return_offsets_mapping=True)
@@ -55,11 +88,11 @@ def reference_trace(
         h.remove()
 
     width = model.get_submodule(adapter.embed).weight.shape[1]
-    noise = make_noise(samples, end - start, width, noise_std, seed) if draws is None else draws
+    noise = reference_noise(samples, end - start, width, noise_std, seed, noise_mode) if draws is None else draws
     noise = noise.to(device=loaded.device, dtype=model.get_submodule(adapter.embed).weight.dtype)
     samples = noise.shape[0]
 
-    def run(kind: str | None, layers: range, token: int) -> float:
+    def run(kind: str | None, layers: list[int], token: int) -> float:
         hs = []
 
         def add_noise(_m, _i, out):
@@ -85,9 +118,9 @@ def reference_trace(
             for h in hs:
                 h.remove()
 
-    p_corrupt = run(None, range(0), 0)
+    p_corrupt = run(None, [], 0)
     ie = {
-        kind: [[run(kind, restored_layers(kind, layer, n_layers, window), token) - p_corrupt for token in range(n_tokens)] for layer in range(n_layers)]
+        kind: [[run(kind, reference_window(kind, layer, n_layers, window), token) - p_corrupt for token in range(n_tokens)] for layer in range(n_layers)]
         for kind in kinds
     }
     return {"p_clean": p_clean, "p_corrupt": p_corrupt, "ie": ie, "subject_range": (start, end), "target_id": target_id}

@@ -7,8 +7,7 @@ import torch
 
 from fact_locator.errors import FactError, UsageError
 from fact_locator.facts import Fact
-from fact_locator.tracing.corruption import make_noise
-from fact_locator.tracing.reference import reference_trace
+from fact_locator.tracing.reference import reference_noise, reference_trace
 from fact_locator.tracing.settings import TraceSettings
 from fact_locator.tracing.tracer import Tracer
 from tests.support.tiny_models import tiny_loaded
@@ -45,9 +44,10 @@ def test_uniform_noise_equals_the_reference_with_the_same_draws():
     loaded = tiny_loaded("gpt2")
     trace = Tracer(loaded, TraceSettings(kinds="hidden", samples=3, window=2, corruption="uniform")).trace(FACT)
     s, e = trace.subject_range
-    draws = make_noise(3, e - s, 64, trace.noise.std, 0, "uniform")
+    draws = reference_noise(3, e - s, 64, trace.noise.std, 0, "uniform")
     assert draws.std().item() == pytest.approx(trace.noise.std, rel=0.2)  # matched scale
-    assert_equal_to_reference(trace, reference_trace(loaded, FACT, ("hidden",), 3, 0, 2, 0, draws=draws), ("hidden",))
+    ref = reference_trace(loaded, FACT, ("hidden",), 3, trace.noise.std, 2, 0, noise_mode="uniform")
+    assert_equal_to_reference(trace, ref, ("hidden",))
 
 
 def test_symmetric_token_replacement_swaps_in_subjects_of_the_same_length():
@@ -86,7 +86,7 @@ def test_unknown_modes_are_usage_errors():
 def test_every_corruption_setting_has_one_registered_mode():
     """The settings table parses the names (without torch); the registry says what each does."""
     from fact_locator.settings import CORRUPTIONS
-    from fact_locator.tracing.corruption import CORRUPTION_MODES, NOISE_MODES
+    from fact_locator.tracing.corruption import CORRUPTION_MODES, NOISE_MODES, make_noise
 
     assert tuple(CORRUPTION_MODES) == CORRUPTIONS
     assert NOISE_MODES == ("gaussian", "uniform")

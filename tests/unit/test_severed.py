@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from fact_locator.facts import Fact
-from fact_locator.tracing.corruption import make_noise
+from fact_locator.tracing.reference import reference_noise
 from fact_locator.tracing.settings import TraceSettings
 from fact_locator.tracing.severed import severed_trace
 from fact_locator.tracing.trace import Trace
@@ -53,7 +53,7 @@ def test_one_severed_site_matches_a_hand_written_run(setup):
         model(ids)
     hs.pop().remove()
     s, e = plain.subject_range
-    noise = make_noise(3, e - s, model.get_submodule(adapter.embed).weight.shape[1], plain.noise.std, 0)
+    noise = reference_noise(3, e - s, model.get_submodule(adapter.embed).weight.shape[1], plain.noise.std, 0)
 
     def add_noise(m, i, o):
         o = o.clone()
