@@ -61,10 +61,15 @@ def token_categories(n_tokens: int, subject_range: tuple[int, int]) -> list[Toke
 
 @dataclass(frozen=True)
 class NoiseInfo:
-    """The noise standard deviation used and how it was obtained."""
+    """The noise standard deviation used and how it was obtained. `source` is the
+    `noise_calibration` that made it (model, factset, fact), or given or replacement; ''
+    in traces written before it was recorded. `reference` names what a model's noise was
+    measured on (the subject list and its hash)."""
 
     std: float
     calibration: str
+    source: str = ""
+    reference: str = ""
 
 
 @dataclass(frozen=True)
