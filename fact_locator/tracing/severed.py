@@ -2,7 +2,8 @@
 (or attention) outputs of the later layers at that token stay at their corrupted values.
 
 The gap between the plain hidden-state effect and the severed one is the part of the
-effect that flows through the severed modules.
+effect that flows through the severed modules. Effects are in the tracer's metric (P(o) as
+in ROME, log P(o) or the logit difference), like the trace's.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from fact_locator.facts import Fact
 from fact_locator.tracing.clean_run import clean_run
 from fact_locator.tracing.corruption import noise_draws
 from fact_locator.tracing.hooks import edit_outputs
+from fact_locator.tracing.metrics import check_metric, metric_values
 from fact_locator.tracing.trace import NoiseInfo, SeveredPaths
 
 if TYPE_CHECKING:
     import torch
 
+    from fact_locator.tracing.prompt import PreparedPrompt
     from fact_locator.tracing.tracer import Tracer
 
 __all__ = ["SEVERABLE", "SeveredTrace", "severed_trace"]
@@ -31,13 +34,15 @@ SEVERABLE = ("mlp", "attn")
 @dataclass(frozen=True)
 class SeveredTrace:
     """`ie["hidden"]` is the plain hidden-state IE; `ie["mlp"]` the same with the later MLPs
-    severed (held corrupted) at the restored token, `ie["attn"]` likewise for attention."""
+    severed (held corrupted) at the restored token, `ie["attn"]` likewise for attention.
+    `p_corrupt` is the corrupted run's value and every IE a difference from it, in `metric`."""
 
     fact_id: str | None
     tokens: tuple[str, ...]
     subject_range: tuple[int, int]
     p_corrupt: float
     ie: dict[str, tuple[tuple[float, ...], ...]]
+    metric: str = "prob"
 
     def share_through(self, severed: str, token: int) -> float:
         """Fraction of the hidden-state effect at `token` (at its peak layer) that goes
@@ -86,6 +91,7 @@ def severed_trace(
 
     if tokens not in ("all", "last_subject"):
         raise UsageError(f"severed paths: tokens must be 'all' or 'last_subject', got {tokens!r}")
+    check_metric(settings.metric, prepared)
     clean = clean_run(tracer.engine, prepared, ("hidden",))
     draws, noise = noise_draws(settings, prepared, clean.embeddings, noise, "severed paths are")
     draws = draws.to(device=loaded.device, dtype=clean.embeddings.dtype)
@@ -103,7 +109,7 @@ def severed_trace(
     with torch.inference_mode(), edit_outputs(model, {adapter.embed: add_noise(samples)} | {
         adapter.site_path(kind, l): capture(corrupted, (kind, l)) for kind in sever for l in range(n_layers)
     }):
-        p_corrupt = float(_target_probs(model, ids.expand(samples, n_tokens), prepared.target_id).mean().item())
+        p_corrupt = float(_measure(model, ids.expand(samples, n_tokens), settings.metric, prepared).mean().item())
 
     ie: dict[str, tuple[tuple[float, ...], ...]] = {}
     for mode in ("hidden", *sever):
@@ -120,11 +126,11 @@ def severed_trace(
                     edits[adapter.site_path(mode, layer)] = _set_rows(
                         held, token, n_tokens, corrupted[(mode, layer)][:, token].repeat(layer, 1))
             with torch.inference_mode(), edit_outputs(model, edits):
-                probs = _target_probs(model, ids.expand(rows, n_tokens), prepared.target_id)
-            for layer, p in enumerate(probs.view(n_layers, samples).mean(dim=1).tolist()):
+                values = _measure(model, ids.expand(rows, n_tokens), settings.metric, prepared)
+            for layer, p in enumerate(values.view(n_layers, samples).mean(dim=1).tolist()):
                 grid[layer][token] = p - p_corrupt
         ie[mode] = tuple(tuple(row) for row in grid)
-    return SeveredTrace(fact.id, prepared.tokens, prepared.subject_range, p_corrupt, ie)
+    return SeveredTrace(fact.id, prepared.tokens, prepared.subject_range, p_corrupt, ie, settings.metric)
 
 
 def _set_rows(rows: slice, token: int, n_tokens: int, value: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -136,8 +142,7 @@ def _set_rows(rows: slice, token: int, n_tokens: int, value: torch.Tensor) -> Ca
     return edit
 
 
-def _target_probs(model: Any, input_ids: torch.Tensor, target_id: int) -> torch.Tensor:
-    import torch
-
+def _measure(model: Any, input_ids: torch.Tensor, metric: str, prepared: PreparedPrompt) -> torch.Tensor:
+    """The metric of each row at the last position (float32 logits, as the engine's)."""
     logits = model(input_ids=input_ids, use_cache=False).logits[:, -1, :].float()
-    return torch.softmax(logits, dim=-1)[:, target_id]
+    return metric_values(metric, logits, prepared)

@@ -1,6 +1,8 @@
 """Severed paths: restoring a hidden state while later MLP / attention outputs at that token
 stay corrupted. Checked against the plain hidden trace and a hand-written single site; the
 curves and shares at the last subject token go into the trace JSON and come back from it.
+Every check runs in each metric (P(o), log P(o), logit difference): severed paths measure
+what the trace measures.
 (`trace --severed` on the command line: tests/integration/test_sweep_and_severed_commands.py.)"""
 
 import json
@@ -10,6 +12,7 @@ import pytest
 import torch
 
 from fact_locator.facts import Fact
+from fact_locator.settings import METRICS
 from fact_locator.tracing.reference import reference_noise
 from fact_locator.tracing.settings import TraceSettings
 from fact_locator.tracing.severed import severed_trace
@@ -17,21 +20,32 @@ from fact_locator.tracing.trace import Trace
 from fact_locator.tracing.tracer import Tracer
 from tests.support.tiny_models import tiny_loaded
 
-FACT = Fact("The Colosseum", "{} is located in the country of", "Italy")
+FACT = Fact("The Colosseum", "{} is located in the country of", "Italy", distractor="Paris")
 
 
-@pytest.fixture(scope="module")
-def setup():
+@pytest.fixture(scope="module", params=METRICS)
+def setup(request):
     loaded = tiny_loaded("llama", layers=4)
-    tracer = Tracer(loaded, TraceSettings(kinds="hidden", samples=3, window=2))
+    tracer = Tracer(loaded, TraceSettings(kinds="hidden", samples=3, window=2, metric=request.param))
     return loaded, tracer, tracer.trace(FACT), severed_trace(tracer, FACT)
 
 
-def test_the_unsevered_grid_is_the_hidden_trace(setup):
-    _, _, plain, severed = setup
+def measured(metric: str, logits: torch.Tensor, target_id: int, distractor_id: int) -> torch.Tensor:
+    """The metric written out by hand, one value per row."""
+    logits = logits.float()
+    if metric == "prob":
+        return torch.softmax(logits, -1)[:, target_id]
+    if metric == "logprob":
+        return torch.log_softmax(logits, -1)[:, target_id]
+    return logits[:, target_id] - logits[:, distractor_id]
+
+
+def test_the_unsevered_grid_is_the_hidden_trace_in_its_metric(setup):
+    _, tracer, plain, severed = setup
+    assert severed.metric == plain.metric == tracer.settings.metric
     for a, b in zip(plain.ie["hidden"], severed.ie["hidden"]):
-        assert a == pytest.approx(b, abs=1e-6)
-    assert severed.p_corrupt == pytest.approx(plain.p_corrupt, abs=1e-7)
+        assert a == pytest.approx(b, abs=1e-5)
+    assert severed.p_corrupt == pytest.approx(plain.corrupt_value, abs=1e-5)
 
 
 def test_at_the_last_layer_nothing_is_left_to_sever(setup):
@@ -82,18 +96,38 @@ def test_one_severed_site_matches_a_hand_written_run(setup):
             o[:, token] = corrupt_mlp[l]
             return o
         hs.append(model.get_submodule(adapter.site_path("mlp", l)).register_forward_hook(hold))
+    distractor_id = tracer.prepare(FACT).distractor_id
     with torch.no_grad():
-        probs = torch.softmax(model(ids.repeat(3, 1)).logits[:, -1].float(), -1)[:, plain.target_id]
+        values = measured(severed.metric, model(ids.repeat(3, 1)).logits[:, -1], plain.target_id, distractor_id)
     for h in hs:
         h.remove()
-    assert severed.ie["mlp"][layer][token] == pytest.approx(probs.mean().item() - plain.p_corrupt, abs=1e-6)
+    assert severed.ie["mlp"][layer][token] == pytest.approx(values.mean().item() - plain.corrupt_value, abs=1e-5)
     assert severed.ie["mlp"][layer][token] != pytest.approx(severed.ie["hidden"][layer][token], abs=1e-9)
 
 
-def test_the_share_through_mlps_is_a_fraction_of_the_plain_effect(setup):
+def test_the_share_through_a_module_is_one_minus_severed_over_plain_at_the_hidden_peak(setup):
+    """No bound holds in general: severing can raise the effect (share < 0) or turn it
+    negative (share > 1), and is reported unclipped. What holds is the definition, at the
+    layer where the plain hidden effect peaks; no positive plain effect gives share 0."""
     _, _, _, severed = setup
-    share = severed.share_through("mlp", severed.subject_range[1] - 1)
-    assert -1.0 < share < 2.0  # severing can also raise the effect slightly; it is reported, not clipped
+    token = severed.subject_range[1] - 1
+    column = [row[token] for row in severed.ie["hidden"]]
+    layer = column.index(max(column))
+    for kind in ("mlp", "attn"):
+        expected = 1 - severed.ie[kind][layer][token] / column[layer] if column[layer] > 0 else 0.0
+        assert severed.share_through(kind, token) == pytest.approx(expected, abs=1e-9)
+
+
+def test_severing_the_mlps_removes_part_of_this_facts_effect():
+    """In the logit difference this fact's hidden effect peaks at layer 0 (0.118); with the
+    later MLPs held corrupted 0.077 of it is left: a share of about a third, strictly
+    between none and all."""
+    tracer = Tracer(tiny_loaded("llama", layers=4), TraceSettings(kinds="hidden", samples=3, window=2, metric="logit_diff"))
+    severed = severed_trace(tracer, FACT)
+    token = severed.subject_range[1] - 1
+    assert severed.ie["hidden"][0][token] == pytest.approx(0.1182, abs=1e-3)
+    assert severed.ie["mlp"][0][token] == pytest.approx(0.0774, abs=1e-3)
+    assert severed.share_through("mlp", token) == pytest.approx(0.345, abs=0.01)
 
 
 def test_the_last_subject_token_alone_gives_the_same_column(setup):
