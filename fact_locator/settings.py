@@ -29,8 +29,10 @@ __all__ = [
     "EXECUTORS",
     "FACTSET_KEYS",
     "KINDS",
+    "KNOWN_RULES",
     "METHODS",
     "METRICS",
+    "NOISE_CALIBRATIONS",
     "PYTHON_PREFIX",
     "SETTINGS",
     "UNKNOWN_RULES",
@@ -51,6 +53,12 @@ CORRUPTIONS: tuple[str, ...] = ("gaussian", "uniform", "str")
 METRICS: tuple[str, ...] = ("prob", "logprob", "logit_diff")
 METHODS: tuple[str, ...] = ("exact", "atp")
 UNKNOWN_RULES: tuple[str, ...] = ("skip", "fail", "trace")
+# What a calibrated noise is measured on: the model's reference subjects (ROME: one noise per
+# model), the fact set's subjects, or each fact's own subject.
+NOISE_CALIBRATIONS: tuple[str, ...] = ("model", "factset", "fact")
+# When a fact counts as known: ROME's (the greedy continuation is the whole target) or the
+# clean top-1 token is the target's first token.
+KNOWN_RULES: tuple[str, ...] = ("greedy_target", "first_token")
 # Where a pytest run's facts are traced: here (and in each xdist worker), or by Ray actors.
 EXECUTORS: tuple[str, ...] = ("in-process", "ray")
 PYTHON_PREFIX = "python:"
@@ -260,9 +268,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("noise", "STD", parse_noise, None,
             "Noise standard deviation, or 'auto': calibrated as noise_scale (3) x the std of the "
             "subject-token embeddings.", CLI | PLUGIN | FACTSET,
-            unset="calibrated (per fact set under pytest, per fact for `trace`)"),
+            unset="calibrated as noise_calibration says"),
     Setting("noise-scale", "X", parse_non_negative, 3.0,
             "Calibrated noise = noise_scale x the std of the subject-token embeddings.", FACTSET),
+    Setting("noise-calibration", "WHAT", choice_parser("noise calibration", NOISE_CALIBRATIONS), "model",
+            "What a calibrated noise is measured on: model (ROME: the embeddings of the package's reference "
+            "subjects, each tokenized on its own; one noise per model, cached), factset (the subject tokens of "
+            "the fact set's facts) or fact (the fact's own subject tokens).", CLI | PLUGIN | FACTSET),
     Setting("kinds", "KINDS", parse_kinds, ",".join(KINDS), f"Comma-separated site kinds: {', '.join(KINDS)}.",
             CLI | PLUGIN | FACTSET),
     Setting("corruption", "MODE", choice_parser("corruption", CORRUPTIONS), "gaussian",
@@ -294,6 +306,10 @@ SETTINGS: tuple[Setting, ...] = (
             "What to do with facts the model does not know (clean top-1 is not the target, or "
             "p_clean < min_p_clean): skip, fail or trace.", PLUGIN,
             unset="the fact set's unknown:, else skip"),
+    Setting("known-rule", "RULE", choice_parser("known rule", KNOWN_RULES), "greedy_target",
+            "When a fact counts as known: greedy_target (ROME: the greedy continuation of as many tokens as the "
+            "target has is the target) or first_token (the clean top-1 token is the target's first token).",
+            PLUGIN | FACTSET),
     Setting("baseline", "PATH", parse_path, None,
             "A results JSON of an earlier run: each traced fact it has gets a ::baseline item "
             "(peaks must not move, TE must not drop) and each fact set an ::aggregate::baseline item.",
