@@ -36,8 +36,9 @@ class TokenCategory(str, Enum):
 
 
 def token_categories(n_tokens: int, subject_range: tuple[int, int]) -> list[TokenCategory]:
-    """One category per position. A one-token subject is labelled `last_subject` here;
-    `Trace.positions` still counts it as the first subject token too, as ROME does."""
+    """One category per position. A one-token subject is labelled `last_subject` here and
+    the token right after a subject that ends before the last token `last`; `Trace.positions`
+    still counts them as first subject / first subsequent token too, as ROME does."""
     start, end = subject_range
     cats = []
     for i in range(n_tokens):
@@ -186,13 +187,17 @@ class Trace:
         return token_categories(len(self.tokens), self.subject_range)
 
     def positions(self, category: TokenCategory | str) -> list[int]:
-        """Positions in `category`; a one-token subject is both first and last subject token."""
+        """Positions in `category`, as ROME's averaging counts them: a one-token subject is both
+        first and last subject token, and a subject that ends right before the last token
+        makes that token both first subsequent and last (its notebook's `scores[first_a]`)."""
         category = TokenCategory(category)
         start, end = self.subject_range
         if category is TokenCategory.FIRST_SUBJECT:
             return [start]
         if category is TokenCategory.LAST_SUBJECT:
             return [end - 1]
+        if category is TokenCategory.FIRST_SUBSEQUENT:
+            return [end] if end < len(self.tokens) else []
         if category is TokenCategory.LAST:
             return [len(self.tokens) - 1]
         return [i for i, c in enumerate(self.categories) if c is category]

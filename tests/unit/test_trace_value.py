@@ -21,6 +21,18 @@ def test_a_one_token_subject_is_both_first_and_last_subject_token():
     assert trace.positions(C.FIRST_SUBJECT) == trace.positions(C.LAST_SUBJECT) == [1]
 
 
+def test_a_subject_ending_right_before_the_last_token_makes_it_first_subsequent_and_last():
+    """ROME's average_causal_effects notebook adds scores[first_a] (the token after the
+    subject) and scores[last_a] (the last token) on their own: when they are one token, it
+    counts in both."""
+    trace = make_trace(subject_range=(0, 4))
+    assert trace.categories[4] is C.LAST
+    assert trace.positions(C.FIRST_SUBSEQUENT) == trace.positions(C.LAST) == [4]
+    assert trace.positions(C.FURTHER) == []
+    assert make_trace().positions(C.FIRST_SUBSEQUENT) == [3]  # the usual case: the token after the subject
+    assert make_trace(subject_range=(2, 5)).positions(C.FIRST_SUBSEQUENT) == []  # the subject ends the prompt
+
+
 def test_te_is_clean_minus_corrupt_and_the_peak_is_the_largest_cell():
     trace = make_trace()
     assert trace.te == pytest.approx(0.70, abs=1e-12)
