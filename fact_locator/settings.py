@@ -306,10 +306,10 @@ SETTINGS: tuple[Setting, ...] = (
             "What to do with facts the model does not know (clean top-1 is not the target, or "
             "p_clean < min_p_clean): skip, fail or trace.", PLUGIN,
             unset="the fact set's unknown:, else skip"),
-    Setting("known-rule", "RULE", choice_parser("known rule", KNOWN_RULES), "greedy_target",
+    Setting("known-rule", "RULE", choice_parser("known rule", KNOWN_RULES), None,
             "When a fact counts as known: greedy_target (ROME: the greedy continuation of as many tokens as the "
             "target has is the target) or first_token (the clean top-1 token is the target's first token).",
-            PLUGIN | FACTSET),
+            PLUGIN, unset="the fact set's known_rule:, else greedy_target"),
     Setting("baseline", "PATH", parse_path, None,
             "A results JSON of an earlier run: each traced fact it has gets a ::baseline item "
             "(peaks must not move, TE must not drop) and each fact set an ::aggregate::baseline item.",

@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 __all__ = ["trace_key"]
 
 # Settings that do not change a trace's numbers (the device does, slightly: it is in the key).
-_NOT_IN_KEY = ("batch_size",)
+# The noise calibration does only through the noise std, which is in the key.
+_NOT_IN_KEY = ("batch_size", "noise_calibration")
 
 
 def trace_key(loaded: LoadedModel, fact: Fact, settings: TraceSettings, noise: NoiseInfo, method: str) -> str:

@@ -1,4 +1,4 @@
-"""Tokenize a fact: prompt tokens, the subject's token span and the target's first token."""
+"""Tokenize a fact: prompt tokens, the subject's token span and the target's tokens."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 from fact_locator.errors import FactError
 from fact_locator.facts import Fact
 
-__all__ = ["PreparedPrompt", "prepare_prompt"]
+__all__ = ["PreparedPrompt", "prepare_prompt", "target_token_ids"]
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,9 @@ class PreparedPrompt:
     target_token: str
     # First token of the fact's distractor (logit_diff metric), if it has one.
     distractor_id: int | None = None
+    # Every token of the target as it follows the prompt (target_id is the first); empty
+    # where a PreparedPrompt was built by hand.
+    target_ids: tuple[int, ...] = ()
 
 
 def prepare_prompt(tokenizer: Any, fact: Fact, max_length: int | None = None) -> PreparedPrompt:
@@ -40,8 +43,9 @@ def prepare_prompt(tokenizer: Any, fact: Fact, max_length: int | None = None) ->
     if not subject_positions:
         raise FactError(f"subject {fact.subject!r} covers no token of the prompt {prompt!r}")
     subject_range = (subject_positions[0], subject_positions[-1] + 1)
-    target_id = _first_target_token(tokenizer, prompt, ids, fact.target)
-    distractor_id = None if fact.distractor is None else _first_target_token(tokenizer, prompt, ids, fact.distractor)
+    target_ids = target_token_ids(tokenizer, prompt, ids, fact.target)
+    target_id = target_ids[0]
+    distractor_id = None if fact.distractor is None else target_token_ids(tokenizer, prompt, ids, fact.distractor)[0]
     return PreparedPrompt(
         fact=fact,
         token_ids=tuple(ids),
@@ -50,18 +54,23 @@ def prepare_prompt(tokenizer: Any, fact: Fact, max_length: int | None = None) ->
         target_id=target_id,
         target_token=tokenizer.decode([target_id]),
         distractor_id=distractor_id,
+        target_ids=target_ids,
     )
 
 
-def _first_target_token(tokenizer: Any, prompt: str, prompt_ids: list[int], target: str) -> int:
-    """First token of the target as it follows the prompt; a space is put in between
-    unless the prompt ends with one or the target starts with one (`target: Italy`)."""
+def target_token_ids(tokenizer: Any, prompt: str, prompt_ids: list[int], target: str) -> tuple[int, ...]:
+    """The target's tokens as they follow the prompt; a space is put in between unless the
+    prompt ends with one or the target starts with one (`target: Italy`). Special tokens a
+    tokenizer appends (an EOS) are not the target's."""
     sep = "" if (prompt[-1:].isspace() or target[:1].isspace()) else " "
-    full = tokenizer(prompt + sep + target, add_special_tokens=True)["input_ids"]
-    if list(full[: len(prompt_ids)]) == prompt_ids and len(full) > len(prompt_ids):
-        return int(full[len(prompt_ids)])
+    full = list(tokenizer(prompt + sep + target, add_special_tokens=True)["input_ids"])
+    special = set(getattr(tokenizer, "all_special_ids", ()) or ())
+    while full and full[-1] in special and len(full) > len(prompt_ids):
+        full.pop()
+    if full[: len(prompt_ids)] == prompt_ids and len(full) > len(prompt_ids):
+        return tuple(int(i) for i in full[len(prompt_ids):])
     # The boundary merged into one token: fall back to the target tokenized on its own.
     alone = tokenizer(sep + target, add_special_tokens=False)["input_ids"]
     if not alone:
         raise FactError(f"target {target!r} tokenizes to nothing")
-    return int(alone[0])
+    return tuple(int(i) for i in alone)

@@ -6,18 +6,21 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from fact_locator.errors import UsageError
-from fact_locator.settings import CORRUPTIONS, DTYPES, KINDS, METRICS
+from fact_locator.settings import CORRUPTIONS, DTYPES, KINDS, METRICS, NOISE_CALIBRATIONS
 
 __all__ = ["CORRUPTIONS", "DTYPES", "KINDS", "METRICS", "TraceSettings", "parse_kinds"]
 
 @dataclass(frozen=True)
 class TraceSettings:
-    """What a trace computes. `noise=None` calibrates it: `noise_scale` x std of subject embeddings."""
+    """What a trace computes. `noise=None` calibrates it: `noise_scale` x the std of subject
+    embeddings, those of the model's reference subjects (`noise_calibration` model, ROME's), of
+    the fact set's subjects (factset; a lone fact: its own) or of the fact's own (fact)."""
 
     kinds: tuple[str, ...] = KINDS
     samples: int = 10
     noise: float | None = None
     noise_scale: float = 3.0
+    noise_calibration: str = "model"
     window: int = 10
     seed: int = 0
     device: str = "auto"
@@ -38,6 +41,8 @@ class TraceSettings:
             raise UsageError(f"noise must be a positive number (a standard deviation), got {self.noise!r}")
         if not (isinstance(self.noise_scale, (int, float)) and self.noise_scale > 0):
             raise UsageError(f"noise_scale must be a positive number, got {self.noise_scale!r}")
+        if self.noise_calibration not in NOISE_CALIBRATIONS:
+            raise UsageError(f"unknown noise_calibration {self.noise_calibration!r}: choose one of {', '.join(NOISE_CALIBRATIONS)}")
         if self.corruption not in CORRUPTIONS:
             raise UsageError(f"unknown corruption {self.corruption!r}: choose one of {', '.join(CORRUPTIONS)}")
         if self.metric not in METRICS:

@@ -17,7 +17,7 @@ from fact_locator.models.loading import LoadedModel
 from fact_locator.tracing.batching import facts_together, run_in_batches, sites_per_batch
 from fact_locator.tracing.clean_run import CleanRun, clean_run
 from fact_locator.tracing.corrupted_run import FactRun, corrupted_run
-from fact_locator.tracing.corruption import CorruptionRequest, corrupt, noise_for
+from fact_locator.tracing.corruption import NOISE_MODES, CorruptionRequest, calibrate_model_noise, corrupt, noise_for
 from fact_locator.tracing.engine import Engine, EngineOptions
 from fact_locator.tracing.extension import check_extendable, extended_trace, measured_fields
 from fact_locator.tracing.kv_suffix import suffix_probe
@@ -65,6 +65,7 @@ class Tracer:
         self._restorations = Restorations(self.engine, self._readout)
         self._suffix: bool | None = None  # decided by the probe on the first trace
         self.suffix_fallback_reason: str | None = None
+        self._model_noise: NoiseInfo | None = None
 
     # -- public ------------------------------------------------------------------------
     def prepare(self, fact: Fact) -> PreparedPrompt:
@@ -205,6 +206,16 @@ class Tracer:
         """The settings' noise std, or one calibrated on this fact's subject embeddings."""
         return noise_for(self.settings, prepared, embeddings)
 
+    def model_noise(self) -> NoiseInfo:
+        """The model's noise (`noise_calibration: model`): `noise_scale` x the std of the
+        reference subjects' embeddings, computed once per tracer. The `Locator` keeps it on
+        disk too and passes it in; a trace of this tracer without a noise uses it."""
+        if self._model_noise is None:
+            from fact_locator.tracing.reference_subjects import reference_subjects
+
+            self._model_noise = calibrate_model_noise(self.loaded, reference_subjects(), self.settings.noise_scale)
+        return self._model_noise
+
     def restoration_batches(self, fact: Fact, noise: NoiseInfo | None = None) -> list[Callable[[], torch.Tensor]]:
         """The restoration forwards a trace of `fact` runs, one call per batch, each returning
         its values (sites, samples), all on one clean and corrupted run made here. For
@@ -252,6 +263,8 @@ class Tracer:
         settings' samples, or `samples`), on the model's device and dtype
         (`corruption.CORRUPTION_MODES`)."""
         settings = self.settings if samples is None else replace(self.settings, samples=samples)
+        if noise is None and settings.noise is None and settings.noise_calibration == "model" and settings.corruption in NOISE_MODES:
+            noise = self.model_noise()
         draws, noise = corrupt(CorruptionRequest(settings, prepared, clean.embeddings, noise, self.prepare, self.embed))
         return draws.to(device=self.loaded.device, dtype=self.engine.dtype), noise
 
