@@ -35,27 +35,44 @@ __all__ = [
 
 
 def is_known(top1: bool, p_target: float, min_p_clean: float) -> bool:
-    """ROME's rule (the clean top-1 token is the target's first token) plus the fact set's
-    floor on the target's clean probability."""
+    """The first-token rule (the clean top-1 token is the target's first token) plus the fact
+    set's floor on the target's clean probability. `CleanCheck.known` applies ROME's stricter
+    rule when the check was made under `known_rule: greedy_target`."""
     return top1 and p_target >= min_p_clean
 
 
 @dataclass(frozen=True)
 class CleanCheck:
-    """The clean run's verdict on one fact: `is_known` on its top-1 token and p_clean."""
+    """The clean run's verdict on one fact. Under `rule` greedy_target (ROME's, the default
+    of the Locator) a fact is known when the greedy continuation of as many tokens as the
+    target has (`greedy_ids`) is the target (`target_ids`); under first_token when the top-1
+    token is the target's first. Both also need p_target >= min_p_clean. A check built
+    without the continuation (`greedy_ids` empty) can only apply the first-token rule."""
 
     top_token: str
     p_top: float
     target_token: str
     p_target: float
     min_p_clean: float = 0.0
+    greedy_ids: tuple[int, ...] = ()
+    target_ids: tuple[int, ...] = ()
+    greedy_text: str = ""
+    target_text: str = ""
+    rule: str = "first_token"
 
     @property
     def top1(self) -> bool:
         return self.top_token == self.target_token
 
     @property
+    def greedy_match(self) -> bool:
+        """The greedy continuation is the whole target (ROME's rule, without the floor)."""
+        return bool(self.target_ids) and self.greedy_ids == self.target_ids
+
+    @property
     def known(self) -> bool:
+        if self.rule == "greedy_target" and self.target_ids:
+            return self.greedy_match and self.p_target >= self.min_p_clean
         return is_known(self.top1, self.p_target, self.min_p_clean)
 
     @property
@@ -64,14 +81,20 @@ class CleanCheck:
         if not self.top1:
             return (f"model predicts {self.top_token!r} (p={self.p_top:.2f}), "
                     f"target {self.target_token!r} has p={self.p_target:.2f}")
+        if self.rule == "greedy_target" and self.target_ids and not self.greedy_match:
+            return (f"model continues {self.greedy_text!r} (greedy, {len(self.target_ids)} tokens), "
+                    f"not the target {self.target_text!r} (known_rule greedy_target)")
         if self.p_target < self.min_p_clean:
             return (f"model predicts the target {self.target_token!r} but with p={self.p_target:.2f} "
                     f"< min_p_clean {self.min_p_clean:g}")
         return ""
 
 
-def traced_reason(trace: Trace, factset: FactSet) -> str:
-    """'' for a known fact; for one traced under `unknown: trace`, why it counts as unknown."""
+def traced_reason(trace: Trace, factset: FactSet, clean: CleanCheck | None = None) -> str:
+    """'' for a known fact; for one traced under `unknown: trace`, why it counts as unknown:
+    by `clean` when given (the known rule in force), else by the trace's first-token rule."""
+    if clean is not None:
+        return "" if clean.known else f"traced although unknown: {clean.reason}"
     if is_known(trace.known, trace.p_clean, factset.min_p_clean):
         return ""
     if not trace.known:
@@ -102,6 +125,7 @@ def audit_fact(locator: Locator, factset: FactSet, spec: FactSpec, rule: str,
                companions: Iterable[Fact] = ()) -> FactVerdict:
     """The fact's verdict under `rule`: skip and fail run the clean check first and trace
     only a known fact; trace traces every fact. `companions` go to `Locator.trace`."""
+    clean: CleanCheck | None = None
     try:
         if rule != "trace":
             clean = locator.clean(spec.fact, factset)
@@ -110,7 +134,12 @@ def audit_fact(locator: Locator, factset: FactSet, spec: FactSpec, rule: str,
         trace = locator.trace(spec.fact, factset, companions=companions)
     except FactLocatorError as exc:
         return FactVerdict(spec, error=exc, reason=str(exc))
-    return FactVerdict(spec, trace=trace, reason=traced_reason(trace, factset))
+    if clean is None:
+        try:  # under `unknown: trace`, the known rule in force says whether the fact was known
+            clean = locator.clean(spec.fact, factset)
+        except FactLocatorError:
+            clean = None  # e.g. Ray actors ran no clean run under `trace`: the trace's first-token rule
+    return FactVerdict(spec, trace=trace, clean=clean, reason=traced_reason(trace, factset, clean))
 
 
 def will_trace(locator: Locator, fact: Fact, factset: FactSet, rule: str) -> bool:

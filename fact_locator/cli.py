@@ -47,7 +47,7 @@ def _scales(text: str) -> tuple[float, ...]:
 
 
 # Settings of each command, from the settings table (fact_locator/settings.py).
-TRACE_SETTINGS = ("model", "kinds", "samples", "noise", "window", "seed", "device", "dtype", "corruption", "metric",
+TRACE_SETTINGS = ("model", "kinds", "samples", "noise", "noise-calibration", "window", "seed", "device", "dtype", "corruption", "metric",
                   "method", "severed", "cache-dir", "no-cache")
 SWEEP_SETTINGS = ("model", "samples", "seed", "device", "dtype")
 BASELINE_SETTINGS = ("baseline-max-layer-shift", "baseline-max-ate-drop", "baseline-max-te-drop")
@@ -110,10 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
         "merge", help="join the results of --fl-shard jobs and decide the aggregates over all facts",
         description="Join the --fl-json results of --fl-shard jobs of one run. Each fact set's aggregate is "
                     "recomputed over the union of its facts and its aggregate expectations decided on it; "
-                    "exit 1 when one fails. Run it from the folder the shards ran in (it reads the fact sets).")
+                    "exit 1 when one fails; exit 2 when the parts are not the shards of one run.")
     merge.add_argument("parts", type=Path, nargs="+", metavar="RESULTS", help="results JSON of each shard")
     merge.add_argument("-o", "--output", type=Path, required=True, metavar="JSON", help="the merged results file")
     merge.add_argument("--html", type=Path, metavar="PATH", help="also write an HTML report. Default: none")
+    merge.add_argument("--rootdir", type=Path, default=Path("."), metavar="DIR",
+                       help="the shards' pytest rootdir, where the fact-set paths of the results start. "
+                            "Default: the current folder")
     return parser
 
 
@@ -165,7 +168,8 @@ def _trace(args: argparse.Namespace) -> int:
 
 def _trace_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The trace settings given on the command line (all of them: each has its table default)."""
-    overrides = {name: getattr(args, name) for name in ("kinds", "samples", "window", "seed", "corruption", "metric")}
+    overrides = {name: getattr(args, name) for name in ("kinds", "samples", "window", "seed", "corruption", "metric",
+                                                        "noise_calibration")}
     overrides["noise"] = None if args.noise in (None, AUTO_NOISE) else args.noise
     return overrides
 
@@ -275,7 +279,7 @@ def _merge(args: argparse.Namespace) -> int:
     from fact_locator.report.html import write_html
     from fact_locator.shard_merge import merge_shards
 
-    merged = merge_shards(args.parts)
+    merged = merge_shards(args.parts, args.rootdir)
     _write_output("-o", args.output, lambda: merged.results.save(args.output))
     if args.html is not None:
         _write_output("--html", args.html, lambda: write_html(merged.results, args.html))

@@ -19,11 +19,11 @@ from fact_locator.expectations import ID_PATTERN, ExpectationSpec
 from fact_locator.expectations.reading import read_expectations
 from fact_locator.facts import Fact, check_fact_fields
 from fact_locator.factset_yaml import NodeReader, compose, kind_name, line_of, suggest
-from fact_locator.settings import FACTSET_KEYS, UNKNOWN_RULES
+from fact_locator.settings import FACTSET_KEYS, KNOWN_RULES, UNKNOWN_RULES
 
 __all__ = ["FactSet", "FactSpec", "UNKNOWN_RULES", "load_factset", "parse_factset", "slugify"]
 
-TOP_KEYS = ("name", "description", "settings", "tags", "unknown", "min_p_clean", "expect", "aggregate", "facts")
+TOP_KEYS = ("name", "description", "settings", "tags", "unknown", "known_rule", "min_p_clean", "expect", "aggregate", "facts")
 FACT_KEYS = ("id", "subject", "relation", "target", "tags", "known", "expect", "distractor", "replacements")
 SETTING_KEYS = FACTSET_KEYS  # a fact set's `settings:` keys, from the settings table
 _STOPWORDS = frozenset(
@@ -61,6 +61,8 @@ class FactSet:
     facts: tuple[FactSpec, ...]
     expectations: tuple[ExpectationSpec, ...]
     aggregate_expectations: tuple[ExpectationSpec, ...]
+    # When a fact counts as known (settings.KNOWN_RULES): ROME's greedy_target or first_token.
+    known_rule: str = "greedy_target"
 
     def fact_expectations(self, spec: FactSpec) -> tuple[ExpectationSpec, ...]:
         """Set-wide expectations, then the fact's own; where a fact's own expectation has the
@@ -187,6 +189,15 @@ class _FactSetReader(NodeReader):
                     f"{suggest(str(unknown), UNKNOWN_RULES)}",
                     get("unknown"),
                 )
+        known_rule = "greedy_target"
+        if get("known_rule") is not None:
+            known_rule = self.value(get("known_rule"))
+            if known_rule not in KNOWN_RULES:
+                raise self.error(
+                    f"known_rule must be one of {', '.join(KNOWN_RULES)}, got {known_rule!r}"
+                    f"{suggest(str(known_rule), KNOWN_RULES)}",
+                    get("known_rule"),
+                )
         min_p_clean = 0.0
         if get("min_p_clean") is not None:
             value = self.value(get("min_p_clean"))
@@ -215,6 +226,7 @@ class _FactSetReader(NodeReader):
             tags=tags,
             unknown=unknown,
             min_p_clean=min_p_clean,
+            known_rule=str(known_rule),
             facts=facts,
             expectations=set_exps,
             aggregate_expectations=agg_exps,

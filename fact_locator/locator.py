@@ -1,12 +1,13 @@
 """The `Locator`: the one way to get traces. One per pytest session (and per xdist worker),
 one per `fact-locator trace` or `sweep`. It loads each model once, traces facts through the
-on-disk cache, calibrates the shared noise of a fact set and runs the clean check (whose
-verdict the audit's rules in `audit_flow.py` use). It knows nothing about pytest.
+on-disk cache, picks the noise (by default the model's: one per model, as ROME, kept on disk
+beside the traces) and runs the clean check (whose verdict the audit's rules in
+`audit_flow.py` use). It knows nothing about pytest.
 
     locator = Locator(model="smollm2-135m", device="cpu")
     settings = locator.settings_for(factset)            # defaults < factset settings < overrides
     check = locator.clean(fact)                         # one forward: is the fact known?
-    trace = locator.trace(fact, factset=factset)        # cached; noise shared by the set
+    trace = locator.trace(fact, factset=factset)        # cached; the model's noise
 
 torch and transformers are imported only when a model is loaded.
 """
@@ -23,12 +24,13 @@ from fact_locator.audit_flow import CleanCheck
 from fact_locator.errors import FactLocatorError, FactSetError, UsageError
 from fact_locator.facts import Fact
 from fact_locator.models.python_model import load_python_model
-from fact_locator.settings import METHODS, PYTHON_PREFIX, UNKNOWN_RULES
+from fact_locator.settings import KNOWN_RULES, METHODS, PYTHON_PREFIX, UNKNOWN_RULES
 
 if TYPE_CHECKING:
     from fact_locator.cache import TraceCache
     from fact_locator.factset import FactSet
     from fact_locator.models.loading import LoadedModel
+    from fact_locator.noise_cache import ReferenceStd
     from fact_locator.trace_progress import ProgressListener
     from fact_locator.tracing.settings import TraceSettings
     from fact_locator.tracing.trace import NoiseInfo, SeveredPaths, Trace
@@ -97,7 +99,8 @@ class Locator:
         self._models: dict[str, LoadedModel] = {}
         self._tracers: dict[tuple[str, Any], Tracer] = {}
         self._noise: dict[tuple[Any, ...], NoiseInfo] = {}
-        self._clean: dict[tuple[str, str, str, str], CleanCheck] = {}
+        self._reference_std: dict[str, ReferenceStd] = {}
+        self._clean: dict[tuple[str, str, str, str, str], CleanCheck] = {}
         self._cache: TraceCache | None = None
         self._traces: dict[Any, Trace] = {}
         self._lock = threading.RLock()
@@ -161,16 +164,21 @@ class Locator:
             return self._tracers[key]
 
     def noise_for(self, factset: FactSet | None, settings: TraceSettings | None = None) -> NoiseInfo | None:
-        """The noise a fact set shares: the given std, or `noise_scale` x the std of all its
-        facts' subject-token embeddings (computed once). None for a lone fact (per-fact
-        calibration in the tracer)."""
+        """The noise the fact set's facts (or a lone fact) are traced with: the given std, or
+        by `noise_calibration` the model's (`model_noise`), the fact set's (`noise_scale` x
+        the std of all its facts' subject-token embeddings, computed once), or None: each
+        fact calibrated on its own subject (`fact`, in the tracer)."""
         from fact_locator.tracing.trace import NoiseInfo
 
         settings = settings or self.settings_for(factset)
         if settings.noise is not None:
-            return NoiseInfo(std=float(settings.noise), calibration="given")
-        if factset is None:
+            return NoiseInfo(std=float(settings.noise), calibration="given", source="given")
+        if settings.noise_calibration == "model":
+            return self.model_noise(self.model_for(factset), settings.noise_scale)
+        if settings.noise_calibration == "fact":
             return None
+        if factset is None:
+            raise UsageError("noise_calibration factset needs a fact set; a lone fact takes model or fact")
         spec = self.model_for(factset)
         key = (spec, str(factset.path), factset.name, tuple((s.fact.subject, s.fact.relation) for s in factset.facts),
                settings.noise_scale)
@@ -193,31 +201,79 @@ class Locator:
             pieces.append(tracer.embed(prepared)[start:end])
         if not pieces:
             raise UsageError(f"fact set {factset.name!r}: no fact could be tokenized, so the noise cannot be calibrated")
-        return calibrate_noise(pieces, settings.noise_scale, f"{len(pieces)} facts of fact set {factset.name!r}")
+        return calibrate_noise(pieces, settings.noise_scale, f"{len(pieces)} facts of fact set {factset.name!r}",
+                               source="factset", reference=str(factset.path))
+
+    def model_noise(self, spec: str | None = None, noise_scale: float = 3.0) -> NoiseInfo:
+        """The model's noise: `noise_scale` x the std of the reference subjects' embeddings
+        (`tracing/reference_subjects.py`), measured once per model weights, dtype and subject
+        list and kept in the cache folder (`noise_cache.py`; not with use_cache off)."""
+        from fact_locator.noise_cache import NoiseCache, ReferenceStd
+        from fact_locator.tracing.corruption import model_noise, reference_embedding_std
+        from fact_locator.tracing.reference_subjects import reference_subjects
+
+        spec = spec or self.model_spec
+        subjects = reference_subjects()
+        with self._lock:
+            measured = self._reference_std.get(spec)
+            if measured is None:
+                loaded = self.load(spec)
+                disk = NoiseCache(self.cache.root, enabled=self.use_cache)
+                key = NoiseCache.key(loaded.identity.fingerprint, self.dtype, subjects.sha256)
+                measured = disk.get(key)
+                if measured is None:
+                    measured = ReferenceStd(*reference_embedding_std(loaded, subjects))
+                    disk.put(key, measured)
+                self._reference_std[spec] = measured
+        return model_noise(measured.std, measured.n_subjects, noise_scale, subjects)
 
     # -- the clean run -----------------------------------------------------------------------
+    def known_rule_for(self, factset: FactSet | None = None) -> str:
+        """`known_rule`: the overrides' (the plugin's --fl-known-rule or ini), else the fact
+        set's `known_rule:`, else the defaults', else greedy_target (ROME's)."""
+        rule = self.overrides.get("known_rule")
+        if rule is None:
+            rule = factset.known_rule if factset is not None else self.defaults.get("known_rule", "greedy_target")
+        if rule not in KNOWN_RULES:
+            raise UsageError(f"unknown known_rule {rule!r}: choose one of {', '.join(KNOWN_RULES)}")
+        return str(rule)
+
     def clean(self, fact: Fact, factset: FactSet | None = None, min_p_clean: float | None = None) -> CleanCheck:
-        """One forward of the prompt: the top-1 token and the target's probability."""
+        """One forward of the prompt: the top-1 token and the target's probability; under
+        `known_rule` greedy_target, the greedy continuation of as many tokens as the target
+        has too (one more forward per further target token)."""
         from fact_locator.tracing.clean_run import clean_run
+        from fact_locator.tracing.greedy import greedy_continuation
 
         spec = self.model_for(factset)
         floor = float(min_p_clean if min_p_clean is not None else (factset.min_p_clean if factset is not None else 0.0))
-        key = (spec, fact.subject, fact.relation, fact.target)
+        rule = self.known_rule_for(factset)
+        key = (spec, fact.subject, fact.relation, fact.target, rule)
         with self._lock:
             cached = self._clean.get(key)
         if cached is None:
             tracer = self.tracer(self.settings_for(factset), spec)
             run = clean_run(tracer.engine, tracer.prepare(fact))
+            target_ids = run.prepared.target_ids
+            greedy: tuple[int, ...] = ()
+            if rule == "greedy_target":
+                greedy = greedy_continuation(tracer.engine, run.prepared.token_ids, run.top_id, len(target_ids))
+            decode = tracer.loaded.tokenizer.decode
             cached = CleanCheck(
-                top_token=tracer.loaded.tokenizer.decode([run.top_id]),
+                top_token=decode([run.top_id]),
                 p_top=run.p_top,
                 target_token=run.prepared.target_token,
                 p_target=run.prob,
+                greedy_ids=greedy,
+                target_ids=target_ids if rule == "greedy_target" else (),
+                greedy_text=decode(list(greedy)),
+                target_text=decode(list(target_ids)),
+                rule=rule,
             )
             with self._lock:
                 self._clean[key] = cached
                 self.stats["clean_runs"] += 1
-        return CleanCheck(cached.top_token, cached.p_top, cached.target_token, cached.p_target, floor)
+        return replace(cached, min_p_clean=floor)
 
     # -- traces ------------------------------------------------------------------------------
     @property
@@ -257,7 +313,8 @@ class Locator:
                 # Lazy: batch_mates reads companions only while a batch has room for them.
                 for companion in companions:
                     lookup = self._lookup(companion, factset, settings, spec)
-                    if lookup.trace is None and lookup.memo_key not in seen:
+                    # One forward batch shares one noise: a fact calibrated on its own joins only its equals.
+                    if lookup.trace is None and lookup.memo_key not in seen and lookup.noise == wanted.noise:
                         seen.add(lookup.memo_key)
                         pending[id(lookup.fact)] = lookup
                         yield lookup.fact

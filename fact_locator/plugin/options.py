@@ -42,7 +42,7 @@ class ResolvedOptions:
             if name not in _TRACE_OVERRIDES:
                 continue
             # kinds travel as "hidden,mlp"; noise None = calibrate, even if a fact set gives a number
-            out[name] = tuple(value.split(",")) if name == "kinds" else value
+            out[name.replace("-", "_")] = tuple(value.split(",")) if name == "kinds" else value
         return out
 
     def to_dict(self) -> dict[str, Any]:

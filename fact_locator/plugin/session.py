@@ -236,7 +236,8 @@ class FactLocatorSession:
                     model=values["model"],
                     device=values["device"],
                     dtype=values["dtype"],
-                    overrides=self.options.trace_overrides(),
+                    overrides={**self.options.trace_overrides(),
+                               **({"known_rule": values["known-rule"]} if values["known-rule"] is not None else {})},
                     defaults={},
                     cache_dir=cache_dir,
                     use_cache=not values["no-cache"],
@@ -291,7 +292,10 @@ class FactLocatorSession:
         rec.settings = {**settings, "method": locator.method, "model": locator.model_for(factset), "unknown": self.unknown_rule(factset),
                         "min_p_clean": factset.min_p_clean, "sources": sources,
                         "noise_std": noise.std if noise is not None else None,
-                        "noise_calibration": noise.calibration if noise is not None else "per fact"}
+                        "noise_calibration": noise.calibration if noise is not None else "per fact",
+                        # settings' noise_calibration is the text above: the choice travels as noise_source
+                        "noise_source": noise.source if noise is not None else "fact",
+                        "known_rule": locator.known_rule_for(factset)}
 
     def record_fact(self, factset: FactSet, spec: FactSpec, *, trace: Trace | None = None,
                     clean: CleanCheck | None = None, status: str | None = None, reason: str = "") -> None:

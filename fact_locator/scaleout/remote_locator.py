@@ -7,7 +7,7 @@ silent local trace."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from fact_locator.errors import UsageError
@@ -78,8 +78,8 @@ class PrefetchedLocator(Locator):
 
         settings = settings or self.settings_for(factset)
         if settings.noise is not None:
-            return NoiseInfo(std=float(settings.noise), calibration="given")
-        if factset is None:
+            return NoiseInfo(std=float(settings.noise), calibration="given", source="given")
+        if factset is None or settings.noise_calibration == "fact":
             return None
         path = str(factset.path)
         for (where, _), outcome in self.prefetched.outcomes.items():
@@ -94,8 +94,7 @@ class PrefetchedLocator(Locator):
                 raise rebuild_error(outcome.error)
             raise UsageError(f"fact {fact.id!r}: the Ray actors ran no clean run for it")
         floor = float(min_p_clean if min_p_clean is not None else (factset.min_p_clean if factset is not None else 0.0))
-        c = outcome.clean
-        return CleanCheck(c.top_token, c.p_top, c.target_token, c.p_target, floor)
+        return replace(outcome.clean, min_p_clean=floor)
 
     def trace(self, fact: Fact, factset: FactSet | None = None, settings: TraceSettings | None = None,
               companions: Iterable[Fact] = ()) -> Trace:
