@@ -92,3 +92,26 @@ def test_every_corruption_setting_has_one_registered_mode():
     assert NOISE_MODES == ("gaussian", "uniform")
     with pytest.raises(ValueError, match="unknown noise mode 'str'"):
         make_noise(2, 1, 4, 1.0, 0, "str")
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "gemma3_text"])
+def test_the_calibrated_noise_is_three_times_the_std_of_the_subject_embeddings(arch):
+    """Computed by hand from the embedding matrix: the rows of the subject's tokens, scaled
+    as the embedding module scales them (Gemma: sqrt(d)), std over all their numbers with
+    Bessel's correction (torch's and ROME's `.std()`), times 3."""
+    from fact_locator.tracing.clean_run import clean_run
+    from fact_locator.tracing.corruption import noise_for
+
+    loaded = tiny_loaded(arch)
+    tracer = Tracer(loaded, TraceSettings(samples=2))
+    prepared = tracer.prepare(FACT)
+    s, e = prepared.subject_range
+    embedding = loaded.model.get_submodule(loaded.adapter.embed)
+    scale = float(embedding.embed_scale) if arch == "gemma3_text" else 1.0
+    rows = embedding.weight.detach().double().numpy()[list(prepared.token_ids[s:e])] * scale
+    by_hand = 3 * np.std(rows, ddof=1)
+    with torch.inference_mode():
+        embeddings = clean_run(tracer.engine, prepared).embeddings
+    noise = noise_for(tracer.settings, prepared, embeddings)
+    assert noise.std == pytest.approx(by_hand, rel=1e-5)
+    assert scale == 1.0 or scale == pytest.approx(loaded.model.config.hidden_size ** 0.5)
