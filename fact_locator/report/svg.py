@@ -111,9 +111,13 @@ def token_label(token: str, limit: int = 16) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def heatmap(trace: Trace, kind: str, palette: str) -> Markup:
-    """Tokens as rows, layers as columns (the paper's layout); subject tokens bold with '*'."""
+def heatmap(trace: Trace, kind: str, palette: str, level: float = 0.95) -> Markup:
+    """Tokens as rows, layers as columns (the paper's layout); subject tokens bold with '*'.
+    A cell's hover text is its IE and, for a trace that kept its noise draws, the half-width of
+    its t-interval at `level` ("0.300 ±0.041": the interval is symmetric, and the short form
+    keeps a 1080-cell fact small)."""
     grid = trace.ie[kind]
+    intervals = trace.ie_interval(kind, level)
     n_layers = len(grid)
     n_tokens = len(trace.tokens)
     start, end = trace.subject_range
@@ -135,7 +139,9 @@ def heatmap(trace: Trace, kind: str, palette: str) -> Markup:
     )
     out.append(
         f"<title>{escape(kind)}: indirect effect by token (rows) and layer (columns); "
-        f"max {value_text(p_value)} at L{p_layer} {escape(repr(peak_token))}</title>"
+        f"max {value_text(p_value)} at L{p_layer} {escape(repr(peak_token))}"
+        + (f"; ± half-width of the {level:.0%} t-interval over {intervals[0][0].n} noise samples" if intervals else "")
+        + "</title>"
     )
     out.append(f'<g class="tok" transform="translate({label_w - 6},{top})">')
     for i, label in enumerate(labels):
@@ -152,7 +158,8 @@ def heatmap(trace: Trace, kind: str, palette: str) -> Markup:
             # level a is the default fill; the one-letter class goes unquoted (valid HTML) to
             # keep a cell at about 41 bytes: a 30 x 12 x 3 fact has 1080 of them
             cls = "" if level == LEVELS[0] else f" class={level}"
-            out.append(f"<rect{cls}><title>{value_text(value)}</title></rect>")
+            spread = f" ±{intervals[layer][t].width / 2:.3f}" if intervals is not None else ""
+            out.append(f"<rect{cls}><title>{value_text(value)}{spread}</title></rect>")
         out.append("</g>")
     out.append("</g>")
     if n_layers and n_tokens and vmax > 0:

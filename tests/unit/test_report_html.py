@@ -511,3 +511,60 @@ def test_a_partial_sees_only_its_view(monkeypatch):
     monkeypatch.setattr(module, "SECTIONS", [*SECTIONS, Section("peek", lambda run: None, "sections/peek.html.j2")])
     with pytest.raises(UndefinedError, match="model"):
         render_html(make_results(), rendered_at=PINNED)
+
+
+def _with_draws(results, n: int = 64, seed: int = 0):
+    """`results` with every trace given n noise draws of each kind around its IE grid (SD 0.1
+    per draw), as the tracer keeps them; the means stay the grids."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from fact_locator.tracing.extension import measured_fields
+    from fact_locator.tracing.sample_effects import SampleEffects
+
+    rng = np.random.default_rng(seed)
+    for fs in results.factsets:
+        for fact in fs.facts:
+            trace = fact.trace
+            corrupt = np.full(n, trace.p_corrupt)
+            restored = {}
+            for kind, grid in trace.ie.items():
+                noise = rng.normal(0.0, 0.1, size=(len(grid), len(grid[0]), n))
+                noise -= noise.mean(axis=-1, keepdims=True)
+                restored[kind] = np.asarray(grid)[..., None] + trace.p_corrupt + noise
+            fields = measured_fields(SampleEffects.from_arrays(corrupt, corrupt, restored))
+            fact.trace = replace(trace, **fields, clean_value=trace.p_clean)
+    return results
+
+
+def test_traces_that_kept_their_draws_show_intervals_and_peak_locations():
+    import numpy as np
+    from tests.support.trace_factory import make_trace_with_draws, run_of
+
+    corrupt = [0.1, 0.2, 0.3, 0.4]
+    restored = np.array(corrupt) + np.zeros((2, 5, 4))
+    restored[1, 2] += [0.30, 0.32, 0.34, 0.36]  # the peak, the same in every resample
+    trace = make_trace_with_draws(corrupt, restored)
+    page = render_html(run_of(trace), rendered_at=PINNED)
+    te, peak = trace.te_interval(), trace.ie_interval("mlp")[1][2]
+    assert f"<td>TE interval</td><td colspan=\"5\">[{te.low:.3f}, {te.high:.3f}] at 95% over 4 noise samples (t-interval)</td>" in page
+    assert (f"<td>mlp peak, uncertainty</td><td colspan=\"5\">IE [{peak.low:.3f}, {peak.high:.3f}] at 95%; peak at this site "
+            "in 100% of resamples of the noise samples, in a last_subject token in 100%</td>") in page
+    (heatmap,) = svgs(page, "heatmap")
+    cells = [title.text for title in as_xml(heatmap).iter("title")][1:]
+    assert len(cells) == 2 * 5
+    assert f"{peak.estimate:.3f} ±{peak.width / 2:.3f}" in cells  # hover: the IE and its interval's half-width
+    assert "± half-width of the 95% t-interval over 4 noise samples" in heatmap
+
+    plain = render_html(make_results(), rendered_at=PINNED)  # traces without their draws: as before
+    assert "TE interval" not in plain and "peak, uncertainty" not in plain and "±" not in plain
+
+
+def test_size_per_fact_with_64_noise_draws_kept():
+    """The worst case with an interval on every cell's hover: the bound without draws plus at
+    most 9 bytes a cell (" ±0.033" is 8 bytes in UTF-8) for the 1080 cells."""
+    one = len(render_html(_with_draws(single_fact_results(n_facts=1, dense=True)), rendered_at=PINNED).encode())
+    five = len(render_html(_with_draws(single_fact_results(n_facts=5, dense=True)), rendered_at=PINNED).encode())
+    assert "±" in render_html(_with_draws(single_fact_results(n_facts=1)), rendered_at=PINNED)
+    assert (five - one) / 4 <= 50_000 + 9 * 1080, (five - one) / 4

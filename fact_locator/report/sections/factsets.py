@@ -3,7 +3,7 @@ audits, and per fact its trace's numbers, heatmaps, severed paths and audits."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from markupsafe import Markup
@@ -20,6 +20,9 @@ from fact_locator.results import AuditOutcome, FactResult, FactSetResult
 from fact_locator.tracing.trace import Trace
 
 __all__ = ["AuditRow", "FactSetView", "FactSetsView", "FactView", "TraceNumbers", "build_factsets"]
+
+# The confidence level of a trace's intervals over its noise draws (the same as the terminal's).
+LEVEL = 0.95
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,9 @@ class TraceNumbers:
     peaks: list[tuple[str, str]]  # (kind, "L4 ' Paris' 0.300")
     metric: str
     approximate: bool
+    # Over the trace's noise draws (tracing/uncertainty.py); empty for a trace that kept none.
+    te_interval: str = ""  # "[0.170, 0.250] at 95% over 64 noise samples"
+    peak_locations: list[tuple[str, str]] = field(default_factory=list)  # (kind, "IE [..]; this site 83%, ...")
 
 
 @dataclass(frozen=True)
@@ -108,7 +114,30 @@ def _prompt_parts(fact: FactResult) -> tuple[str, str, str] | None:
     return before, fact.subject, after
 
 
+def _te_interval_text(trace: Trace) -> str:
+    interval = trace.te_interval(LEVEL)
+    if interval is None:
+        return ""
+    return f"[{interval.low:.3f}, {interval.high:.3f}] at {LEVEL:.0%} over {interval.n} noise samples"
+
+
+def _peak_location_text(trace: Trace, kind: str) -> str:
+    """The peak IE's interval and how often resampling the noise draws keeps the peak at its
+    site and in its token category; '' for a trace without its draws."""
+    intervals = trace.ie_interval(kind, LEVEL)
+    by_site = trace.peak_probability(kind, by="site")
+    by_category = trace.peak_probability(kind, by="category")
+    if intervals is None or by_site is None or by_category is None:
+        return ""
+    layer, token, _ = trace.peak(kind)
+    site, category = intervals[layer][token], trace.categories[token].value
+    return (f"IE [{site.low:.3f}, {site.high:.3f}] at {LEVEL:.0%}; peak at this site in "
+            f"{by_site.get((layer, token), 0.0):.0%} of resamples of the noise samples, "
+            f"in a {category} token in {by_category.get(category, 0.0):.0%}")
+
+
 def _trace_numbers(trace: Trace) -> TraceNumbers:
+    kinds = trace_kinds([trace])
     return TraceNumbers(
         prompt=trace.prompt,
         target_token=trace.target_token,
@@ -120,9 +149,11 @@ def _trace_numbers(trace: Trace) -> TraceNumbers:
         n_tokens=len(trace.tokens),
         subject_range=f"{trace.subject_range[0]}..{trace.subject_range[1] - 1}",
         noise=f"{trace.noise.std:g} ({trace.noise.calibration})",
-        peaks=[(kind, str(site)) for kind in trace_kinds([trace]) if (site := peak(trace, kind)) is not None],
+        peaks=[(kind, str(site)) for kind in kinds if (site := peak(trace, kind)) is not None],
         metric=trace.metric,
         approximate=is_approximate(trace),
+        te_interval=_te_interval_text(trace),
+        peak_locations=[(kind, text) for kind in kinds if (text := _peak_location_text(trace, kind))],
     )
 
 
@@ -142,7 +173,7 @@ def _fact_view(fact: FactResult, anchor: str, kinds: list[str]) -> FactView:
         audits=_audit_rows(fact.outcomes),
         parts=_prompt_parts(fact),
         trace=_trace_numbers(trace) if trace is not None else None,
-        heatmaps=[svg.heatmap(trace, kind, svg.palette_for(kind, kinds)) for kind in trace_kinds([trace])] if trace is not None else [],
+        heatmaps=[svg.heatmap(trace, kind, svg.palette_for(kind, kinds), LEVEL) for kind in trace_kinds([trace])] if trace is not None else [],
         severed=severed_text(severed),
         severed_chart=svg.severed_chart(severed) if severed is not None and severed.curves else None,
     )
