@@ -1,7 +1,8 @@
 """The fact-locator pytest plugin (entry point `pytest11: fact_locator`): hooks only.
 
 State lives in `session.FactLocatorSession` (under a StashKey), options in `options.py`,
-nodes in `collection.py`, fixtures in `fixtures.py`, xdist merging in `xdist.py`.
+nodes in `collection.py`, fixtures in `fixtures.py`, xdist merging in `xdist.py`, `--fl-shard`
+in `sharding.py`.
 Importing this module never imports torch or transformers: `pytest --help` stays fast.
 """
 
@@ -20,6 +21,7 @@ from fact_locator.plugin.collection import CASE_KEY, FactSetFile, FactSetFiles, 
 from fact_locator.plugin.options import OptionError, resolve_options
 from fact_locator.plugin.ray_run import check_ray_options, trace_on_ray, uses_ray
 from fact_locator.plugin.session import SESSION_KEY, YAML_SUFFIXES, FactLocatorSession
+from fact_locator.plugin.sharding import ShardFilter
 from fact_locator.plugin.xdist import XdistMerge, is_worker, publish
 
 GROUP = "fact-locator"
@@ -56,6 +58,8 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(_fixtures, "fact_locator.fixtures")
     if config.pluginmanager.hasplugin("xdist") and not is_worker(config):
         config.pluginmanager.register(XdistMerge(fl), "fact_locator.xdist")
+    if options["shard"] is not None:
+        config.pluginmanager.register(ShardFilter(options["shard"]), "fact_locator.shard")
 
 
 def share_cpu_threads(workerinput: dict | None) -> None:
@@ -119,14 +123,6 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             if case is not None:
                 item.stash[CASE_KEY] = case
     items[:] = unique
-    fl = config.stash.get(SESSION_KEY, None)
-    if fl is not None and fl.options["shard"] is not None:
-        from fact_locator.plugin.sharding import split_items
-
-        kept, dropped = split_items(items, fl.options["shard"])
-        if dropped:
-            config.hook.pytest_deselected(items=dropped)
-        items[:] = kept
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
