@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from fact_locator.tracing.trace import TokenCategory, Trace
 
 if TYPE_CHECKING:
-    from fact_locator.confidence import Interval
+    from fact_locator.confidence import Interval, PeakInterval
 
 __all__ = ["FIGURE2_CATEGORIES", "INTERVAL_CATEGORIES", "INTERVAL_LEVEL", "Aggregate", "aggregate"]
 
@@ -43,7 +43,12 @@ class Aggregate:
     samples: dict[str, tuple[float, ...]] = field(default_factory=dict)
     layers: dict[str, int] = field(default_factory=dict)
     # 95% bootstrap intervals of those means, as Interval.to_dict() ("ate", "aie:mlp:last", ...).
+    # An "aie:" interval is that of the AIE at the layer under "layers", chosen once from the
+    # same facts; it does not cover that choice.
     intervals: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The same keys' peak AIE over layers, its 95% interval re-choosing the layer in every
+    # resample, as PeakInterval.to_dict() (with the share of resamples that keep the layer).
+    peak_intervals: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @staticmethod
     def interval_key(kind: str, category: TokenCategory | str) -> str:
@@ -62,6 +67,14 @@ class Aggregate:
             return None
         return bootstrap_mean(values, level, DEFAULT_RESAMPLES, INTERVAL_SEED)
 
+    def peak_interval(self, kind: str, category: TokenCategory | str) -> PeakInterval | None:
+        """The peak AIE's interval that covers the layer choice (`confidence.peak_aie_interval`);
+        None for an aggregate made without intervals or before they were kept."""
+        from fact_locator.confidence import PeakInterval
+
+        stored = self.peak_intervals.get(self.interval_key(kind, category))
+        return None if stored is None else PeakInterval.from_dict(stored)
+
     def curve(self, kind: str, category: TokenCategory | str) -> tuple[float, ...]:
         category = TokenCategory(category).value
         if kind not in self.aie:
@@ -77,7 +90,7 @@ class Aggregate:
         return layer, curve[layer]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "n_facts": self.n_facts,
             "ate": self.ate,
             "mean_p_clean": self.mean_p_clean,
@@ -87,6 +100,9 @@ class Aggregate:
             "layers": dict(self.layers),
             "intervals": {k: dict(v) for k, v in self.intervals.items()},
         }
+        if self.peak_intervals:  # absent from aggregates written before they were kept
+            data["peak_intervals"] = {k: dict(v) for k, v in self.peak_intervals.items()}
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Aggregate:
@@ -99,13 +115,15 @@ class Aggregate:
             samples={k: tuple(float(x) for x in v) for k, v in (data.get("samples") or {}).items()},
             layers={k: int(v) for k, v in (data.get("layers") or {}).items()},
             intervals={k: dict(v) for k, v in (data.get("intervals") or {}).items()},
+            peak_intervals={k: dict(v) for k, v in (data.get("peak_intervals") or {}).items()},
         )
 
 
 def aggregate(traces: Sequence[Trace], intervals: bool = False) -> Aggregate:
     """ROME's averaging: each middle/further position is its own sample; a one-token
     subject counts as first and last subject token. Traces must share layers and kinds.
-    With `intervals`, also 95% bootstrap intervals over facts (see `INTERVAL_CATEGORIES`)."""
+    With `intervals`, also 95% bootstrap intervals over facts (see `INTERVAL_CATEGORIES`): of
+    the AIE at the peak layer, and of the peak AIE with the layer re-chosen per resample."""
     if not traces:
         raise ValueError("no traces to aggregate")
     n_layers = traces[0].n_layers
@@ -129,8 +147,9 @@ def aggregate(traces: Sequence[Trace], intervals: bool = False) -> Aggregate:
     samples: dict[str, tuple[float, ...]] = {}
     layers: dict[str, int] = {}
     found: dict[str, dict[str, Any]] = {}
+    peaks: dict[str, dict[str, Any]] = {}
     if intervals:
-        from fact_locator.confidence import DEFAULT_RESAMPLES, bootstrap_mean
+        from fact_locator.confidence import DEFAULT_RESAMPLES, bootstrap_mean, peak_aie_interval
 
         samples["ate"] = tuple(t.te for t in traces)
         for kind in kinds:
@@ -144,6 +163,8 @@ def aggregate(traces: Sequence[Trace], intervals: bool = False) -> Aggregate:
                     sum(t.ie[kind][layer][p] for p in t.positions(category)) / len(t.positions(category))
                     for t in traces if t.positions(category))
                 layers[key] = layer
+                peaks[key] = peak_aie_interval(traces, kind, category, INTERVAL_LEVEL, DEFAULT_RESAMPLES,
+                                               INTERVAL_SEED).to_dict()
         for key, values in samples.items():
             found[key] = bootstrap_mean(values, INTERVAL_LEVEL, DEFAULT_RESAMPLES, INTERVAL_SEED).to_dict()
     return Aggregate(
@@ -155,4 +176,5 @@ def aggregate(traces: Sequence[Trace], intervals: bool = False) -> Aggregate:
         samples=samples,
         layers=layers,
         intervals=found,
+        peak_intervals=peaks,
     )

@@ -27,3 +27,21 @@ def test_the_last_token_after_a_subject_that_ends_before_it_counts_as_first_subs
 def test_a_subject_that_ends_the_prompt_has_no_first_subsequent_token() -> None:
     agg = aggregate([make_trace(subject_range=(2, 5))])
     assert "first_subsequent" not in agg.aie["mlp"]
+
+
+def test_the_aggregate_keeps_the_peak_interval_that_covers_the_layer_choice() -> None:
+    from fact_locator.aggregate import Aggregate
+    from fact_locator.confidence import aie_interval, peak_aie_interval
+
+    traces = [make_trace(fact_id=f"f{i}", p_clean=0.5 + i / 20,
+                         ie={"mlp": ((0.0, 0.0, 0.3, 0.0, 0.1 * i), (0.0, 0.0, 0.6 * (i % 2), 0.0, 0.0))})
+              for i in range(6)]
+    agg = aggregate(traces, intervals=True)
+    key = Aggregate.interval_key("mlp", "last_subject")
+    assert agg.interval(key) == aie_interval(traces, "mlp", "last_subject")
+    assert agg.peak_interval("mlp", "last_subject") == peak_aie_interval(traces, "mlp", "last_subject")
+    assert agg.peak_interval("mlp", "last_subject").layer == agg.layers[key]
+    again = Aggregate.from_dict(agg.to_dict())
+    assert again == agg
+    assert aggregate(traces[::-1], intervals=True).peak_intervals == agg.peak_intervals  # fact order does not matter
+    assert aggregate(traces).peak_interval("mlp", "last_subject") is None

@@ -2,8 +2,16 @@
 
 import pytest
 
-from fact_locator.confidence import aie_interval, ate_interval, bootstrap_mean
+import random
+
+from fact_locator.confidence import PeakInterval, aie_interval, ate_interval, bootstrap_mean, peak_aie_interval
 from tests.support.trace_factory import make_trace
+
+
+def traces_with_last_subject_curves(curves: list[tuple[float, float]]) -> list:
+    """One trace per (layer 0, layer 1) MLP IE at the last subject token (token 2)."""
+    return [make_trace(fact_id=f"f{i}", ie={"mlp": ((0.0, 0.0, a, 0.0, 0.0), (0.0, 0.0, b, 0.0, 0.0))})
+            for i, (a, b) in enumerate(curves)]
 
 
 def test_the_interval_contains_the_mean_and_is_reproducible():
@@ -45,3 +53,44 @@ def test_bad_levels_and_empty_data_are_refused():
         bootstrap_mean([1.0], level=95)
     with pytest.raises(ValueError, match="no values"):
         bootstrap_mean([])
+
+
+def test_aie_intervals_do_not_depend_on_the_order_of_the_facts():
+    rng = random.Random(1)
+    traces = traces_with_last_subject_curves([(rng.random(), rng.random()) for _ in range(12)])
+    shuffled = traces[:]
+    rng.shuffle(shuffled)
+    assert shuffled != traces
+    assert aie_interval(traces, "mlp", "last_subject") == aie_interval(shuffled, "mlp", "last_subject")
+    assert peak_aie_interval(traces, "mlp", "last_subject") == peak_aie_interval(shuffled, "mlp", "last_subject")
+
+
+def test_one_layer_peaking_in_every_resample_gives_the_fixed_layer_interval():
+    # Every fact's IE is larger at layer 1: every resample peaks there.
+    traces = traces_with_last_subject_curves([(0.1, 0.3), (0.05, 0.5), (0.2, 0.25), (0.0, 0.4), (0.1, 0.6)])
+    peak = peak_aie_interval(traces, "mlp", "last_subject")
+    assert peak.layer == 1 and peak.layer_share == 1.0
+    assert peak.interval == aie_interval(traces, "mlp", "last_subject")
+
+
+def test_the_peak_interval_re_chooses_the_layer_and_covers_that_choice():
+    """Layer 0 is steady at 0.30; layer 1 averages 0.29 but varies a lot, so some resamples
+    peak there, higher. The fixed-layer interval at layer 0 is a point; the peak's is not."""
+    traces = traces_with_last_subject_curves([(0.3, b) for b in (0.0, 0.05, 0.6, 0.65, 0.1, 0.35, 0.27, 0.3)])
+    fixed = aie_interval(traces, "mlp", "last_subject")
+    peak = peak_aie_interval(traces, "mlp", "last_subject")
+    assert fixed.low == fixed.high == pytest.approx(0.3)
+    assert peak.layer == 0 and 0.2 < peak.layer_share < 0.8
+    assert peak.interval.estimate == fixed.estimate
+    assert peak.interval.high - peak.interval.low > fixed.high - fixed.low + 0.05
+    assert PeakInterval.from_dict(peak.to_dict()) == peak
+
+
+def test_each_end_of_the_peak_interval_is_at_least_the_fixed_layers():
+    """Each resample's peak is at least its value at the fixed layer (same resamples)."""
+    rng = random.Random(7)
+    for _ in range(20):
+        traces = traces_with_last_subject_curves([(rng.gauss(0.3, 0.1), rng.gauss(0.28, 0.2)) for _ in range(10)])
+        fixed = aie_interval(traces, "mlp", "last_subject", resamples=500)
+        peak = peak_aie_interval(traces, "mlp", "last_subject", resamples=500).interval
+        assert peak.low >= fixed.low - 1e-12 and peak.high >= fixed.high - 1e-12
