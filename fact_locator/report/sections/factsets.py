@@ -18,6 +18,7 @@ from fact_locator.report.sections.run import ReportRun, fact_anchor, set_anchor
 from fact_locator.report.severed_paths import severed_of, severed_text
 from fact_locator.results import AuditOutcome, FactResult, FactSetResult
 from fact_locator.tracing.trace import Trace
+from fact_locator.tracing.uncertainty import DEFAULT_BOOTSTRAP, category_probabilities, peak_counts, site_probabilities
 
 __all__ = ["AuditRow", "FactSetView", "FactSetsView", "FactView", "TraceNumbers", "build_factsets"]
 
@@ -124,11 +125,14 @@ def _te_interval_text(trace: Trace) -> str:
 def _peak_location_text(trace: Trace, kind: str) -> str:
     """The peak IE's interval and how often resampling the noise draws keeps the peak at its
     site and in its token category; '' for a trace without its draws."""
-    intervals = trace.ie_interval(kind, LEVEL)
-    by_site = trace.peak_probability(kind, by="site")
-    by_category = trace.peak_probability(kind, by="category")
-    if intervals is None or by_site is None or by_category is None:
+    intervals, draws = trace.ie_interval(kind, LEVEL), trace.ie_samples(kind)
+    if intervals is None or draws is None:
         return ""
+    # One resampling for both views (Trace.peak_probability's, with its defaults): it is most
+    # of a report's time.
+    counts = peak_counts(draws, DEFAULT_BOOTSTRAP, 0)
+    by_site = site_probabilities(counts)
+    by_category = category_probabilities(counts, [c.value for c in trace.categories])
     layer, token, _ = trace.peak(kind)
     site, category = intervals[layer][token], trace.categories[token].value
     return (f"IE [{site.low:.3f}, {site.high:.3f}] at {LEVEL:.0%}; peak at this site in "
