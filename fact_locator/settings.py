@@ -25,6 +25,7 @@ from typing import Any
 __all__ = [
     "CACHE_ENV",
     "CORRUPTIONS",
+    "DEVICE_MAPS",
     "DTYPES",
     "EXECUTORS",
     "FACTSET_KEYS",
@@ -63,6 +64,8 @@ KNOWN_RULES: tuple[str, ...] = ("greedy_target", "first_token")
 EXECUTORS: tuple[str, ...] = ("in-process", "ray")
 PYTHON_PREFIX = "python:"
 DEVICE_HINT = "auto, cpu, cuda, cuda:N or mps"
+# accelerate's placement strategies for a model spread over devices (`device_map="auto"` and kin).
+DEVICE_MAPS: tuple[str, ...] = ("auto", "balanced", "balanced_low_0", "sequential")
 # Where models and traces are cached (default: the user cache folder).
 CACHE_ENV = "FACT_LOCATOR_CACHE"
 
@@ -109,6 +112,30 @@ def parse_device(value: str) -> str:
     if value in ("auto", "cpu", "cuda", "mps") or (value.startswith("cuda:") and value[5:].isdigit()):
         return value
     raise SettingValueError(f"unknown device {value!r}: choose {DEVICE_HINT}")
+
+
+def parse_gpu_list(value: str) -> str:
+    """GPUs as CUDA_VISIBLE_DEVICES names them: indices or GPU-/MIG- UUIDs, e.g. `0,2,3`."""
+    gpus = [g.strip() for g in str(value).split(",")]
+    for gpu in gpus:
+        if not (gpu.isdigit() or gpu.startswith(("GPU-", "MIG-"))):
+            raise SettingValueError(f"{value!r}: {gpu!r} is not a GPU (give indices or GPU-/MIG- UUIDs, e.g. 0,2,3)")
+    repeated = sorted({g for g in gpus if gpus.count(g) > 1})
+    if repeated:
+        raise SettingValueError(f"{value!r}: GPU {repeated[0]} is listed twice")
+    return ",".join(gpus)
+
+
+def parse_max_memory(value: str) -> str:
+    """Memory per device for a device map, e.g. `0=70GiB,1=70GiB,cpu=200GiB`."""
+    entries = [e.strip() for e in str(value).split(",") if e.strip()]
+    for entry in entries:
+        device, sep, size = (part.strip() for part in entry.partition("="))
+        if not sep or not (device.isdigit() or device in ("cpu", "mps")) or not size[:1].isdigit():
+            raise SettingValueError(f"{value!r}: {entry!r} is not DEVICE=SIZE (e.g. 0=70GiB,cpu=200GiB)")
+    if not entries:
+        raise SettingValueError("no memory limits given (e.g. 0=70GiB,cpu=200GiB)")
+    return ",".join(entries)
 
 
 def choice_parser(name: str, choices: Sequence[str]) -> Callable[[str], str]:
@@ -260,6 +287,21 @@ SETTINGS: tuple[Setting, ...] = (
             "a .gguf file, a hub id org/name, or python:module:function returning a LoadedModel "
             "(a custom or test model; not from a fact set).", CLI | PLUGIN | FACTSET),
     Setting("device", "DEVICE", parse_device, "auto", f"Device: {DEVICE_HINT}.", CLI | PLUGIN),
+    Setting("devices", "GPUS", parse_gpu_list, None,
+            "Under pytest-xdist with --fl-device cuda or auto: the GPUs (CUDA_VISIBLE_DEVICES entries, e.g. "
+            "0,2,3) the workers take, worker k the entry k mod their number, set as the worker's own "
+            "CUDA_VISIBLE_DEVICES before CUDA starts. Without -n or on the CPU nothing changes.", PLUGIN,
+            unset="the caller's CUDA_VISIBLE_DEVICES, else every GPU"),
+    Setting("device-map", "MAP", choice_parser("device map", DEVICE_MAPS), None,
+            f"Spread the model's layers over devices with accelerate ({', '.join(DEVICE_MAPS)}): for a model "
+            "larger than one GPU; layers that do not fit are offloaded to the CPU or disk.", CLI | PLUGIN,
+            unset="none: the whole model on the device"),
+    Setting("max-memory", "LIMITS", parse_max_memory, None,
+            "With a device map: memory per device, e.g. 0=70GiB,1=70GiB,cpu=200GiB.", CLI | PLUGIN,
+            unset="what each device has free"),
+    Setting("offload-folder", "DIR", parse_path, None,
+            "With a device map: the folder for layers offloaded to disk.", CLI | PLUGIN,
+            unset="none (no disk offload)"),
     Setting("dtype", "DTYPE", choice_parser("dtype", DTYPES), "float32", f"Model dtype: {', '.join(DTYPES)}.",
             CLI | PLUGIN),
     Setting("samples", "N", int_parser(1), 10, "Noise draws per fact.", CLI | PLUGIN | FACTSET),
