@@ -188,3 +188,14 @@ def test_the_shards_trace_caches_joined_with_cp_rn_serve_a_whole_run(fl):
     whole = fl.run("--fl-cache-dir", "joined")
     whole.assert_outcomes(passed=7, failed=1)
     assert sorted(fl.traced()) == sorted(FACT_IDS)  # nothing traced again
+
+
+def test_a_shard_under_xdist_traces_the_same_facts(fl):
+    pytest.importorskip("xdist")
+    fl.factset("landmarks", LANDMARKS)
+    result = fl.run_subprocess("-n", "2", "--fl-shard", "1/2", "--fl-json", "shard-1.json", timeout=180)
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["fact-locator shard: 1/2*"])
+    mine = sorted(f for f in FACT_IDS if shard_of("factsets/landmarks.yaml", f, 2) == 1)
+    assert _fact_ids(fl.results("shard-1.json")) == mine
+    assert sorted(fl.traced()) == mine
