@@ -171,7 +171,7 @@ def test_unknown_top_level_key_lists_the_allowed_and_suggests(tmp_path):
     err = error(tmp_path, "name: g\ndescriptoin: oops\n" + minimal())
     assert err.line == 2
     assert "unknown key 'descriptoin' in the fact set; did you mean 'description'?" in err.message
-    assert "(allowed: name, description, settings, tags, unknown, min_p_clean, expect, aggregate, facts)" in err.message
+    assert "(allowed: name, description, settings, tags, unknown, known_rule, min_p_clean, expect, aggregate, facts)" in err.message
 
 
 def test_unknown_fact_key(tmp_path):
