@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,10 +12,36 @@ from typing import Any
 from fact_locator.errors import DeviceError, FactLocatorError, ModelLoadError
 from fact_locator.models.adapters import ModelAdapter, adapter_for, config_size
 from fact_locator.models.identity import ModelIdentity
+from fact_locator.settings import DEVICE_MAPS
 
-__all__ = ["LoadedModel", "from_objects", "load_model", "resolve_device", "torch_dtype"]
+__all__ = ["DEVICE_MAPS", "DeviceMap", "LoadedModel", "device_map_of", "execution_device", "from_objects", "load_model", "resolve_device", "torch_dtype"]
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+@dataclass(frozen=True)
+class DeviceMap:
+    """How accelerate spreads a model over devices (`--fl-device-map`, `--max-memory`,
+    `--offload-folder`): what `load_model` takes as device_map, max_memory, offload_folder."""
+
+    strategy: str | Mapping[str, Any]
+    max_memory: Mapping[Any, str] | None = None
+    offload_folder: str | None = None
+
+    @classmethod
+    def from_options(cls, strategy: str | None, max_memory: str | None, offload_folder: str | None) -> DeviceMap | None:
+        """From the settings' text (`max_memory` as "0=70GiB,cpu=200GiB"); None without a map."""
+        if strategy is None:
+            if max_memory is not None or offload_folder is not None:
+                raise DeviceError("--max-memory and --offload-folder only apply with a device map (--device-map auto)")
+            return None
+        limits: dict[Any, str] | None = None
+        if max_memory is not None:
+            limits = {}
+            for entry in max_memory.split(","):
+                device, _, size = (part.strip() for part in entry.partition("="))
+                limits[int(device) if device.isdigit() else device] = size
+        return cls(strategy, limits, offload_folder)
 
 
 @dataclass
@@ -87,13 +113,27 @@ def load_model(
     trust_remote_code: bool = False,
     cache_dir: Path | None = None,
     progress: bool = True,
+    device_map: str | Mapping[str, Any] | None = None,
+    max_memory: Mapping[Any, str] | None = None,
+    offload_folder: Path | str | None = None,
 ) -> LoadedModel:
-    """Load a built-in name, a local directory, a .gguf file or a hub id."""
+    """Load a built-in name, a local directory, a .gguf file or a hub id.
+
+    With `device_map` ("auto", "balanced", "balanced_low_0", "sequential", or a dict of
+    module path -> device, "cpu" or "disk") transformers and accelerate spread the layers
+    over the devices, within `max_memory` per device ({0: "20GiB", "cpu": "60GiB"}),
+    offloading what does not fit to the CPU or to `offload_folder` on disk: for a model
+    larger than one GPU. `device` then names the device type only ("auto" or "cpu": where
+    accelerate places the model; "cuda", "mps": only there). Traces equal those of the
+    model on one device, and so do their cache keys (`LoadedModel.device` is where the
+    embeddings compute).
+    """
     from fact_locator.models import sources
 
     source = sources.resolve_spec(spec)
     device = resolve_device(device)
     torch_dtype(dtype)
+    placement = _placement_kwargs(device, device_map, max_memory, offload_folder)
     if source.kind == "builtin":
         folder: str = str(sources.ensure_builtin(spec, cache_dir=cache_dir, progress=progress))
     elif source.kind == "gguf_file":
@@ -115,7 +155,7 @@ def load_model(
 
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(
-            folder, dtype=torch_dtype(dtype), use_safetensors=True, trust_remote_code=trust_remote_code
+            folder, dtype=torch_dtype(dtype), use_safetensors=True, trust_remote_code=trust_remote_code, **placement
         )
     if source.kind == "hub_id":
         fingerprint = _hub_fingerprint(model, spec)
@@ -124,12 +164,46 @@ def load_model(
     return from_objects(model, tokenizer, name=spec, fingerprint=fingerprint, device=device, dtype=dtype)
 
 
+def _placement_kwargs(device: str, device_map: str | Mapping[str, Any] | None, max_memory: Mapping[Any, str] | None,
+                      offload_folder: Path | str | None) -> dict[str, Any]:
+    """from_pretrained's keyword arguments for a device map; {} without one."""
+    if device_map is None:
+        if max_memory is not None or offload_folder is not None:
+            raise DeviceError("max_memory and offload_folder only apply with a device map (device_map='auto')")
+        return {}
+    if isinstance(device_map, str) and device_map not in DEVICE_MAPS:
+        raise DeviceError(f"unknown device map {device_map!r}: choose one of {', '.join(DEVICE_MAPS)}, or a dict")
+    memory = dict(max_memory) if max_memory is not None else None
+    if memory is None and device == "cpu" and isinstance(device_map, str):
+        # accelerate fills the GPUs first: asked for the CPU, it gets none.
+        memory = {"cpu": _cpu_memory()}
+    kwargs: dict[str, Any] = {"device_map": dict(device_map) if isinstance(device_map, Mapping) else device_map}
+    if memory is not None:
+        kwargs["max_memory"] = memory
+    if offload_folder is not None:
+        kwargs["offload_folder"] = str(offload_folder)
+    return kwargs
+
+
+def _cpu_memory() -> int:
+    """The host's available memory in bytes, which accelerate's own default takes too."""
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
 def from_objects(
     model: Any, tokenizer: Any, name: str, fingerprint: str | None = None, device: str = "cpu", dtype: str = "float32"
 ) -> LoadedModel:
     """Wrap an already built model (tests build tiny ones from configs)."""
     adapter = adapter_for(model)
-    model.to(device=resolve_device(device), dtype=torch_dtype(dtype))
+    if device_map_of(model) is None:
+        model.to(device=resolve_device(device), dtype=torch_dtype(dtype))
+        placed = str(next(model.parameters()).device)
+    else:
+        # accelerate placed the layers (and may have offloaded some): moving the model would
+        # undo that; its dtype was chosen at load time.
+        placed = execution_device(model.get_submodule(adapter.embed))
     model.eval()
     identity = ModelIdentity(
         name=name,
@@ -138,7 +212,7 @@ def from_objects(
         fingerprint=fingerprint or _parameter_fingerprint(model),
         dtype=dtype,
     )
-    return LoadedModel(model=model, tokenizer=tokenizer, adapter=adapter, identity=identity, device=str(next(model.parameters()).device))
+    return LoadedModel(model=model, tokenizer=tokenizer, adapter=adapter, identity=identity, device=placed)
 
 
 def _refuse_pickled_weights(folder: Path) -> None:
@@ -165,3 +239,24 @@ def _parameter_fingerprint(model: Any) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().to("cpu").contiguous().view(-1).view(dtype=__import__("torch").uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+def device_map_of(model: Any) -> dict[str, Any] | None:
+    """accelerate's placement of a model loaded with a device map (module path -> device,
+    "cpu" or "disk"); None for a model on one device."""
+    placement = getattr(model, "hf_device_map", None)
+    return dict(placement) if placement else None
+
+
+def execution_device(module: Any) -> str:
+    """Where `module` computes: the execution device of its accelerate hook (an offloaded
+    module's weights wait on the CPU or disk, but it runs here), else its parameters'."""
+    import torch
+
+    hook = getattr(module, "_hf_hook", None)
+    chosen = getattr(hook, "execution_device", None)
+    if chosen is None:
+        chosen = next((p.device for p in module.parameters() if p.device.type != "meta"), "cpu")
+    if isinstance(chosen, int):  # accelerate names a GPU by its index
+        chosen = f"cuda:{chosen}"
+    return str(torch.device(chosen))

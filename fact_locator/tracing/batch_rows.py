@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["BatchRows", "device_tensor"]
+__all__ = ["BatchRows", "device_tensor", "on_device"]
 
 
 def device_tensor(data: Any, device: Any) -> torch.Tensor:
@@ -20,6 +20,13 @@ def device_tensor(data: Any, device: Any) -> torch.Tensor:
 
     tensor = data if isinstance(data, torch.Tensor) else torch.tensor(data)
     return tensor.to(device, non_blocking=True)
+
+
+def on_device(tensor: torch.Tensor, device: Any) -> torch.Tensor:
+    """`tensor` where another tensor it meets lives: under a device map (`load_model(...,
+    device_map=...)`) consecutive layers sit on different devices, and an index made for the
+    model's first device must follow the layer's tensors. A no-op on one device."""
+    return tensor if tensor.device == device else tensor.to(device, non_blocking=True)
 
 
 class BatchRows:
@@ -57,7 +64,9 @@ class BatchRows:
         import torch
 
         stacked = per_fact[0] if len(per_fact) == 1 else torch.cat(list(per_fact))
-        index = self.source[start_site * self.samples :] if batch_rows is None else self.source.index_select(0, batch_rows)
+        index = self.source[start_site * self.samples :] if batch_rows is None else self.source.index_select(0, on_device(batch_rows, self.source.device))
+        # Under a device map a layer's tensors live on that layer's device, not the model's.
+        index = on_device(index, stacked.device)
         if out is None:
             return stacked.index_select(0, index)
         return torch.index_select(stacked.to(out.dtype), 0, index, out=out)

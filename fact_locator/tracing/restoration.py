@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from fact_locator.models.adapters import config_size
-from fact_locator.tracing.batch_rows import BatchRows, device_tensor
+from fact_locator.tracing.batch_rows import BatchRows, device_tensor, on_device
 from fact_locator.tracing.corrupted_run import FactRun, noise_adder
 from fact_locator.tracing.hooks import edit_outputs
 from fact_locator.tracing.kv_suffix import replays, staggered_layers, suffix_cache
@@ -186,7 +186,7 @@ def _mlp_copier(rows: BatchRows, fact_runs: Sequence[FactRun], layer: int, offse
     `batch_rows` into the flat (row * positions + position) entries `pairs` of `out`."""
     def fill(out: torch.Tensor) -> None:
         values = rows.gather([r.corrupted.mlp_outputs[layer][:, offset + 1 :] for r in fact_runs], batch_rows=batch_rows)
-        out.index_copy_(0, pairs, values.reshape(-1, out.shape[-1]).to(out.dtype))
+        out.index_copy_(0, on_device(pairs, out.device), values.reshape(-1, out.shape[-1]).to(out.device, out.dtype))
 
     return fill
 

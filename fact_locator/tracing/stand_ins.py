@@ -61,6 +61,7 @@ def staggered_layer(layer: Any, batch: int, active: int, idle: Callable[[torch.T
 def _staggered_class() -> type:
     import torch
 
+    from fact_locator.tracing.batch_rows import on_device
     from fact_locator.tracing.hooks import main_tensor, replace_main_tensor
 
     class StaggeredLayer(torch.nn.Module):
@@ -94,7 +95,7 @@ def _staggered_class() -> type:
             full[: self.active].copy_(main)
             self.idle(full[self.active :])
             if self.copies is not None:
-                targets, sources = self.copies
+                targets, sources = (on_device(t, full.device) for t in self.copies)
                 full.index_copy_(0, targets, full.index_select(0, sources))
             return replace_main_tensor(output, full)
 
@@ -118,6 +119,8 @@ def partial_module(module: Any, rows: int, positions: int, width: int, compute: 
 def _partial_class() -> type:
     import torch
 
+    from fact_locator.tracing.batch_rows import on_device
+
     class PartialModule(torch.nn.Module):
         def __init__(self, module: Any, rows: int, positions: int, width: int, compute: torch.Tensor,
                      fill: Callable[[torch.Tensor], Any] | None) -> None:
@@ -133,12 +136,13 @@ def _partial_class() -> type:
             flat = x.reshape(-1, x.shape[-1])
             out = flat.new_zeros((flat.shape[0], self.width))
             if self.compute.numel():
-                picked = flat.index_select(0, self.compute)
+                compute = on_device(self.compute, flat.device)  # the MLP's device under a device map
+                picked = flat.index_select(0, compute)
                 # The module gets the layout it was called with: (pairs, d) or (1, pairs, d).
                 result = self.module(picked if x.dim() == 2 else picked.unsqueeze(0))
                 if not isinstance(result, torch.Tensor) or result.shape[-1] != self.width:
                     return self.module(x)  # not a plain position-wise module after all
-                out.index_copy_(0, self.compute, result.reshape(-1, self.width).to(out.dtype))
+                out.index_copy_(0, compute, result.reshape(-1, self.width).to(out.device, out.dtype))
             if self.fill is not None:
                 self.fill(out)
             return out.view(*x.shape[:-1], self.width)
