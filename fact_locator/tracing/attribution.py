@@ -39,7 +39,7 @@ def attribution_patch(tracer: Tracer, fact: Fact, noise: NoiseInfo | None = None
     paths = {(kind, layer): adapter.site_path(kind, layer) for kind in settings.kinds for layer in range(n_layers)}
 
     clean = clean_run(tracer.engine, prepared, settings.kinds)
-    draws, noise = noise_draws(settings, prepared, clean.embeddings, noise, "attribution patching is")
+    draws, noise = noise_draws(settings, prepared, clean.embeddings, tracer.noise_or_model(noise), "attribution patching is")
     check_metric(settings.metric, prepared)
     draws = draws.to(device=loaded.device, dtype=clean.embeddings.dtype)
 

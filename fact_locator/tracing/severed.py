@@ -93,7 +93,7 @@ def severed_trace(
         raise UsageError(f"severed paths: tokens must be 'all' or 'last_subject', got {tokens!r}")
     check_metric(settings.metric, prepared)
     clean = clean_run(tracer.engine, prepared, ("hidden",))
-    draws, noise = noise_draws(settings, prepared, clean.embeddings, noise, "severed paths are")
+    draws, noise = noise_draws(settings, prepared, clean.embeddings, tracer.noise_or_model(noise), "severed paths are")
     draws = draws.to(device=loaded.device, dtype=clean.embeddings.dtype)
 
     def add_noise(rows: int) -> Callable[[torch.Tensor], torch.Tensor]:

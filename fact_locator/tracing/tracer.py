@@ -216,6 +216,14 @@ class Tracer:
             self._model_noise = calibrate_model_noise(self.loaded, reference_subjects(), self.settings.noise_scale)
         return self._model_noise
 
+    def noise_or_model(self, noise: NoiseInfo | None) -> NoiseInfo | None:
+        """`noise` if given; else the model's noise where the settings calibrate per model,
+        so the trace, severed paths and attribution patching of a fact share one noise."""
+        s = self.settings
+        if noise is None and s.noise is None and s.noise_calibration == "model" and s.corruption in NOISE_MODES:
+            return self.model_noise()
+        return noise
+
     def restoration_batches(self, fact: Fact, noise: NoiseInfo | None = None) -> list[Callable[[], torch.Tensor]]:
         """The restoration forwards a trace of `fact` runs, one call per batch, each returning
         its values (sites, samples), all on one clean and corrupted run made here. For
@@ -263,8 +271,7 @@ class Tracer:
         settings' samples, or `samples`), on the model's device and dtype
         (`corruption.CORRUPTION_MODES`)."""
         settings = self.settings if samples is None else replace(self.settings, samples=samples)
-        if noise is None and settings.noise is None and settings.noise_calibration == "model" and settings.corruption in NOISE_MODES:
-            noise = self.model_noise()
+        noise = self.noise_or_model(noise)
         draws, noise = corrupt(CorruptionRequest(settings, prepared, clean.embeddings, noise, self.prepare, self.embed))
         return draws.to(device=self.loaded.device, dtype=self.engine.dtype), noise
 

@@ -96,7 +96,7 @@ def test_precedence_cli_over_ini_over_factset_over_default(fl):
 
 def test_noise_is_calibrated_once_per_fact_set_or_given(fl):
     fl.factset("geo", GEO)
-    fl.run("--fl-json", "results.json")
+    fl.run("--fl-json", "results.json", "--fl-noise-calibration", "factset")
     data = fl.results()
     per_set = data["settings"]["factset_settings"]["factsets/geo.yaml"]
     stds = {f["trace"]["noise"]["std"] for f in data["factsets"][0]["facts"]}
