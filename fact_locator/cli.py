@@ -48,8 +48,8 @@ def _scales(text: str) -> tuple[float, ...]:
 
 # Settings of each command, from the settings table (fact_locator/settings.py).
 TRACE_SETTINGS = ("model", "kinds", "samples", "noise", "noise-calibration", "window", "seed", "device", "dtype", "corruption", "metric",
-                  "method", "severed", "cache-dir", "no-cache")
-SWEEP_SETTINGS = ("model", "samples", "seed", "device", "dtype")
+                  "method", "severed", "cache-dir", "no-cache", "device-map", "max-memory", "offload-folder")
+SWEEP_SETTINGS = ("model", "samples", "seed", "device", "dtype", "device-map", "max-memory", "offload-folder")
 BASELINE_SETTINGS = ("baseline-max-layer-shift", "baseline-max-ate-drop", "baseline-max-te-drop")
 
 
@@ -178,13 +178,15 @@ def _locator(args: argparse.Namespace, overrides: dict[str, Any], **options: Any
     """The command's `Locator`: its model, device and dtype, and the trace cache of
     --cache-dir (else $FACT_LOCATOR_CACHE, else the user cache folder) unless --no-cache."""
     from fact_locator.locator import Locator
+    from fact_locator.models.loading import DeviceMap
 
     if args.model.startswith(PYTHON_PREFIX) and "" not in sys.path and str(Path.cwd()) not in sys.path:
         # As under `python -m`: a python:module:function model may be a module of the current folder.
         sys.path.insert(0, str(Path.cwd()))
     return Locator(model=args.model, device=args.device, dtype=args.dtype, overrides=overrides,
                    cache_dir=getattr(args, "cache_dir", None), use_cache=not getattr(args, "no_cache", False),
-                   model_from_factset=False, load_progress=not getattr(args, "no_progress", False), **options)
+                   model_from_factset=False, load_progress=not getattr(args, "no_progress", False),
+                   device_map=DeviceMap.from_options(args.device_map, args.max_memory, args.offload_folder), **options)
 
 
 class _TraceHeard:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fact_locator.audit_flow import CleanCheck
-from fact_locator.errors import FactLocatorError, FactSetError, UsageError
+from fact_locator.errors import DeviceError, FactLocatorError, FactSetError, UsageError
 from fact_locator.facts import Fact
 from fact_locator.models.python_model import load_python_model
 from fact_locator.settings import KNOWN_RULES, METHODS, PYTHON_PREFIX, UNKNOWN_RULES
@@ -29,7 +29,7 @@ from fact_locator.settings import KNOWN_RULES, METHODS, PYTHON_PREFIX, UNKNOWN_R
 if TYPE_CHECKING:
     from fact_locator.cache import TraceCache
     from fact_locator.factset import FactSet
-    from fact_locator.models.loading import LoadedModel
+    from fact_locator.models.loading import DeviceMap, LoadedModel
     from fact_locator.noise_cache import ReferenceStd
     from fact_locator.trace_progress import ProgressListener
     from fact_locator.tracing.settings import TraceSettings
@@ -61,7 +61,8 @@ class Locator:
     called with (fact, trace, cached) after every trace (the plugin counts with it);
     `on_progress` with a `TraceProgress` as an exact trace runs its batches (the plugin draws it).
     `trust_remote_code` lets a hub model run its own code (only `fact-locator trace` offers it);
-    `load_progress` shows a download or conversion of the model on the terminal.
+    `load_progress` shows a download or conversion of the model on the terminal. `device_map`
+    spreads a model larger than one device over several (`models.loading.DeviceMap`).
     """
 
     def __init__(
@@ -80,6 +81,7 @@ class Locator:
         on_progress: ProgressListener | None = None,
         trust_remote_code: bool = False,
         load_progress: bool = False,
+        device_map: DeviceMap | None = None,
     ):
         if method not in METHODS:
             raise UsageError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
@@ -96,6 +98,7 @@ class Locator:
         self.on_progress = on_progress
         self.trust_remote_code = trust_remote_code
         self.load_progress = load_progress
+        self.device_map = device_map
         self._models: dict[str, LoadedModel] = {}
         self._tracers: dict[tuple[str, Any], Tracer] = {}
         self._noise: dict[tuple[Any, ...], NoiseInfo] = {}
@@ -130,11 +133,18 @@ class Locator:
 
     def _load(self, spec: str) -> LoadedModel:
         if spec.startswith(PYTHON_PREFIX):
+            if self.device_map is not None:
+                raise DeviceError(f"{spec}: a device map applies to the models fact-locator loads; "
+                                  "a python: model's function places its own layers")
             return load_python_model(spec, self.device, self.dtype)
         from fact_locator.models.loading import load_model
 
+        placement = self.device_map
         return load_model(spec, device=self.device, dtype=self.dtype, trust_remote_code=self.trust_remote_code,
-                          progress=self.load_progress)
+                          progress=self.load_progress,
+                          device_map=placement.strategy if placement is not None else None,
+                          max_memory=placement.max_memory if placement is not None else None,
+                          offload_folder=placement.offload_folder if placement is not None else None)
 
     @property
     def loaded_models(self) -> dict[str, LoadedModel]:

@@ -1,8 +1,8 @@
 """The fact-locator pytest plugin (entry point `pytest11: fact_locator`): hooks only.
 
 State lives in `session.FactLocatorSession` (under a StashKey), options in `options.py`,
-nodes in `collection.py`, fixtures in `fixtures.py`, xdist merging in `xdist.py`, `--fl-shard`
-in `sharding.py`.
+nodes in `collection.py`, fixtures in `fixtures.py`, xdist merging and each worker's GPU in
+`xdist.py`, `--fl-shard` in `sharding.py`.
 Importing this module never imports torch or transformers: `pytest --help` stays fast.
 """
 
@@ -22,7 +22,7 @@ from fact_locator.plugin.options import OptionError, resolve_options
 from fact_locator.plugin.ray_run import check_ray_options, trace_on_ray, uses_ray
 from fact_locator.plugin.session import SESSION_KEY, YAML_SUFFIXES, FactLocatorSession
 from fact_locator.plugin.sharding import ShardFilter
-from fact_locator.plugin.xdist import XdistMerge, is_worker, publish
+from fact_locator.plugin.xdist import XdistMerge, assign_worker_gpu, is_worker, publish
 
 GROUP = "fact-locator"
 
@@ -45,12 +45,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", _fixtures.MARKER_HELP)
     share_cpu_threads(getattr(config, "workerinput", None))
+    worker_gpu = assign_worker_gpu(getattr(config, "workerinput", None))  # before CUDA starts here
     try:
         options = resolve_options(config.getoption, config.getini)
     except OptionError as exc:
         raise pytest.UsageError(f"fact-locator: {exc}") from None
     check_ray_options(config, options)
     fl = FactLocatorSession(config, options)
+    fl.gpu = worker_gpu.gpu if worker_gpu is not None else None
     fl.load_baseline()
     config.stash[SESSION_KEY] = fl
     config.pluginmanager.register(BrokenFactSets(fl), "fact_locator.broken_factsets")
@@ -74,7 +76,10 @@ def share_cpu_threads(workerinput: dict | None) -> None:
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
     fl = config.stash.get(SESSION_KEY, None)
-    return fl.header_lines() if fl is not None else None
+    if fl is None:
+        return None
+    merge = config.pluginmanager.get_plugin("fact_locator.xdist")
+    return fl.header_lines() + (merge.header_lines() if isinstance(merge, XdistMerge) else [])
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:

@@ -80,6 +80,8 @@ class FactLocatorSession:
         self.selected_facts: dict[str, set[str]] = {}
         # Whether all items of a fact set run in this process (decided after collection).
         self.sets_stay_together = not self.is_worker
+        # This xdist worker's own GPU (its CUDA_VISIBLE_DEVICES entry), where it was given one.
+        self.gpu: str | None = None
 
     def note_collected(self, items: Sequence[pytest.Item], selected: dict[str, set[str]]) -> None:
         """After collection: the facts this session's items trace, and (in an xdist worker)
@@ -224,6 +226,7 @@ class FactLocatorSession:
     def locator(self) -> Locator:
         """The session's Locator; ModelLoadError etc. are raised (and remembered) here."""
         from fact_locator.locator import Locator
+        from fact_locator.models.loading import DeviceMap
         from fact_locator.plugin.progress import progress_listener
 
         with self._lock:
@@ -246,6 +249,8 @@ class FactLocatorSession:
                     on_progress=progress_listener(self.config),
                     on_trace=lambda fact, trace, cached: self.config.hook.pytest_fl_trace(
                         config=self.config, fact=fact, trace=trace, cached=cached),
+                    device_map=DeviceMap.from_options(values["device-map"], values["max-memory"],
+                                                      values["offload-folder"]),
                 )
             return self._locator
 
@@ -321,7 +326,9 @@ class FactLocatorSession:
 
         with self._lock:
             own = self.builder.build(model=self.model_dict(), settings=self.settings_dict(), versions=_versions(),
-                                     started_at=self.started_at, finished_at=self.finished_at or _now())
+                                     started_at=self.started_at, finished_at=self.finished_at or _now(),
+                                     worker=str(getattr(self.config, "workerinput", {}).get("workerid", "")),
+                                     device=self.device_label())
             merged = list(self._merged)
         if not merged:
             return own
@@ -351,6 +358,16 @@ class FactLocatorSession:
             if others:
                 data["others"] = others
         return data
+
+    def device_label(self) -> str:
+        """Where this process traced: the model's device, its GPU as CUDA_VISIBLE_DEVICES names
+        it when it was given one, and whether layers were spread by a device map."""
+        loaded = self._locator.loaded_models.get(self.options["model"]) if self._locator is not None else None
+        if loaded is None:
+            return ""
+        notes = ([f"GPU {self.gpu}"] if self.gpu is not None else []) + \
+            (["device map"] if self.options["device-map"] is not None else [])
+        return loaded.device + (f" ({', '.join(notes)})" if notes else "")
 
     # -- xdist -----------------------------------------------------------------------------------
     def worker_payload(self) -> str:

@@ -114,9 +114,10 @@ class ResultsBuilder:
             return {rec.path: rec.settings for rec in self._sets.values() if rec.settings}
 
     def build(self, *, model: dict[str, Any], settings: dict[str, Any], versions: dict[str, str], started_at: str,
-              finished_at: str) -> RunResults:
+              finished_at: str, worker: str = "", device: str = "") -> RunResults:
         """The results so far. An outcome of a fact no trace was recorded for (its item failed
-        before tracing) gets a placeholder fact with status error, "not traced"."""
+        before tracing) gets a placeholder fact with status error, "not traced". Each fact
+        recorded here is stamped with this process's `worker` id and `device`."""
         by_set: dict[str, list[AuditOutcome]] = {}
         by_fact: dict[tuple[str, str], list[AuditOutcome]] = {}
         loose: list[AuditOutcome] = []
@@ -130,6 +131,9 @@ class ResultsBuilder:
                     by_set.setdefault(rec.factset_path, []).append(outcome)
                 else:
                     loose.append(outcome)
+            for record in self._sets.values():
+                for fact in record.facts.values():
+                    fact.worker, fact.device = worker, device
             for (path, fact_id), outcomes in by_fact.items():
                 record = self._sets.get(path)
                 if record is None:
