@@ -376,6 +376,9 @@ SETTINGS: tuple[Setting, ...] = (
             CLI | PLUGIN, cli_name="max-ate-drop"),
     Setting("baseline-max-te-drop", "X", parse_non_negative, 0.1, "Baseline: the most a fact's TE may drop.",
             CLI | PLUGIN, cli_name="max-te-drop"),
+    Setting("baseline-allow-noise-change", "", parse_bool, False,
+            "Baseline: compare runs traced under different noise (value or source) with a warning instead of "
+            "failing; their effects are not comparable.", CLI | PLUGIN, cli_name="allow-noise-change", flag=True),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}
