@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from fact_locator.locator import Locator
     from fact_locator.trace_progress import TraceProgress
     from fact_locator.tracing.trace import SeveredPaths
+    from fact_locator.tracing.uncertainty import EffectInterval
 
 __all__ = ["build_parser", "main"]
 
@@ -50,7 +51,18 @@ def _scales(text: str) -> tuple[float, ...]:
 TRACE_SETTINGS = ("model", "kinds", "samples", "noise", "noise-calibration", "window", "seed", "device", "dtype", "corruption", "metric",
                   "method", "severed", "cache-dir", "no-cache", "device-map", "max-memory", "offload-folder")
 SWEEP_SETTINGS = ("model", "samples", "seed", "device", "dtype", "device-map", "max-memory", "offload-folder")
-BASELINE_SETTINGS = ("baseline-max-layer-shift", "baseline-max-ate-drop", "baseline-max-te-drop")
+BASELINE_SETTINGS = ("baseline-max-layer-shift", "baseline-max-ate-drop", "baseline-max-te-drop",
+                     "baseline-allow-noise-change")
+
+
+def _level(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 1 (e.g. 0.95)")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("before", type=Path, help="results or trace JSON of the baseline")
     compare.add_argument("after", type=Path, help="results or trace JSON to compare with it")
     add_cli_options(compare.add_argument, BASELINE_SETTINGS)
+    compare.add_argument("--level", type=_level, default=0.95, metavar="P",
+                         help="confidence level: a drop or a peak move is called only beyond both runs' "
+                              "uncertainty at this level. Default: %(default)s")
     compare.add_argument("--check", action="store_true", help="exit 1 when the baseline rule is broken")
     compare.add_argument("--html", type=Path, metavar="PATH",
                          help="also render the comparison as a self-contained HTML page. Default: none (the terminal only)")
@@ -332,15 +347,23 @@ def _sweep(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from fact_locator.compare import BaselineRule, compare_results, load_comparable
 
-    rule = BaselineRule(args.max_layer_shift, args.max_ate_drop, args.max_te_drop)
-    comparison = compare_results(load_comparable(args.before), load_comparable(args.after), str(args.before), str(args.after))
+    rule = BaselineRule(args.max_layer_shift, args.max_ate_drop, args.max_te_drop, args.level, args.allow_noise_change)
+    comparison = compare_results(load_comparable(args.before), load_comparable(args.after), str(args.before),
+                                 str(args.after), args.level)
     console = Console()
     broken = 0
     for fs in comparison.sets:
+        # A noise change is reported once per set (in set_findings), not on every fact's row.
+        set_findings = rule.set_findings(fs)
+        for finding in set_findings:
+            if finding.about == "noise":
+                broken += finding.called
+                console.print(f"[yellow]warning: {escape(fs.name)}: {escape(finding.message)}[/yellow]")
         table = Table(title=f"{fs.name}: {args.before} -> {args.after}")
         for column in ("fact", "TE before", "TE after", "peak moves", "verdict"):
             table.add_column(column)
@@ -350,16 +373,19 @@ def _compare(args: argparse.Namespace) -> int:
                 + (f" {p.category_before}->{p.category_after}" if p.category_before != p.category_after else "")
                 for p in fact.peaks if p.moved
             )
-            failures = rule.fact_failures(fact)
+            findings = rule.fact_findings(fact, noise=False)
+            failures = [f.message for f in findings if f.called]
+            notes = [f.message for f in findings if not f.called]
             broken += bool(failures)
-            table.add_row(fact.fact_id, f"{fact.te_before:.3f}", f"{fact.te_after:.3f}", moves or "-",
-                          "; ".join(failures) if failures else "ok")
+            verdict = "; ".join(failures + notes) if findings else "ok"
+            table.add_row(escape(fact.fact_id), _with_interval(fact.te_before, fact.te_interval_before),
+                          _with_interval(fact.te_after, fact.te_interval_after), moves or "-", escape(verdict))
         console.print(table)
         if fs.ate_before is not None and fs.ate_after is not None:
             console.print(f"ATE {fs.ate_before:.4f} -> {fs.ate_after:.4f} ({fs.ate_after - fs.ate_before:+.4f})")
-        for failure in rule.set_failures(fs):
-            broken += 1
-            console.print(f"[red]{failure}[/red]")
+        for finding in (f for f in set_findings if f.about != "noise"):
+            broken += finding.called
+            console.print(f"[red]{escape(finding.message)}[/red]" if finding.called else escape(finding.message))
     for label, keys in (("only in " + str(args.before), comparison.only_before), ("only in " + str(args.after), comparison.only_after)):
         if keys:
             console.print(f"{label}: {', '.join(keys)}")
@@ -369,8 +395,16 @@ def _compare(args: argparse.Namespace) -> int:
         _write_output("--html", args.html, lambda: write_comparison(comparison, rule, args.html))
         console.print(f"comparison written to {args.html}")
     console.print(f"{broken} regression(s) under the baseline rule (max layer shift {rule.max_layer_shift}, "
-                  f"max ATE drop {rule.max_ate_drop}, max TE drop {rule.max_te_drop})")
+                  f"max ATE drop {rule.max_ate_drop}, max TE drop {rule.max_te_drop}, level {rule.level:g}"
+                  f"{', noise change allowed' if rule.allow_noise_change else ''})")
     return 1 if (args.check and broken) else 0
+
+
+def _with_interval(value: float, interval: EffectInterval | None) -> str:
+    """TE, and its interval over the noise draws where the trace kept them."""
+    if interval is None:
+        return f"{value:.3f}"
+    return f"{value:.3f} [{interval.low:.3f}, {interval.high:.3f}]"
 
 
 if __name__ == "__main__":

@@ -208,6 +208,7 @@ class Finding:
 
     message: str
     called: bool
+    about: str = ""  # what changed: "noise", "peak", "TE" or "ATE"
 
 
 @dataclass(frozen=True)
@@ -237,7 +238,7 @@ class BaselineRule:
                                          welch_drop(before, after, self.level), self.max_te_drop)
         elif drop > self.max_te_drop:
             found.append(Finding(f"TE dropped {comparison.te_before:.3f} -> {comparison.te_after:.3f}, more than "
-                                 f"{self.max_te_drop} ({POINT_FALLBACK})", True))
+                                 f"{self.max_te_drop} ({POINT_FALLBACK})", True, "TE"))
         return found
 
     def fact_failures(self, comparison: FactComparison, noise: bool = True) -> list[str]:
@@ -257,20 +258,20 @@ class BaselineRule:
 
     def _located(self, moved: str, before: float | None, after: float | None, certain: str) -> Finding:
         if before is None or after is None:
-            return Finding(f"{moved} ({POINT_FALLBACK})", True)
+            return Finding(f"{moved} ({POINT_FALLBACK})", True, "peak")
         numbers = certain.format(f"{before:.2f}", f"{after:.2f}")
         if before >= self.level and after >= self.level:
-            return Finding(f"{moved} ({numbers})", True)
-        return Finding(f"{moved}: within noise ({numbers}; a move counts when both are >= {self.level:g})", False)
+            return Finding(f"{moved} ({numbers})", True, "peak")
+        return Finding(f"{moved}: within noise ({numbers}; a move counts when both are >= {self.level:g})", False, "peak")
 
     def _drop_findings(self, name: str, before: float, after: float, before_text: str, after_text: str,
                        drop: DropInterval, most: float) -> list[Finding]:
         numbers = f"before {before_text}, after {after_text}; drop {drop}"
         if drop.low > most:
-            return [Finding(f"{name} dropped {before:.3f} -> {after:.3f} ({numbers} > {most})", True)]
+            return [Finding(f"{name} dropped {before:.3f} -> {after:.3f} ({numbers} > {most})", True, name)]
         if drop.estimate > most:
             return [Finding(f"{name} dropped {before:.3f} -> {after:.3f}: within noise ({numbers}, "
-                            f"not all > {most} at level {self.level:g})", False)]
+                            f"not all > {most} at level {self.level:g})", False, name)]
         return []
 
     # -- fact sets -----------------------------------------------------------------------------
@@ -289,7 +290,7 @@ class BaselineRule:
                 self.max_ate_drop)
         elif before - after > self.max_ate_drop:
             found.append(Finding(f"ATE dropped {before:.3f} -> {after:.3f}, more than {self.max_ate_drop} "
-                                 f"({POINT_FALLBACK})", True))
+                                 f"({POINT_FALLBACK})", True, "ATE"))
         return found
 
     def set_failures(self, comparison: SetComparison) -> list[str]:
@@ -297,8 +298,8 @@ class BaselineRule:
 
     def _noise_finding(self, change: NoiseChange) -> Finding:
         if self.allow_noise_change:
-            return Finding(f"{change} (accepted: allow noise change)", False)
-        return Finding(str(change), True)
+            return Finding(f"{change} (accepted: allow noise change)", False, "noise")
+        return Finding(str(change), True, "noise")
 
 
 def _text(interval: EffectInterval | Interval) -> str:

@@ -22,17 +22,22 @@ def render_comparison(comparison: Comparison, rule: BaselineRule, rendered_at: s
     for fs in comparison.sets:
         facts = []
         for fact in fs.facts:
-            failures = rule.fact_failures(fact)
+            # The set reports a noise change once; each fact lists what its own numbers show.
+            findings = rule.fact_findings(fact, noise=False)
+            failures = [f.message for f in findings if f.called]
             regressions += bool(failures)
             kinds += [p.kind for p in fact.peaks if p.kind not in kinds]
             facts.append(SimpleNamespace(
                 fact_id=fact.fact_id, te_before=fact.te_before, te_after=fact.te_after, te_change=fact.te_change,
                 peaks={p.kind: p for p in fact.peaks}, failures=failures,
+                notes=[f.message for f in findings if not f.called],
             ))
-        set_failures = rule.set_failures(fs)
+        set_findings = rule.set_findings(fs)
+        set_failures = [f.message for f in set_findings if f.called]
         regressions += len(set_failures)
         sets.append(SimpleNamespace(name=fs.name, ate_before=fs.ate_before, ate_after=fs.ate_after,
-                                    failures=set_failures, facts=facts))
+                                    failures=set_failures, notes=[f.message for f in set_findings if not f.called],
+                                    facts=facts))
     return _environment().get_template("compare.html.j2").render(
         before=comparison.before, after=comparison.after, rule=rule, sets=sets, kinds=kinds,
         regressions=regressions, only_before=comparison.only_before, only_after=comparison.only_after,
