@@ -342,11 +342,11 @@ class BaselineItem(_AuditItem):
         trace = trace_fact(fl, self.factset, self.spec, self)
         before = fl.baseline_fact(self.factset, self.spec.id)
         assert before is not None and before.trace is not None
-        comparison = compare_traces(self.factset.name, self.spec.id, before.trace, trace)
-        failures = fl.baseline_rule().fact_failures(comparison)
+        rule = fl.baseline_rule()
+        comparison = compare_traces(self.factset.name, self.spec.id, before.trace, trace, rule.level)
         peaks = ", ".join(f"{p.kind} L{p.layer_before}->L{p.layer_after}" for p in comparison.peaks)
         summary = f"TE {comparison.te_before:.3f} -> {comparison.te_after:.3f}; peaks {peaks}"
-        _baseline_verdict(self, failures, summary)
+        _baseline_verdict(self, rule.fact_findings(comparison), summary)
 
     def _header(self) -> list[str]:
         fact = self.spec.fact
@@ -358,12 +358,15 @@ class BaselineItem(_AuditItem):
         return self.path, self.spec.line - 1, f"fact: {self.spec.fact.subject} -> {self.spec.fact.target} (baseline)"
 
 
-def _baseline_verdict(item: pytest.Item, failures: list[str], summary: str) -> None:
-    """Record the baseline check's message on the item; raise when the rule is broken."""
+def _baseline_verdict(item: pytest.Item, findings: list[Any], summary: str) -> None:
+    """Record the baseline check's message on the item (with what it found within noise);
+    raise when the rule is broken."""
+    failures = [f.message for f in findings if f.called]
+    notes = "".join(f"; {f.message}" for f in findings if not f.called)
     if failures:
-        item.stash[MESSAGE_KEY] = message = f"baseline: {'; '.join(failures)} ({summary})"
+        item.stash[MESSAGE_KEY] = message = f"baseline: {'; '.join(failures)} ({summary}{notes})"
         raise ExpectationFailed(message)
-    item.stash[MESSAGE_KEY] = f"baseline: holds ({summary})"
+    item.stash[MESSAGE_KEY] = f"baseline: holds ({summary}{notes})"
 
 
 class AggregateBaselineItem(_AuditItem):
@@ -377,16 +380,20 @@ class AggregateBaselineItem(_AuditItem):
         self.stash[CASE_KEY] = Case(fl.relpath(factset.path), None, BASELINE, aggregate=True)
 
     def runtest(self) -> None:
-        from fact_locator.compare import SetComparison
+        from fact_locator.compare import compare_aggregates
 
         fl = get_session(self.config)
         agg = aggregate_for(fl, self.factset)
         before = fl.baseline_factset(self.factset)
         assert before is not None and before.aggregate is not None
-        comparison = SetComparison(self.factset.name, before.aggregate.ate, agg.ate, ())
-        failures = fl.baseline_rule().set_failures(comparison)
+        rule = fl.baseline_rule()
+        # The noise of each fact traced in both runs (aggregate_for recorded this run's traces).
+        now = fl.builder.factset(fl.relpath(self.factset.path), self.factset).facts
+        pairs = [(f.trace, now[f.id].trace) for f in before.facts
+                 if f.trace is not None and f.id in now and now[f.id].trace is not None]
+        comparison = compare_aggregates(self.factset.name, before.aggregate, agg, (), pairs, rule.level)
         summary = f"ATE {before.aggregate.ate:.3f} -> {agg.ate:.3f} over {agg.n_facts} fact(s)"
-        _baseline_verdict(self, failures, summary)
+        _baseline_verdict(self, rule.set_findings(comparison), summary)
 
     def _header(self) -> list[str]:
         return [f"{self._where(self.factset.line)}: fact set {self.factset.name} (aggregate) against the baseline "

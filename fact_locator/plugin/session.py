@@ -113,11 +113,15 @@ class FactLocatorSession:
             raise pytest.UsageError(f"fact-locator: --fl-baseline {self.options['baseline']}: {exc}") from None
 
     def baseline_rule(self) -> Any:
-        from fact_locator.compare import BaselineRule
+        from fact_locator.compare import DEFAULT_LEVEL, BaselineRule
 
         v = self.options.values
+        # The run's confidence level where the settings have one, else the rule's default.
+        level = v.get("confidence")
+        level = float(level) if isinstance(level, (int, float)) and not isinstance(level, bool) else DEFAULT_LEVEL
         return BaselineRule(max_layer_shift=int(v["baseline-max-layer-shift"]),
-                            max_ate_drop=float(v["baseline-max-ate-drop"]), max_te_drop=float(v["baseline-max-te-drop"]))
+                            max_ate_drop=float(v["baseline-max-ate-drop"]), max_te_drop=float(v["baseline-max-te-drop"]),
+                            level=level, allow_noise_change=bool(v["baseline-allow-noise-change"]))
 
     def baseline_factset(self, factset: FactSet) -> FactSetResult | None:
         """The baseline's fact set of the same name (or, failing that, the same path)."""
