@@ -173,3 +173,23 @@ facts:
     assert trace.metric == "logit_diff" and trace.timings["facts_together"] == 1.0
     with pytest.raises(FactError, match="parthenon.*distractor"):
         locator.trace(parthenon, fs)
+
+
+def test_baseline_under_another_noise_fails_with_both_values_unless_allowed(fl):
+    fl.factset("geo", GEO)
+    fl.run("--fl-json", "a.json").assert_outcomes(passed=3, xfailed=1)
+    noise = {f["trace"]["noise"]["std"] for f in _facts(fl.results("a.json")).values()}
+    assert len(noise) == 1  # one noise per model
+    before = noise.pop()
+
+    result = fl.run("--fl-baseline", "a.json", "--fl-noise", "0.2", "--fl-json", "b.json")
+    baseline = [o for f in _facts(fl.results("b.json")).values() for o in f["outcomes"] if o["expectation"] == "baseline"]
+    assert len(baseline) == 2 and all(o["outcome"] == "failed" for o in baseline)
+    changed = f"noise differs: before {before:.4g} (model), after 0.2 (given); effects are not comparable"
+    assert all(o["message"].startswith(f"baseline: {changed}") for o in baseline), baseline
+    result.stdout.fnmatch_lines(["*aggregate failed baseline: baseline: noise differs*"])
+
+    fl.run("--fl-baseline", "a.json", "--fl-noise", "0.2", "--fl-baseline-allow-noise-change", "--fl-json", "c.json")
+    baseline = [o for f in _facts(fl.results("c.json")).values() for o in f["outcomes"] if o["expectation"] == "baseline"]
+    assert all(f"{changed} (accepted: allow noise change)" in o["message"] for o in baseline), baseline
+    assert not any(o["message"].startswith(f"baseline: {changed}") for o in baseline)
