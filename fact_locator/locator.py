@@ -174,68 +174,17 @@ class Locator:
             return self._tracers[key]
 
     def noise_for(self, factset: FactSet | None, settings: TraceSettings | None = None) -> NoiseInfo | None:
-        """The noise the fact set's facts (or a lone fact) are traced with: the given std, or
-        by `noise_calibration` the model's (`model_noise`), the fact set's (`noise_scale` x
-        the std of all its facts' subject-token embeddings, computed once), or None: each
-        fact calibrated on its own subject (`fact`, in the tracer)."""
-        from fact_locator.tracing.trace import NoiseInfo
+        """The noise the fact set's facts (or a lone fact) are traced with (`noise_choice.py`):
+        the given std, the model's, the fact set's, or None: each fact calibrated on its own subject."""
+        from fact_locator.noise_choice import choose_noise
 
-        settings = settings or self.settings_for(factset)
-        if settings.noise is not None:
-            return NoiseInfo(std=float(settings.noise), calibration="given", source="given")
-        if settings.noise_calibration == "model":
-            return self.model_noise(self.model_for(factset), settings.noise_scale)
-        if settings.noise_calibration == "fact":
-            return None
-        if factset is None:
-            raise UsageError("noise_calibration factset needs a fact set; a lone fact takes model or fact")
-        spec = self.model_for(factset)
-        key = (spec, str(factset.path), factset.name, tuple((s.fact.subject, s.fact.relation) for s in factset.facts),
-               settings.noise_scale)
-        with self._lock:
-            if key not in self._noise:
-                self._noise[key] = self._calibrate(factset, settings, spec)
-            return self._noise[key]
-
-    def _calibrate(self, factset: FactSet, settings: TraceSettings, spec: str) -> NoiseInfo:
-        from fact_locator.tracing.corruption import calibrate_noise
-
-        tracer = self.tracer(settings, spec)
-        pieces = []
-        for fact_spec in factset.facts:
-            try:
-                prepared = tracer.prepare(fact_spec.fact)
-            except FactLocatorError:
-                continue  # the fact's own items report it
-            start, end = prepared.subject_range
-            pieces.append(tracer.embed(prepared)[start:end])
-        if not pieces:
-            raise UsageError(f"fact set {factset.name!r}: no fact could be tokenized, so the noise cannot be calibrated")
-        return calibrate_noise(pieces, settings.noise_scale, f"{len(pieces)} facts of fact set {factset.name!r}",
-                               source="factset", reference=str(factset.path))
+        return choose_noise(self, factset, settings or self.settings_for(factset))
 
     def model_noise(self, spec: str | None = None, noise_scale: float = 3.0) -> NoiseInfo:
-        """The model's noise: `noise_scale` x the std of the reference subjects' embeddings
-        (`tracing/reference_subjects.py`), measured once per model weights, dtype and subject
-        list and kept in the cache folder (`noise_cache.py`; not with use_cache off)."""
-        from fact_locator.noise_cache import NoiseCache, ReferenceStd
-        from fact_locator.tracing.corruption import model_noise, reference_embedding_std
-        from fact_locator.tracing.reference_subjects import reference_subjects
+        """The model's noise, measured once per model and kept on disk (`noise_choice.model_noise`)."""
+        from fact_locator.noise_choice import model_noise
 
-        spec = spec or self.model_spec
-        subjects = reference_subjects()
-        with self._lock:
-            measured = self._reference_std.get(spec)
-            if measured is None:
-                loaded = self.load(spec)
-                disk = NoiseCache(self.cache.root, enabled=self.use_cache)
-                key = NoiseCache.key(loaded.identity.fingerprint, self.dtype, subjects.sha256)
-                measured = disk.get(key)
-                if measured is None:
-                    measured = ReferenceStd(*reference_embedding_std(loaded, subjects))
-                    disk.put(key, measured)
-                self._reference_std[spec] = measured
-        return model_noise(measured.std, measured.n_subjects, noise_scale, subjects)
+        return model_noise(self, spec, noise_scale)
 
     # -- the clean run -----------------------------------------------------------------------
     def known_rule_for(self, factset: FactSet | None = None) -> str:
