@@ -163,6 +163,20 @@ def int_parser(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+AUTO_SAMPLES = "auto"
+AUTO_START_SAMPLES = 8  # the first round of `samples: auto`
+
+
+def parse_samples(value: str) -> int | str:
+    """A number of noise draws (>= 1) or 'auto' (adaptive rounds, `adaptive_samples.py`)."""
+    if str(value).strip().lower() == AUTO_SAMPLES:
+        return AUTO_SAMPLES
+    try:
+        return int_parser(1)(value)
+    except SettingValueError:
+        raise SettingValueError(f"{value!r} is not a number of samples: give an integer >= 1 or 'auto'") from None
+
+
 def parse_non_negative(value: str) -> float:
     try:
         number = float(str(value).strip())
@@ -304,7 +318,11 @@ SETTINGS: tuple[Setting, ...] = (
             unset="none (no disk offload)"),
     Setting("dtype", "DTYPE", choice_parser("dtype", DTYPES), "float32", f"Model dtype: {', '.join(DTYPES)}.",
             CLI | PLUGIN),
-    Setting("samples", "N", int_parser(1), 10, "Noise draws per fact.", CLI | PLUGIN | FACTSET),
+    Setting("samples", "N", parse_samples, 10,
+            "Noise draws per fact, or 'auto': start with 8 and double only for facts whose verdicts are "
+            "still undecided, up to max-samples.", CLI | PLUGIN | FACTSET),
+    Setting("max-samples", "N", int_parser(AUTO_START_SAMPLES), 64,
+            "With samples auto: the most noise draws a fact gets (8, 16, 32, ... up to this).", CLI | PLUGIN | FACTSET),
     Setting("seed", "N", int_parser(0), 0, "Seed of the noise draws.", CLI | PLUGIN | FACTSET),
     Setting("window", "N", int_parser(1), 10, "Layers restored together for mlp/attn sites.", CLI | PLUGIN | FACTSET),
     Setting("noise", "STD", parse_noise, None,
