@@ -22,7 +22,7 @@ __all__ = ["SETTINGS_THAT_MUST_MATCH", "merge_conflict", "merge_results"]
 # the executor and the counts of traced facts may differ between the parts of one run.
 SETTINGS_THAT_MUST_MATCH: tuple[str, ...] = (
     "model", "dtype", "samples", "seed", "window", "noise", "kinds", "corruption", "metric", "method", "unknown",
-    "baseline_max_layer_shift", "baseline_max_ate_drop", "baseline_max_te_drop",
+    "baseline_max_layer_shift", "baseline_max_ate_drop", "baseline_max_te_drop", "baseline_allow_noise_change",
 )
 
 

@@ -89,3 +89,14 @@ def test_a_noise_change_is_warned_with_both_values_and_fails_check_unless_allowe
     assert main(["compare", str(a), str(b), "--check"]) == 1
     assert main(["compare", str(a), str(b), "--check", "--allow-noise-change"]) == 0
     assert "(accepted: allow noise change)" in " ".join(capsys.readouterr().out.split())
+
+
+def test_the_page_shows_changes_within_noise_and_a_noise_change(tmp_path):
+    a, b, page = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "cmp.html"
+    run_of(_with_draws([0.04, 0.06] * 5, NoiseInfo(0.3545, "3 x std", "factset"))).save(a)
+    run_of(_with_draws([0.05, 0.45] * 5, NoiseInfo(0.1234, "3 x std", "model"))).save(b)
+    assert main(["compare", str(a), str(b), "--html", str(page)]) == 0
+    html = page.read_text()
+    assert "TE dropped 0.700 -&gt; 0.500: within noise" in html
+    assert '<span class="fail">noise differs: before 0.3545 (factset), after 0.1234 (model)' in html
+    assert "1 regression(s)" in html and "at level 0.95" in html
