@@ -172,9 +172,10 @@ def parse_samples(value: str) -> int | str:
     if str(value).strip().lower() == AUTO_SAMPLES:
         return AUTO_SAMPLES
     try:
-        return int_parser(1)(value)
-    except SettingValueError:
+        int(str(value).strip())
+    except ValueError:
         raise SettingValueError(f"{value!r} is not a number of samples: give an integer >= 1 or 'auto'") from None
+    return int_parser(1)(value)
 
 
 def parse_non_negative(value: str) -> float:
@@ -322,7 +323,7 @@ SETTINGS: tuple[Setting, ...] = (
             "Noise draws per fact, or 'auto': start with 8 and double only for facts whose verdicts are "
             "still undecided, up to max-samples.", CLI | PLUGIN | FACTSET),
     Setting("max-samples", "N", int_parser(AUTO_START_SAMPLES), 64,
-            "With samples auto: the most noise draws a fact gets (8, 16, 32, ... up to this).", CLI | PLUGIN | FACTSET),
+            "With samples auto: the most noise draws a fact gets (8, 16, 32, ... up to this).", CLI | PLUGIN),
     Setting("seed", "N", int_parser(0), 0, "Seed of the noise draws.", CLI | PLUGIN | FACTSET),
     Setting("window", "N", int_parser(1), 10, "Layers restored together for mlp/attn sites.", CLI | PLUGIN | FACTSET),
     Setting("noise", "STD", parse_noise, None,
