@@ -5,7 +5,7 @@ Which interval, and why:
 - A fact's TE: each run's TE is a mean over its own noise draws, with a t-interval
   (`tracing/uncertainty.py`). The drop is before - after with standard error
   sqrt(se_before^2 + se_after^2) and a Welch t-interval (Welch-Satterthwaite degrees of
-  freedom): the same kind of interval as each run's, so at ROME's 10 draws it widens as
+  freedom, rounded down): the same kind of interval as each run's, so at ROME's 10 draws it widens as
   theirs do. It treats the two runs' draws as independent. Two runs with the same seed
   draw the same noise, so their TEs tend to move together and the true spread of the
   difference is smaller: the interval is then conservative (a drop it calls is real; a
