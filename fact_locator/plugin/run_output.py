@@ -48,7 +48,8 @@ def header_lines(options: ResolvedOptions) -> list[str]:
         extras.append(f"executor=ray ({values['ray-address'] or 'a local Ray instance'}, {actors})")
     if values["baseline"] is not None:
         extras.append(f"baseline={values['baseline']} (max layer shift {values['baseline-max-layer-shift']}, "
-                      f"max ATE drop {values['baseline-max-ate-drop']}, max TE drop {values['baseline-max-te-drop']})")
+                      f"max ATE drop {values['baseline-max-ate-drop']}, max TE drop {values['baseline-max-te-drop']}"
+                      f"{', noise change allowed' if values['baseline-allow-noise-change'] else ''})")
     if extras:
         lines.append("fact-locator: " + ", ".join(extras))
     return lines

@@ -189,7 +189,9 @@ def test_baseline_under_another_noise_fails_with_both_values_unless_allowed(fl):
     assert all(o["message"].startswith(f"baseline: {changed}") for o in baseline), baseline
     result.stdout.fnmatch_lines(["*aggregate failed baseline: baseline: noise differs*"])
 
-    fl.run("--fl-baseline", "a.json", "--fl-noise", "0.2", "--fl-baseline-allow-noise-change", "--fl-json", "c.json")
+    result = fl.run("--fl-baseline", "a.json", "--fl-noise", "0.2", "--fl-baseline-allow-noise-change",
+                    "--fl-json", "c.json")
+    result.stdout.fnmatch_lines(["*baseline=a.json (max layer shift 2, *, max TE drop 0.1, noise change allowed)*"])
     baseline = [o for f in _facts(fl.results("c.json")).values() for o in f["outcomes"] if o["expectation"] == "baseline"]
     assert all(f"{changed} (accepted: allow noise change)" in o["message"] for o in baseline), baseline
     assert not any(o["message"].startswith(f"baseline: {changed}") for o in baseline)
