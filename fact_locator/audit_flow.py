@@ -13,21 +13,29 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from fact_locator.adaptive_samples import Settled, settle, trace_settled
 from fact_locator.errors import FactLocatorError
+from fact_locator.expectations.outcome import Verdict
 
 if TYPE_CHECKING:
     from fact_locator.facts import Fact
     from fact_locator.factset import FactSet, FactSpec
     from fact_locator.locator import Locator
+    from fact_locator.expectations.outcome import Expectation
     from fact_locator.tracing.trace import SeveredPaths, Trace
+
+DEFAULT_LEVEL = 0.95
 
 __all__ = [
     "CleanCheck",
     "FactVerdict",
     "audit_fact",
     "aggregate_verdicts",
+    "decided",
     "enters_aggregate",
+    "fact_settled",
     "is_known",
+    "level_for",
     "severed_once",
     "traced_reason",
     "will_trace",
@@ -132,6 +140,10 @@ def audit_fact(locator: Locator, factset: FactSet, spec: FactSpec, rule: str,
             if not clean.known:
                 return FactVerdict(spec, clean=clean, reason=clean.reason)
         trace = locator.trace(spec.fact, factset, companions=companions)
+        max_samples = locator.adaptive_max(factset)
+        if max_samples is not None:  # samples: auto: more rounds while its verdicts are open
+            trace = settle(locator, factset, [(spec.fact, trace)], fact_settled(factset, spec, level_for(locator, factset)),
+                           max_samples)[0]
     except FactLocatorError as exc:
         return FactVerdict(spec, error=exc, reason=str(exc))
     if clean is None:
@@ -140,6 +152,36 @@ def audit_fact(locator: Locator, factset: FactSet, spec: FactSpec, rule: str,
         except FactLocatorError:
             clean = None  # e.g. Ray actors ran no clean run under `trace`: the trace's first-token rule
     return FactVerdict(spec, trace=trace, clean=clean, reason=traced_reason(trace, factset, clean))
+
+
+def level_for(locator: Locator, factset: FactSet | None) -> float:
+    """The confidence level verdicts are decided at: the session's (`confidence`), else the
+    fact set's, else 0.95."""
+    level = locator.overrides.get("confidence")
+    if level is None and factset is not None:
+        level = factset.settings.get("confidence")
+    return float(level) if level is not None else DEFAULT_LEVEL
+
+
+def fact_settled(factset: FactSet, spec: FactSpec, level: float) -> Settled:
+    """Under `samples: auto`, whether a fact needs no more draws: every per-fact expectation
+    (the set's and its own) is decided at `level` over the looks, or, with none, its trace
+    is settled (`adaptive_samples.trace_settled`)."""
+    expectations = [e.expectation for e in factset.fact_expectations(spec) if e.scope == "fact"]
+
+    def settled(_index: int, trace: Trace, looks: int) -> bool:
+        if not expectations:
+            return trace_settled(trace, level, looks)
+        return all(decided(expectation, trace, level, looks) for expectation in expectations)
+
+    return settled
+
+
+def decided(expectation: Expectation, trace: Trace, level: float, looks: int) -> bool:
+    """Whether `expectation` passes or fails (is not undecided) on `trace` at `level` over `looks`."""
+    from fact_locator.expectations import decide
+
+    return decide(expectation, trace, level=level, looks=looks).verdict is not Verdict.UNDECIDED
 
 
 def will_trace(locator: Locator, fact: Fact, factset: FactSet, rule: str) -> bool:

@@ -24,7 +24,7 @@ from fact_locator.audit_flow import CleanCheck
 from fact_locator.errors import DeviceError, FactLocatorError, FactSetError, UsageError
 from fact_locator.facts import Fact
 from fact_locator.models.python_model import load_python_model
-from fact_locator.settings import KNOWN_RULES, METHODS, PYTHON_PREFIX, UNKNOWN_RULES
+from fact_locator.settings import AUTO_SAMPLES, AUTO_START_SAMPLES, KNOWN_RULES, METHODS, PYTHON_PREFIX, UNKNOWN_RULES
 
 if TYPE_CHECKING:
     from fact_locator.cache import TraceCache
@@ -82,6 +82,7 @@ class Locator:
         trust_remote_code: bool = False,
         load_progress: bool = False,
         device_map: DeviceMap | None = None,
+        max_samples: int = 64,
     ):
         if method not in METHODS:
             raise UsageError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
@@ -99,6 +100,7 @@ class Locator:
         self.trust_remote_code = trust_remote_code
         self.load_progress = load_progress
         self.device_map = device_map
+        self.max_samples = max_samples
         self._models: dict[str, LoadedModel] = {}
         self._tracers: dict[tuple[str, Any], Tracer] = {}
         self._noise: dict[tuple[Any, ...], NoiseInfo] = {}
@@ -161,7 +163,19 @@ class Locator:
         if factset is not None:
             merged.update({k: v for k, v in factset.settings.items() if k in names})
         merged.update({k: v for k, v in self.overrides.items() if k in names})
+        if merged.get("samples") == AUTO_SAMPLES:  # adaptive: traces start with the first round
+            merged["samples"] = AUTO_START_SAMPLES
         return TraceSettings(**merged, device=self.device, dtype=self.dtype)
+
+    def adaptive_max(self, factset: FactSet | None = None) -> int | None:
+        """Under `samples: auto` (the overrides', else the fact set's, else the defaults'), the
+        most draws a fact gets (`max_samples`); None for a fixed number of samples."""
+        samples = self.overrides.get("samples")
+        if samples is None and factset is not None:
+            samples = factset.settings.get("samples")
+        if samples is None:
+            samples = self.defaults.get("samples")
+        return self.max_samples if samples == AUTO_SAMPLES else None
 
     def tracer(self, settings: TraceSettings, spec: str | None = None) -> Tracer:
         from fact_locator.tracing.tracer import Tracer
@@ -243,11 +257,14 @@ class Locator:
             self._cache = TraceCache(self.cache_dir, enabled=self.use_cache)
         return self._cache
 
-    def cache_key(self, fact: Fact, settings: TraceSettings, noise: NoiseInfo | None, spec: str | None = None) -> str | None:
-        """The cache key, or None when the noise is calibrated per fact (known only after the clean run)."""
+    def cache_key(self, fact: Fact, settings: TraceSettings, noise: NoiseInfo | None, spec: str | None = None,
+                  adaptive: bool = False) -> str | None:
+        """The cache key, or None when the noise is calibrated per fact (known only after the
+        clean run). `adaptive`: the one key of the fact's trace under `samples: auto`, whatever
+        its number of draws."""
         from fact_locator.trace_key import trace_key
 
-        return None if noise is None else trace_key(self.load(spec), fact, settings, noise, self.method)
+        return None if noise is None else trace_key(self.load(spec), fact, settings, noise, self.method, adaptive)
 
     def trace(
         self, fact: Fact, factset: FactSet | None = None, settings: TraceSettings | None = None,
@@ -282,6 +299,28 @@ class Locator:
         self._compute(batch, settings, spec, factset)
         return self._found(wanted)
 
+    def extend(self, pairs: Sequence[tuple[Fact, Trace]], samples: int, factset: FactSet | None = None) -> list[Trace]:
+        """The traces of `pairs` (facts as asked, their traces from `trace`) extended to
+        `samples` draws in shared forwards (`Tracer.extend_many`): only the new draws run. Each
+        is written over its cache entry (under `samples: auto` the key has no sample count) and
+        remembered, so a later `trace` of the fact returns it."""
+        spec = self.model_for(factset)
+        settings = self.settings_for(factset)
+        lookups = [self._lookup(fact, factset, settings, spec) for fact, _trace in pairs]
+        for lookup, (_fact, trace) in zip(lookups, pairs):
+            lookup.trace = trace
+        tracer = self.tracer(settings, spec)
+        extended = tracer.extend_many([(lookup.fact, lookup.trace) for lookup in lookups], samples,  # type: ignore[misc]
+                                      progress=self._progress(lookups, factset))
+        for lookup, trace in zip(lookups, extended):
+            if trace is not lookup.trace:
+                if lookup.key is not None:
+                    self.cache.put(lookup.key, trace)  # at once: a resumed run starts from here
+                with self._lock:
+                    self._traces[lookup.memo_key] = trace
+                    self.stats["extended"] = self.stats.get("extended", 0) + 1
+        return extended
+
     def _lookup(self, fact: Fact, factset: FactSet | None, settings: TraceSettings, spec: str) -> _Lookup:
         """The fact as traced, its noise and keys, and its trace if this session or the cache has it."""
         fact = self.fact_for(fact, factset, settings)
@@ -290,7 +329,7 @@ class Locator:
             tracer = self.tracer(settings, spec)
             prepared = tracer.prepare(fact)
             noise = tracer.noise_for(prepared, tracer.embed(prepared))
-        key = self.cache_key(fact, settings, noise, spec)
+        key = self.cache_key(fact, settings, noise, spec, adaptive=self.adaptive_max(factset) is not None)
         memo_key = key or (spec, fact, settings, noise)
         with self._lock:
             trace = self._traces.get(memo_key)

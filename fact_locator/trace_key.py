@@ -20,13 +20,19 @@ __all__ = ["trace_key"]
 _NOT_IN_KEY = ("batch_size", "noise_calibration")
 
 
-def trace_key(loaded: LoadedModel, fact: Fact, settings: TraceSettings, noise: NoiseInfo, method: str) -> str:
-    """The sha256 key of the fact's trace under `settings`, `noise` and `method`."""
+def trace_key(loaded: LoadedModel, fact: Fact, settings: TraceSettings, noise: NoiseInfo, method: str,
+              adaptive: bool = False) -> str:
+    """The sha256 key of the fact's trace under `settings`, `noise` and `method`. Under
+    `samples: auto` (`adaptive`) the key holds "auto" instead of the sample count: its entry is
+    the fact's trace with as many draws as the rounds so far gave it (`adaptive_samples.py`),
+    rewritten as rounds extend it."""
     from fact_locator import __version__
     from fact_locator.cache import TraceCache
 
     data: dict[str, Any] = {k: v for k, v in settings.to_dict().items() if k not in _NOT_IN_KEY}
     data["device"] = loaded.device
+    if adaptive:
+        data["samples"] = "auto"
     if method != "exact":  # exact keys stay as they were: no method in them means exact
         data["method"] = method
     # Noise is drawn one sample at a time (so that a trace can be extended); torch's numbers

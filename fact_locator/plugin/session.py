@@ -250,6 +250,7 @@ class FactLocatorSession:
                     use_cache=not values["no-cache"],
                     model_from_factset=self.options.sources["model"] == "default",
                     method=values["method"],
+                    max_samples=values["max-samples"],
                     on_progress=progress_listener(self.config),
                     on_trace=lambda fact, trace, cached: self.config.hook.pytest_fl_trace(
                         config=self.config, fact=fact, trace=trace, cached=cached),

@@ -55,6 +55,9 @@ class StandInLocator:
         return make_trace(subject=fact.subject, target=fact.target, target_token=" " + fact.target, top_token=top,
                           p_clean=p if top == " " + fact.target else 0.01)
 
+    def adaptive_max(self, factset):
+        return None  # a fixed number of samples
+
     def severed(self, fact, factset):
         self.severed_for.append(fact.subject)
         return f"severed {fact.subject}"
