@@ -211,3 +211,22 @@ def test_a_feature_is_timed_batch_by_batch_both_ways(feature: str, capsys: pytes
     assert seen.count(True) == seen.count(False) > 0  # every batch both ways
     assert tracer.options == EngineOptions()
     assert len(re.findall(r"round \d: with [\d.]+ s, without [\d.]+ s", capsys.readouterr().out)) == 2
+
+
+def test_bench_verdicts_takes_the_first_n_draws_of_a_trace_as_the_trace_of_n(benchmarks: None) -> None:
+    """bench_verdicts reads fixed-10, auto and 50-draw verdicts off one long trace per seed."""
+    import numpy as np
+    from tests.support.tiny_models import tiny_loaded
+
+    from bench_verdicts import first_draws
+    from fact_locator.facts import Fact
+    from fact_locator.tracing.settings import TraceSettings
+    from fact_locator.tracing.tracer import Tracer
+
+    loaded, fact = tiny_loaded("llama", layers=2), Fact("The Colosseum", "{} is in", "Rome")
+    settings = TraceSettings(samples=12, window=2, kinds=("mlp",))
+    long, short = Tracer(loaded, settings).trace(fact), Tracer(loaded, TraceSettings(samples=5, window=2, kinds=("mlp",))).trace(fact)
+    cut = first_draws(long, 5)
+    assert cut.n_samples == 5 and cut.settings["samples"] == 5
+    assert cut.te == pytest.approx(short.te, abs=1e-6)
+    assert np.abs(np.array(cut.ie["mlp"]) - np.array(short.ie["mlp"])).max() <= 1e-6
