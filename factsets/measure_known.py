@@ -3,8 +3,9 @@
     python factsets/measure_known.py                       # smollm2-135m, factsets/*.yaml
     python factsets/measure_known.py --check factsets/landmarks.yaml   # report, write nothing
 
-Only the clean run per fact (one forward of the prompt): a fact is known when the model's
-top-1 next token is the target's first token (ROME's rule). Facts are one-line flow
+Only the clean run per fact (the prompt's forward, plus one greedy step per further target
+token): a fact is known under the fact set's `known_rule:`, by default ROME's greedy_target
+(the greedy continuation of as many tokens as the target has is the target). Facts are one-line flow
 mappings (`- {id: ..., known: null}`), so the flag is rewritten in place on the fact's line.
 """
 
