@@ -5,7 +5,7 @@ what was observed (syrupy's habit); `assert_expectation` raises `ExpectationFail
 The YAML expectation language (docs/factsets.md) is *parsed* by `parse_expectation`, never
 evaluated.
 
-Layout: `outcome` (Outcome, the protocol, check), `registry` (YAML name -> scope, parser,
+Layout: `outcome` (Outcome, the protocol, check), `decision` (decide at a confidence level), `registry` (YAML name -> scope, parser,
 class), `parsing` (comparisons, levels, kinds, categories), `reading` (YAML items ->
 `ExpectationSpec`), and one module per kind, each registering itself. The kind modules are
 imported below in the order their names are listed in messages.
@@ -24,8 +24,10 @@ from fact_locator.expectations.outcome import (
     Verdict,
     assert_expectation,
     check,
+    with_confidence,
     with_id,
 )
+from fact_locator.expectations.decision import DEFAULT_LEVEL, decide
 from fact_locator.expectations.parsing import CATEGORIES, ArgumentError, Threshold, parse_comparison
 from fact_locator.expectations.reading import ID_PATTERN, ExpectationSpec, parse_expectation
 from fact_locator.expectations.registry import KindEntry, register_kind, registered_kinds, unregister_kind
@@ -43,6 +45,7 @@ from fact_locator.expectations.max_aie import MaxAieGreater, max_aie_greater
 __all__ = [
     "AGGREGATE_EXPECTATIONS",
     "CATEGORIES",
+    "DEFAULT_LEVEL",
     "FACT_EXPECTATIONS",
     "ArgumentError",
     "Expectation",
@@ -55,6 +58,7 @@ __all__ = [
     "ate_at_least",
     "aie_at_least",
     "check",
+    "decide",
     "grid_excerpt",
     "ie_at_least",
     "max_aie_greater",
@@ -68,6 +72,7 @@ __all__ = [
     "stronger",
     "te_at_least",
     "unregister_kind",
+    "with_confidence",
     "with_id",
 ]
 

@@ -20,6 +20,7 @@ __all__ = [
     "Verdict",
     "assert_expectation",
     "check",
+    "with_confidence",
     "with_id",
 ]
 
@@ -33,18 +34,25 @@ class Verdict(enum.Enum):
 
     PASSED = "passed"
     FAILED = "failed"
+    # Decided at a confidence level (`decide`), neither: the interval straddles the threshold.
+    UNDECIDED = "undecided"
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a check saw. `message` is readable on its own; `observed` holds the numbers."""
+    """What a check saw. `message` is readable on its own; `observed` holds the numbers.
+    An undecided outcome has `passed` False (a caller that only knows pass/fail never passes
+    it silently) and `undecided` True."""
 
     passed: bool
     message: str
     observed: dict[str, Any] = field(default_factory=dict)
+    undecided: bool = False
 
     @property
     def verdict(self) -> Verdict:
+        if self.undecided:
+            return Verdict.UNDECIDED
         return Verdict.PASSED if self.passed else Verdict.FAILED
 
 
@@ -63,6 +71,8 @@ class ExpectationBase:
     which the YAML `id:` key (`with_id`) overrides."""
 
     id_override: str | None = field(default=None, kw_only=True, compare=False)
+    # The YAML `confidence:` key: this expectation's own level, over the session's (`decide`).
+    confidence: float | None = field(default=None, kw_only=True, compare=False)
 
     @property
     def id(self) -> str:
@@ -91,3 +101,8 @@ def assert_expectation(expectation: Expectation, target: Any) -> None:
 def with_id(expectation: Expectation, new_id: str) -> Expectation:
     """The same expectation under another id (the YAML `id:` key)."""
     return replace(expectation, id_override=new_id)  # type: ignore[type-var]
+
+
+def with_confidence(expectation: Expectation, level: float) -> Expectation:
+    """The same expectation decided at its own confidence level (the YAML `confidence:` key)."""
+    return replace(expectation, confidence=level)  # type: ignore[type-var]

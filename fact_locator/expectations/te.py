@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from fact_locator.expectations.decision import interval_verdict, point_rule, verdict_outcome, verdict_words
 from fact_locator.expectations.guards import wrong_target
 from fact_locator.expectations.outcome import Expectation, ExpectationBase, Outcome, Scope
 from fact_locator.expectations.parsing import (
@@ -46,6 +47,25 @@ class TeThreshold(ExpectationBase):
         )
         return Outcome(passed, message, {"te": te, "p_clean": trace.p_clean, "p_corrupt": trace.p_corrupt,
                                          "op": self.threshold.op, "threshold": self.threshold.value})
+
+    def decide(self, target: Any, level: float) -> Outcome:
+        """Passes when TE's t-interval over the noise draws at `level` lies where the
+        comparison holds, fails when it lies wholly outside, undecided when it straddles."""
+        if (bad := wrong_target(self.id, self.scope, target)) is not None:
+            return bad
+        trace: Trace = target
+        interval = trace.te_interval(level)
+        if interval is None:
+            return point_rule(self.check(trace))
+        verdict = interval_verdict(self.threshold, interval.low, interval.high)
+        message = (
+            f"{self.id}: {verdict_words(verdict, level, f'{interval.n} samples')}: TE {interval.estimate:.3f} "
+            f"[{interval.low:.3f}, {interval.high:.3f}] (o = {trace.target_token!r}); expected TE {self.threshold}"
+        )
+        return verdict_outcome(verdict, message, {"te": interval.estimate, "low": interval.low, "high": interval.high,
+                                                  "n_samples": interval.n, "p_clean": trace.p_clean,
+                                                  "p_corrupt": trace.p_corrupt, "op": self.threshold.op,
+                                                  "threshold": self.threshold.value})
 
 
 def te_at_least(x: float, *, strict: bool = False) -> Expectation:

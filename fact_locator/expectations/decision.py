@@ -1,0 +1,110 @@
+"""Deciding an expectation at a confidence level: passed, failed or undecided.
+
+`decide(expectation, target, level=..., looks=...)` asks the expectation's own
+`decide(target, level)` method (every built-in kind has one) at the effective level
+1 - (1 - L) / looks, where L is the expectation's own `confidence:` if set, else `level`.
+Dividing the error rate by the number of looks (Bonferroni) keeps a verdict valid when the
+adaptive rounds (`adaptive_samples.py`) look at the same fact several times.
+
+The rules (docs/verdicts.md):
+- a numeric expectation passes when its interval at the level lies wholly where the
+  comparison holds, fails when it lies wholly where it does not, and is undecided when it
+  straddles the threshold (`interval_verdict`);
+- a peak expectation passes when the probability that the peak sits in the asked region
+  (bootstrap over the noise draws) is >= the level, fails when it is <= 1 - level, and is
+  undecided between (`probability_verdict`);
+- a trace without per-sample values (older files, one draw) is decided by the point value,
+  as `check` does, and the message says so (`point_rule`).
+A kind without a `decide` method (a plugin's) is decided by its `check`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fact_locator.expectations.outcome import Expectation, Outcome, Verdict, check
+from fact_locator.expectations.parsing import Threshold
+
+__all__ = ["DEFAULT_LEVEL", "decide", "effective_level", "format_level", "interval_verdict", "point_rule",
+           "probability_verdict", "verdict_outcome", "verdict_words"]
+
+DEFAULT_LEVEL = 0.95
+POINT_RULE_NOTE = "decided by the point value: the trace kept no per-sample values"
+
+
+def check_confidence(level: Any, where: str = "confidence") -> float:
+    """A confidence level strictly between 0 and 1, else ValueError with one line naming it."""
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < float(level) < 1:
+        raise ValueError(f"{where}: a confidence level is a number between 0 and 1 (e.g. 0.95), got {level!r}")
+    return float(level)
+
+
+def effective_level(level: float, looks: int = 1) -> float:
+    """The level each of `looks` looks decides at so that all of them together keep `level`."""
+    if isinstance(looks, bool) or not isinstance(looks, int) or looks < 1:
+        raise ValueError(f"looks must be an integer >= 1, got {looks!r}")
+    return 1 - (1 - check_confidence(level)) / looks
+
+
+def format_level(level: float) -> str:
+    """95%, 99%, 98.75%: the level as a percentage without trailing zeros."""
+    text = f"{100 * level:.2f}".rstrip("0").rstrip(".")
+    return f"{text}%"
+
+
+def interval_verdict(threshold: Threshold, low: float, high: float) -> Verdict:
+    """Passed when the comparison holds at both ends of [low, high], failed when at neither
+    (the interval lies wholly on one side), undecided when it straddles the threshold."""
+    at_low, at_high = threshold.holds(low), threshold.holds(high)
+    if at_low and at_high:
+        return Verdict.PASSED
+    if not at_low and not at_high:
+        return Verdict.FAILED
+    return Verdict.UNDECIDED
+
+
+def probability_verdict(probability: float, level: float) -> Verdict:
+    """Passed when `probability` >= level, failed when <= 1 - level, undecided between."""
+    if probability >= level:
+        return Verdict.PASSED
+    if probability <= 1 - level:
+        return Verdict.FAILED
+    return Verdict.UNDECIDED
+
+
+def verdict_words(verdict: Verdict, level: float, count: str) -> str:
+    """'passes at 95% after 64 samples', 'undecided at 95% after 64 samples' (`count`: what
+    the interval rests on, e.g. '64 samples' or '12 facts x 10 samples')."""
+    verb = {Verdict.PASSED: "passes", Verdict.FAILED: "fails", Verdict.UNDECIDED: "undecided"}[verdict]
+    return f"{verb} at {format_level(level)} after {count}"
+
+
+def verdict_outcome(verdict: Verdict, message: str, observed: dict[str, Any]) -> Outcome:
+    return Outcome(verdict is Verdict.PASSED, message, {**observed, "verdict": verdict.value},
+                   undecided=verdict is Verdict.UNDECIDED)
+
+
+def point_rule(outcome: Outcome) -> Outcome:
+    """`check`'s outcome, marked as decided by the point value (no per-sample values)."""
+    first, _, rest = outcome.message.partition("\n")
+    message = f"{first} ({POINT_RULE_NOTE})" + (f"\n{rest}" if rest else "")
+    return Outcome(outcome.passed, message, {**outcome.observed, "point_rule": True}, undecided=outcome.undecided)
+
+
+def decide(expectation: Expectation, target: Any, *, level: float, looks: int = 1) -> Outcome:
+    """Decide `expectation` on `target` (a Trace or an Aggregate) at a confidence level.
+
+    The effective level is 1 - (1 - L) / looks, L the expectation's own `confidence` if set,
+    else `level`. `Outcome.verdict` is PASSED, FAILED or UNDECIDED. Like `check`, this never
+    raises for a bug inside a kind: that becomes a failed outcome.
+    """
+    own = getattr(expectation, "confidence", None)
+    at = effective_level(own if own is not None else level, looks)
+    method = getattr(expectation, "decide", None)
+    if method is None:
+        return check(expectation, target)
+    try:
+        outcome: Outcome = method(target, at)
+    except Exception as exc:  # noqa: BLE001 - outcomes never raise (syrupy style)
+        return Outcome(False, f"{expectation.id}: the check itself failed: {type(exc).__name__}: {exc}", {"error": repr(exc)})
+    return Outcome(outcome.passed, outcome.message, {"level": at, **outcome.observed}, undecided=outcome.undecided)
