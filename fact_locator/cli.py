@@ -49,7 +49,7 @@ def _scales(text: str) -> tuple[float, ...]:
 
 # Settings of each command, from the settings table (fact_locator/settings.py).
 TRACE_SETTINGS = ("model", "kinds", "samples", "noise", "noise-calibration", "window", "seed", "device", "dtype", "corruption", "metric",
-                  "method", "severed", "cache-dir", "no-cache", "device-map", "max-memory", "offload-folder")
+                  "target-metric", "method", "severed", "cache-dir", "no-cache", "device-map", "max-memory", "offload-folder")
 SWEEP_SETTINGS = ("model", "samples", "seed", "device", "dtype", "device-map", "max-memory", "offload-folder")
 BASELINE_SETTINGS = ("baseline-max-layer-shift", "baseline-max-ate-drop", "baseline-max-te-drop",
                      "baseline-allow-noise-change")
@@ -184,7 +184,7 @@ def _trace(args: argparse.Namespace) -> int:
 def _trace_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The trace settings given on the command line (all of them: each has its table default)."""
     overrides = {name: getattr(args, name) for name in ("kinds", "samples", "window", "seed", "corruption", "metric",
-                                                        "noise_calibration")}
+                                                        "target_metric", "noise_calibration")}
     overrides["noise"] = None if args.noise in (None, AUTO_NOISE) else args.noise
     return overrides
 

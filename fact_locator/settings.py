@@ -33,6 +33,7 @@ __all__ = [
     "KNOWN_RULES",
     "METHODS",
     "METRICS",
+    "TARGET_METRICS",
     "NOISE_CALIBRATIONS",
     "PYTHON_PREFIX",
     "SETTINGS",
@@ -52,6 +53,8 @@ DTYPES: tuple[str, ...] = ("float32", "float16", "bfloat16")
 CORRUPTIONS: tuple[str, ...] = ("gaussian", "uniform", "str")
 # The effect measured: P(o), log P(o), or logit(o) - logit(distractor).
 METRICS: tuple[str, ...] = ("prob", "logprob", "logit_diff")
+# Which target the metric reads: its first token (ROME) or the whole target, teacher-forced.
+TARGET_METRICS: tuple[str, ...] = ("first", "full")
 METHODS: tuple[str, ...] = ("exact", "atp")
 UNKNOWN_RULES: tuple[str, ...] = ("skip", "fail", "trace")
 # What a calibrated noise is measured on: the model's reference subjects (ROME: one noise per
@@ -345,6 +348,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("metric", "METRIC", choice_parser("metric", METRICS), "prob",
             "What effects measure: prob (P(o), ROME), logprob (log P(o)) or logit_diff "
             "(logit(o) - logit(distractor); facts need a distractor).", CLI | PLUGIN | FACTSET),
+    Setting("target-metric", "WHICH", choice_parser("target metric", TARGET_METRICS), "first",
+            "Which target the metric reads: first (its first token, ROME) or full (the whole target, "
+            "teacher-forced: the sum of log P(target token | prompt and the target's tokens before it); "
+            "metric prob is then its exp; not with logit_diff).", CLI | PLUGIN | FACTSET),
     Setting("method", "METHOD", choice_parser("method", METHODS), "exact",
             "exact: causal tracing; atp: attribution patching, a gradient approximation "
             "(one backward pass per fact; traces are marked approximate).", CLI | PLUGIN),

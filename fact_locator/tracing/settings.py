@@ -6,9 +6,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from fact_locator.errors import UsageError
-from fact_locator.settings import CORRUPTIONS, DTYPES, KINDS, METRICS, NOISE_CALIBRATIONS
+from fact_locator.settings import CORRUPTIONS, DTYPES, KINDS, METRICS, NOISE_CALIBRATIONS, TARGET_METRICS
 
-__all__ = ["CORRUPTIONS", "DTYPES", "KINDS", "METRICS", "TraceSettings", "parse_kinds"]
+__all__ = ["CORRUPTIONS", "DTYPES", "KINDS", "METRICS", "TARGET_METRICS", "TraceSettings", "parse_kinds"]
 
 @dataclass(frozen=True)
 class TraceSettings:
@@ -27,6 +27,9 @@ class TraceSettings:
     dtype: str = "float32"
     corruption: str = "gaussian"
     metric: str = "prob"
+    # first: the metric reads the target's first token (ROME); full: the whole target,
+    # teacher-forced (the prompt with the target's tokens but the last appended).
+    target_metric: str = "first"
     # Sites per batched forward; None sizes batches from a memory budget.
     batch_size: int | None = None
 
@@ -47,6 +50,11 @@ class TraceSettings:
             raise UsageError(f"unknown corruption {self.corruption!r}: choose one of {', '.join(CORRUPTIONS)}")
         if self.metric not in METRICS:
             raise UsageError(f"unknown metric {self.metric!r}: choose one of {', '.join(METRICS)}")
+        if self.target_metric not in TARGET_METRICS:
+            raise UsageError(f"unknown target_metric {self.target_metric!r}: choose one of {', '.join(TARGET_METRICS)}")
+        if self.target_metric == "full" and self.metric == "logit_diff":
+            raise UsageError("target_metric full reads the whole target, logit_diff the first tokens of target and "
+                             "distractor: use metric prob or logprob with it")
         if self.dtype not in DTYPES:
             raise UsageError(f"unknown dtype {self.dtype!r}: choose one of {', '.join(DTYPES)}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:") or self.device == "mps"):
