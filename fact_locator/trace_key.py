@@ -30,6 +30,8 @@ def trace_key(loaded: LoadedModel, fact: Fact, settings: TraceSettings, noise: N
     from fact_locator.cache import TraceCache
 
     data: dict[str, Any] = {k: v for k, v in settings.to_dict().items() if k not in _NOT_IN_KEY}
+    if data.get("target_metric") == "first":
+        del data["target_metric"]  # first-token keys stay as they were before the setting existed
     data["device"] = loaded.device
     if adaptive:
         data["samples"] = "auto"
