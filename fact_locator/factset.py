@@ -19,7 +19,7 @@ from fact_locator.expectations import ID_PATTERN, ExpectationSpec
 from fact_locator.expectations.reading import read_expectations
 from fact_locator.facts import Fact, check_fact_fields
 from fact_locator.factset_yaml import NodeReader, compose, kind_name, line_of, suggest
-from fact_locator.settings import AUTO_SAMPLES, FACTSET_KEYS, KNOWN_RULES, UNKNOWN_RULES
+from fact_locator.settings import AUTO_SAMPLES, FACTSET_KEYS, KNOWN_RULES, UNKNOWN_RULES, SettingValueError, parse_confidence
 
 __all__ = ["FactSet", "FactSpec", "UNKNOWN_RULES", "load_factset", "parse_factset", "slugify"]
 
@@ -255,11 +255,13 @@ class _FactSetReader(NodeReader):
                     if not isinstance(value, str):
                         raise UsageError(f"{key} must be a string, got {type(value).__name__} {value!r}")
                     TraceSettings(**{key: value})
+                elif key == "confidence":  # not a trace setting: the level verdicts are decided at
+                    value = parse_confidence(value)
                 elif key == "samples" and value == AUTO_SAMPLES:
                     pass  # adaptive rounds (adaptive_samples.py); the Locator starts them at 8
                 else:  # samples, window, seed
                     TraceSettings(**{key: value})
-            except UsageError as exc:
+            except (UsageError, SettingValueError) as exc:
                 raise self.error(f"settings.{key}: {exc}", value_node) from None
             out[key] = value
         return out

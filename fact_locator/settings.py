@@ -41,6 +41,7 @@ __all__ = [
     "Scope",
     "Setting",
     "SettingValueError",
+    "UNDECIDED_OUTCOMES",
     "add_cli_options",
     "add_plugin_options",
     "register_ini",
@@ -63,6 +64,8 @@ NOISE_CALIBRATIONS: tuple[str, ...] = ("model", "factset", "fact")
 # When a fact counts as known: ROME's (the greedy continuation is the whole target) or the
 # clean top-1 token is the target's first token.
 KNOWN_RULES: tuple[str, ...] = ("greedy_target", "first_token")
+# How pytest counts an expectation left undecided at the confidence level.
+UNDECIDED_OUTCOMES: tuple[str, ...] = ("fail", "xfail", "skip")
 # Where a pytest run's facts are traced: here (and in each xdist worker), or by Ray actors.
 EXECUTORS: tuple[str, ...] = ("in-process", "ray")
 PYTHON_PREFIX = "python:"
@@ -188,6 +191,17 @@ def parse_non_negative(value: str) -> float:
         raise SettingValueError(f"{value!r} is not a number") from None
     if not number >= 0 or math.isinf(number):
         raise SettingValueError(f"give a finite number >= 0, got {value!r}")
+    return number
+
+
+def parse_confidence(value: str | float) -> float:
+    """A confidence level strictly between 0 and 1 (0.95)."""
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise SettingValueError(f"{value!r} is not a confidence level: give a number between 0 and 1 (e.g. 0.95)") from None
+    if isinstance(value, bool) or not 0 < number < 1:
+        raise SettingValueError(f"a confidence level is between 0 and 1 (e.g. 0.95), got {value!r}")
     return number
 
 
@@ -327,6 +341,12 @@ SETTINGS: tuple[Setting, ...] = (
             "still undecided, up to max-samples.", CLI | PLUGIN | FACTSET),
     Setting("max-samples", "N", int_parser(AUTO_START_SAMPLES), 64,
             "With samples auto: the most noise draws a fact gets (8, 16, 32, ... up to this).", CLI | PLUGIN),
+    Setting("confidence", "LEVEL", parse_confidence, 0.95,
+            "The confidence level per-fact and aggregate expectations are decided at (docs/verdicts.md): "
+            "passed or failed when the interval (or peak probability) settles it, else undecided. "
+            "An expectation's own confidence: beats it.", PLUGIN | FACTSET),
+    Setting("undecided", "AS", choice_parser("undecided outcome", UNDECIDED_OUTCOMES), "fail",
+            "How pytest counts an undecided expectation: fail (CI never passes silently), xfail or skip.", PLUGIN),
     Setting("seed", "N", int_parser(0), 0, "Seed of the noise draws.", CLI | PLUGIN | FACTSET),
     Setting("window", "N", int_parser(1), 10, "Layers restored together for mlp/attn sites.", CLI | PLUGIN | FACTSET),
     Setting("noise", "STD", parse_noise, None,
