@@ -1,6 +1,8 @@
 """`--fl-executor ray` in the plugin: before the first item runs, every fact the selected items
 need is traced by Ray actors into the local trace cache (`fact_locator.scaleout`), and the
-session's Locator becomes a `PrefetchedLocator` that answers from what the actors sent. The
+session's Locator becomes a `PrefetchedLocator` that answers from what the actors sent
+(traces, and under --fl-severed the severed paths), and the results record which actor
+traced each fact. The
 items, expectations, aggregates, JUnit, `--fl-json` and the HTML report then run unchanged,
 and the driver never loads the model. Importing this module imports neither ray nor torch.
 """
@@ -34,8 +36,7 @@ def uses_ray(options: ResolvedOptions) -> bool:
 
 
 def check_ray_options(config: pytest.Config, options: ResolvedOptions) -> None:
-    """At configure time: `--fl-executor ray` with -n, with --fl-severed, or without Ray
-    installed is one usage error."""
+    """At configure time: `--fl-executor ray` with -n or without Ray installed is one usage error."""
     if not uses_ray(options):
         return
     from fact_locator.scaleout.ray_executor import RAY_EXTRA_HINT
@@ -44,9 +45,6 @@ def check_ray_options(config: pytest.Config, options: ResolvedOptions) -> None:
     if workers not in (None, 0, "0") or hasattr(config, "workerinput"):
         raise pytest.UsageError("fact-locator: --fl-executor ray traces on Ray actors: drop -n "
                                 f"(pytest-xdist, -n {workers}); --fl-ray-workers N sets the number of actors")
-    if options["severed"]:
-        raise pytest.UsageError("fact-locator: --fl-severed is not computed on Ray actors: "
-                                "drop it or run without --fl-executor ray")
     if importlib.util.find_spec("ray") is None:
         raise pytest.UsageError(f"fact-locator: {RAY_EXTRA_HINT}")
 
@@ -90,12 +88,16 @@ def trace_on_ray(fl: FactLocatorSession, items: Iterable[pytest.Item]) -> None:
     locator = fl.locator
     try:
         executor.start()
-        prefetched = prefetch(executor, needed_facts(fl, items), locator.cache)
+        prefetched = prefetch(executor, needed_facts(fl, items), locator.cache, severed=bool(values["severed"]))
     except FactLocatorError as exc:
         raise pytest.UsageError(f"fact-locator: {exc}") from None
     finally:
         executor.stop()
-    fl.use_locator(PrefetchedLocator.adopt(locator, prefetched))
+    remote = PrefetchedLocator.adopt(locator, prefetched)
+    fl.use_locator(remote)
+    # The results name the actor (and its device) that traced each fact, as xdist's name the worker.
+    fl.builder.fact_stamps.update({(fl.relpath(path), fact_id): stamp
+                                   for (path, fact_id), stamp in remote.fact_stamps().items()})
 
 
 @dataclass

@@ -62,6 +62,8 @@ class ResultsBuilder:
         self._sets: dict[str, FactSetRecord] = {}  # key: the fact set's path relative to the rootdir
         self._outcomes: dict[str, RecordedOutcome] = {}  # key: node id
         self._lock = threading.RLock()
+        # (fact-set path, fact id) -> (worker, device) where another process traced the fact (a Ray actor).
+        self.fact_stamps: dict[tuple[str, str], tuple[str, str]] = {}
 
     def factset(self, path: str, factset: FactSet) -> FactSetRecord:
         """The record of `factset`, written at `path` (relative to the rootdir)."""
@@ -117,7 +119,8 @@ class ResultsBuilder:
               finished_at: str, worker: str = "", device: str = "") -> RunResults:
         """The results so far. An outcome of a fact no trace was recorded for (its item failed
         before tracing) gets a placeholder fact with status error, "not traced". Each fact
-        recorded here is stamped with this process's `worker` id and `device`."""
+        recorded here is stamped with this process's `worker` id and `device`, or with its
+        entry in `fact_stamps`."""
         by_set: dict[str, list[AuditOutcome]] = {}
         by_fact: dict[tuple[str, str], list[AuditOutcome]] = {}
         loose: list[AuditOutcome] = []
@@ -133,7 +136,7 @@ class ResultsBuilder:
                     loose.append(outcome)
             for record in self._sets.values():
                 for fact in record.facts.values():
-                    fact.worker, fact.device = worker, device
+                    fact.worker, fact.device = self.fact_stamps.get((record.path, fact.id), (worker, device))
             for (path, fact_id), outcomes in by_fact.items():
                 record = self._sets.get(path)
                 if record is None:

@@ -43,7 +43,7 @@ class FactResult:
     outcomes: list[AuditOutcome] = field(default_factory=list)
     # --fl-severed: the severed-path curves and shares at the last subject token.
     severed: SeveredPaths | None = None
-    # Who handled the fact: the xdist worker ("gw1"; "" in a single process) and its device
+    # Who handled the fact: the xdist worker ("gw1"; "ray actor-1" under Ray; "" in a single process) and its device
     # ("cuda:0 (GPU 2)": the worker's GPU as CUDA_VISIBLE_DEVICES names it). "" in older files.
     worker: str = ""
     device: str = ""

@@ -5,6 +5,9 @@
 2. The driver reads the facts the cache already has (a rerun after a killed run resumes here).
 3. Trace: the rest go out in chunks of one fact set; each trace is written to the cache
    (atomically) as its chunk comes back.
+4. --fl-severed: the traced facts' severed paths come back with their traces; those of the
+   facts the cache had go out as severed-only chunks. They are not cached (in-process they
+   are not either): the driver keeps them for the run.
 
 Each fact is kept once, under (fact-set path, fact id): a chunk retried after its actor
 died answers the same facts again and overwrites them, it does not add any.
@@ -17,13 +20,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from fact_locator.scaleout.work import PLAN, TRACE, ActorInfo, FactOutcome, WorkUnit
+from fact_locator.scaleout.work import PLAN, SEVERED, TRACE, ActorInfo, FactOutcome, WorkUnit
 
 if TYPE_CHECKING:
     from fact_locator.cache import TraceCache
     from fact_locator.factset import FactSet
     from fact_locator.scaleout.ray_executor import RayExecutor
-    from fact_locator.tracing.trace import Trace
+    from fact_locator.tracing.trace import SeveredPaths, Trace
 
 __all__ = ["Prefetched", "Selection", "chunk_units", "prefetch"]
 
@@ -47,19 +50,23 @@ class Selection:
 @dataclass
 class Prefetched:
     """What the driver knows after the actors ran: each fact's outcome (clean run, key,
-    noise, error), its trace, and which traces came from the cache rather than an actor."""
+    noise, error), its trace, which traces came from the cache rather than an actor, which
+    actor traced the others, and (--fl-severed) each traced fact's severed paths."""
 
     outcomes: dict[FactKey, FactOutcome] = field(default_factory=dict)
     traces: dict[FactKey, Trace] = field(default_factory=dict)
     from_cache: set[FactKey] = field(default_factory=set)
     infos: list[ActorInfo] = field(default_factory=list)
     traced_by: dict[FactKey, str] = field(default_factory=dict)
+    severed: dict[FactKey, SeveredPaths] = field(default_factory=dict)
+    severed_errors: dict[FactKey, tuple[str, str]] = field(default_factory=dict)
 
     def outcome(self, factset_path: str, fact_id: str) -> FactOutcome | None:
         return self.outcomes.get((factset_path, fact_id))
 
 
-def chunk_units(phase: str, selections: Sequence[Selection], actors: int, most: int) -> list[WorkUnit]:
+def chunk_units(phase: str, selections: Sequence[Selection], actors: int, most: int,
+                severed: bool = False) -> list[WorkUnit]:
     """Each selection cut into units of at most `most` facts, about two per actor per set."""
     units = []
     for sel in selections:
@@ -69,12 +76,15 @@ def chunk_units(phase: str, selections: Sequence[Selection], actors: int, most: 
         size = max(1, min(most, math.ceil(len(ids) / max(1, 2 * actors))))
         text = sel.factset.path.read_text(encoding="utf-8-sig")
         for start in range(0, len(ids), size):
-            units.append(WorkUnit(phase, str(sel.factset.path), text, tuple(ids[start:start + size]), sel.rule))
+            units.append(WorkUnit(phase, str(sel.factset.path), text, tuple(ids[start:start + size]), sel.rule,
+                                  severed=severed))
     return units
 
 
-def prefetch(executor: RayExecutor, selections: Iterable[Selection], cache: TraceCache) -> Prefetched:
-    """Plan, read the cache, trace the rest; see the module docstring."""
+def prefetch(executor: RayExecutor, selections: Iterable[Selection], cache: TraceCache,
+             severed: bool = False) -> Prefetched:
+    """Plan, read the cache, trace the rest (with `severed`: and every traced fact's severed
+    paths); see the module docstring."""
     from fact_locator.tracing.trace import Trace
 
     selections = list(selections)
@@ -117,6 +127,23 @@ def prefetch(executor: RayExecutor, selections: Iterable[Selection], cache: Trac
                 cache.put(outcome.key, trace)  # at once: a killed run keeps what came back
             result.traces[key] = trace
             result.traced_by[key] = outcome.actor
+            keep_severed(outcome)
 
-    executor.run(chunk_units(TRACE, todo, actors, MAX_TRACE_CHUNK), traced)
+    def keep_severed(outcome: FactOutcome) -> None:
+        key = (outcome.factset_path, outcome.fact_id)
+        if outcome.severed is not None:
+            result.severed[key] = outcome.severed
+        elif outcome.severed_error is not None or outcome.error is not None:
+            result.severed_errors[key] = outcome.severed_error or outcome.error  # type: ignore[assignment]
+
+    def severed_back(unit: WorkUnit, outcomes: list[FactOutcome]) -> None:
+        for outcome in outcomes:
+            keep_severed(outcome)
+
+    executor.run(chunk_units(TRACE, todo, actors, MAX_TRACE_CHUNK, severed=severed), traced)
+    if severed:
+        cached = [Selection(sel.factset, tuple(f for f in dict.fromkeys(sel.fact_ids)
+                                               if (str(sel.factset.path), f) in result.from_cache), sel.rule)
+                  for sel in selections]
+        executor.run(chunk_units(SEVERED, cached, actors, MAX_TRACE_CHUNK), severed_back)
     return result

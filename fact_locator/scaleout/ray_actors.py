@@ -1,7 +1,7 @@
 """`TraceWorker`: what one Ray actor runs. It builds a `Locator` once (the model loads on first
 use and stays loaded), and for each `WorkUnit` (a chunk of one fact set) returns one
 `FactOutcome` per fact: the clean run, the cache key and the noise, and in the trace phase the
-trace, with the facts of the chunk handed to the Locator as companions so that the engine's
+trace (and, under --fl-severed, the severed paths, once per fact as in-process), with the facts of the chunk handed to the Locator as companions so that the engine's
 batching of same-shape facts is kept. The actor never writes a cache (the driver alone does).
 
 A plain class: `RayExecutor` wraps it with `ray.remote`, so it can be tested without Ray.
@@ -13,7 +13,7 @@ import os
 from typing import TYPE_CHECKING
 
 from fact_locator.errors import FactLocatorError, FactSetError
-from fact_locator.scaleout.work import PLAN, TRACE, ActorInfo, FactOutcome, LocatorConfig, WorkUnit
+from fact_locator.scaleout.work import PLAN, SEVERED, TRACE, ActorInfo, FactOutcome, LocatorConfig, WorkUnit
 
 if TYPE_CHECKING:
     from fact_locator.factset import FactSet
@@ -47,12 +47,12 @@ class TraceWorker:
 
     def info(self) -> ActorInfo:
         """Load the session's model (once) and say which weights and device this actor has."""
-        node = _node_id()
+        node, gpus = _node_ip(), _gpu_ids()
         try:
             loaded = self.locator.load()
         except FactLocatorError as exc:
-            return ActorInfo(self.name, node, os.getpid(), self.config.device, error=str(exc))
-        return ActorInfo(self.name, node, os.getpid(), loaded.device, identity=loaded.identity)
+            return ActorInfo(self.name, node, os.getpid(), self.config.device, error=str(exc), gpus=gpus)
+        return ActorInfo(self.name, node, os.getpid(), loaded.device, identity=loaded.identity, gpus=gpus)
 
     def run(self, unit: WorkUnit) -> list[FactOutcome]:
         """The unit's facts, each with its clean run, key, noise and (TRACE) trace or error."""
@@ -89,6 +89,13 @@ class TraceWorker:
                     outcome.error = _error(exc)
                     continue
                 outcome.trace_json = trace.to_json()
+        if unit.phase == SEVERED or (unit.phase == TRACE and unit.severed):
+            for outcome in outcomes:
+                if outcome.error is None:
+                    try:
+                        outcome.severed = locator.severed(specs[outcome.fact_id].fact, factset)
+                    except FactLocatorError as exc:  # the fact's severed item fails with it, not its trace
+                        outcome.severed_error = _error(exc)
         return outcomes
 
     def _factset(self, unit: WorkUnit) -> FactSet:
@@ -109,10 +116,19 @@ def _error(exc: BaseException) -> tuple[str, str]:
     return (type(exc).__name__, str(exc))
 
 
-def _node_id() -> str:
+def _node_ip() -> str:
     try:
         import ray
 
-        return ray.get_runtime_context().get_node_id()
+        return ray.util.get_node_ip_address()
     except Exception:  # noqa: BLE001 - outside Ray (tests of the plain class)
         return "local"
+
+
+def _gpu_ids() -> str:
+    try:
+        import ray
+
+        return ",".join(str(g) for g in ray.get_gpu_ids())
+    except Exception:  # noqa: BLE001 - outside Ray, or a CPU actor
+        return ""

@@ -52,8 +52,8 @@ class RayProgress:
 
     @property
     def line(self) -> str:
-        verb = "planned" if self.phase == "plan" else "traced"
-        return f"ray: {self.done}/{self.total} facts {verb}, {self.alive}/{self.actors} actors alive"
+        what = {"plan": "facts planned", "severed": "facts' severed paths"}.get(self.phase, "facts traced")
+        return f"ray: {self.done}/{self.total} {what}, {self.alive}/{self.actors} actors alive"
 
 
 @dataclass

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from fact_locator.errors import UsageError
 from fact_locator.locator import CleanCheck, Locator
-from fact_locator.scaleout.work import rebuild_error
+from fact_locator.scaleout.work import actor_stamp, rebuild_error
 
 if TYPE_CHECKING:
     from fact_locator.facts import Fact
@@ -115,4 +115,19 @@ class PrefetchedLocator(Locator):
         return trace
 
     def severed(self, fact: Fact, factset: FactSet | None = None) -> SeveredPaths:
-        raise UsageError("--fl-severed is not computed on Ray actors: run it without --fl-executor ray")
+        """The severed paths an actor computed for this fact (--fl-severed), or its error."""
+        outcome = self._outcome(fact, factset)
+        key = (outcome.factset_path, outcome.fact_id)
+        found = self.prefetched.severed.get(key)
+        if found is not None:
+            return found
+        error = self.prefetched.severed_errors.get(key)
+        if error is not None:
+            raise rebuild_error(error)
+        raise UsageError(f"fact {fact.id!r}: the Ray actors computed no severed paths for it "
+                         "(the driver asks for them only under --fl-severed)")
+
+    def fact_stamps(self) -> dict[tuple[str, str], tuple[str, str]]:
+        """(fact-set path, fact id) -> (worker, device) for each fact an actor traced in this
+        run, as `FactResult.worker` / `.device` record them (facts from the cache keep the run's)."""
+        return {key: actor_stamp(name, self.prefetched.infos) for key, name in self.prefetched.traced_by.items()}

@@ -12,12 +12,13 @@ from fact_locator import errors
 if TYPE_CHECKING:
     from fact_locator.locator import CleanCheck
     from fact_locator.models.identity import ModelIdentity
-    from fact_locator.tracing.trace import NoiseInfo
+    from fact_locator.tracing.trace import NoiseInfo, SeveredPaths
 
-__all__ = ["ActorInfo", "FactOutcome", "LocatorConfig", "WorkUnit", "rebuild_error"]
+__all__ = ["ActorInfo", "FactOutcome", "LocatorConfig", "WorkUnit", "actor_stamp", "rebuild_error"]
 
 PLAN = "plan"
 TRACE = "trace"
+SEVERED = "severed"  # severed paths only: facts whose trace the driver's cache already has
 
 
 @dataclass(frozen=True)
@@ -37,16 +38,19 @@ class LocatorConfig:
 @dataclass(frozen=True)
 class WorkUnit:
     """A chunk of one fact set. `phase` PLAN: clean runs, cache keys and noise only; TRACE:
-    the traces too. `rule`: the set's unknown rule (skip/fail need the clean run first)."""
+    the traces too; SEVERED: the severed paths alone. `rule`: the set's unknown rule
+    (skip/fail need the clean run first). `severed`: TRACE units compute each fact's
+    severed paths too (--fl-severed)."""
 
     phase: str
     factset_path: str
     factset_text: str
     fact_ids: tuple[str, ...]
     rule: str = "skip"
+    severed: bool = False
 
     def __post_init__(self) -> None:
-        if self.phase not in (PLAN, TRACE):
+        if self.phase not in (PLAN, TRACE, SEVERED):
             raise ValueError(f"unknown work phase {self.phase!r}")
 
 
@@ -54,7 +58,8 @@ class WorkUnit:
 class FactOutcome:
     """One fact, as an actor saw it. `key`: its trace-cache key; `trace_json`: the trace
     (TRACE units; JSON text, the cache's own format, exact for floats); `error`: (error class name, message)
-    when the fact failed for its own reason; `actor`: which actor answered."""
+    when the fact failed for its own reason; `actor`: which actor answered; `severed`: its
+    severed paths (or `severed_error`) where the unit asked for them."""
 
     factset_path: str
     fact_id: str
@@ -65,12 +70,15 @@ class FactOutcome:
     trace_json: str | None = None
     error: tuple[str, str] | None = None
     actor: str = ""
+    severed: SeveredPaths | None = None
+    severed_error: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
 class ActorInfo:
-    """An actor's answer to "what are you": where it runs and the weights it loaded
-    (`identity`: None with `error` when the model did not load)."""
+    """An actor's answer to "what are you": where it runs (`node`: its node's IP address;
+    `gpus`: the GPU ids Ray gave it, as CUDA_VISIBLE_DEVICES names them, "" for none) and
+    the weights it loaded (`identity`: None with `error` when the model did not load)."""
 
     name: str
     node: str
@@ -78,6 +86,22 @@ class ActorInfo:
     device: str
     identity: ModelIdentity | None = None
     error: str | None = None
+    gpus: str = ""
+
+    def label(self, with_node: bool) -> str:
+        """The device as the results record it: "cpu", "cuda:0 (GPU 2 on node 10.0.0.3)"."""
+        notes = ([f"GPU {self.gpus}"] if self.gpus else []) + ([f"node {self.node}"] if with_node else [])
+        return self.device + (f" ({' on '.join(notes)})" if notes else "")
+
+
+def actor_stamp(name: str, infos: list[ActorInfo]) -> tuple[str, str]:
+    """(worker, device) for a fact traced by actor `name`: ("ray actor-1", "cpu"); the node
+    is named when the actors run on several."""
+    several = len({info.node for info in infos}) > 1
+    for info in infos:
+        if info.name == name:
+            return f"ray {name}", info.label(several)
+    return f"ray {name}", ""
 
 
 def rebuild_error(error: tuple[str, str]) -> errors.FactLocatorError:

@@ -102,6 +102,39 @@ class TestOnePool:
             torch.set_num_threads(threads)
 
 
+    def test_severed_paths_from_the_actors_equal_in_process_even_for_cached_traces(self, executor: RayExecutor,
+                                                                                   tmp_path: Path) -> None:
+        import torch
+
+        fs = write_factset(tmp_path, factset_text(3))
+        cache = TraceCache(tmp_path / "cache")
+        traced = prefetch(executor, every_fact(fs), cache, severed=True)
+        cached = prefetch(executor, every_fact(fs), cache, severed=True)  # traces from the cache, severed paths anew
+        assert len(cached.from_cache) == 3 and not cached.traced_by
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            local = Locator(model=MODEL, device="cpu", overrides=dict(CONFIG.overrides), use_cache=False)
+            for spec in fs.facts:
+                mine = local.severed(spec.fact, fs)
+                for got in (traced, cached):
+                    theirs = PrefetchedLocator.adopt(local, got).severed(spec.fact, fs)
+                    assert theirs.peak_layer == mine.peak_layer and theirs.token == mine.token
+                    for kind, share in mine.shares.items():
+                        assert abs(theirs.shares[kind] - share) < 1e-6, f"{spec.id} {kind}: Ray share differs"
+        finally:
+            torch.set_num_threads(threads)
+        without = prefetch(executor, every_fact(fs), cache)  # no --fl-severed: none computed, none claimed
+        with pytest.raises(UsageError, match="no severed paths"):
+            PrefetchedLocator.adopt(Locator(model=MODEL, device="cpu", use_cache=False), without).severed(fs.facts[0].fact, fs)
+
+    def test_the_results_stamp_names_the_actor_and_its_device(self, executor: RayExecutor, tmp_path: Path) -> None:
+        fs = write_factset(tmp_path, factset_text(2))
+        got = prefetch(executor, every_fact(fs), TraceCache(tmp_path / "cache"))
+        stamps = PrefetchedLocator.adopt(Locator(model=MODEL, device="cpu", use_cache=False), got).fact_stamps()
+        assert set(stamps) == {(str(fs.path), "f0"), (str(fs.path), "f1")}
+        assert {stamp for stamp in stamps.values()} <= {("ray actor-0", "cpu"), ("ray actor-1", "cpu")}
+
     def test_a_killed_actor_loses_nothing_and_counts_nothing_twice(self, executor: RayExecutor, tmp_path: Path) -> None:
         fs = write_factset(tmp_path, factset_text(8))
         victim = executor.actors[1]
@@ -204,11 +237,11 @@ def fl(pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 def test_pytest_on_ray_gives_the_in_process_results_and_reruns_from_the_cache(fl: FL) -> None:
     fl.factset("geo", GEO)
-    on_ray = fl.run("--fl-executor", "ray", "--fl-ray-workers", "2", "--fl-json", "ray.json")
+    on_ray = fl.run("--fl-executor", "ray", "--fl-ray-workers", "2", "--fl-severed", "--fl-json", "ray.json")
     on_ray.assert_outcomes(passed=3, xfailed=1)
     on_ray.stdout.fnmatch_lines(["fact-locator: ray: 2/2 facts traced, 2/2 actors alive"])
     assert sorted(fl.traced()) == ["colosseum", "toyota"]  # each fact traced once, on the actors
-    here = fl.run("--fl-no-cache", "--fl-json", "here.json")
+    here = fl.run("--fl-no-cache", "--fl-severed", "--fl-json", "here.json")
     here.assert_outcomes(passed=3, xfailed=1)
     ray_results, here_results = fl.results("ray.json"), fl.results("here.json")
     assert ray_results["model"]["fingerprint"] == here_results["model"]["fingerprint"]
@@ -217,6 +250,10 @@ def test_pytest_on_ray_gives_the_in_process_results_and_reruns_from_the_cache(fl
         for kind, rows in mine["trace"]["ie"].items():
             flat = [abs(a - b) for ra, rb in zip(rows, theirs["trace"]["ie"][kind]) for a, b in zip(ra, rb)]
             assert max(flat) < 1e-6, f"{mine['id']} {kind}: Ray and in-process traces differ"
+    for mine, theirs in zip(here_results["factsets"][0]["facts"], ray_results["factsets"][0]["facts"]):
+        assert theirs["worker"] in ("ray actor-0", "ray actor-1") and theirs["device"] == "cpu"  # who traced it
+        for kind, share in mine["severed"]["shares"].items():  # --fl-severed: computed on the actors
+            assert abs(theirs["severed"]["shares"][kind] - share) < 1e-6, f"{mine['id']} {kind}: severed differs"
     assert ray_results["factsets"][0]["aggregate"]["ate"] == pytest.approx(here_results["factsets"][0]["aggregate"]["ate"], abs=1e-6)
     fl.log.unlink()
     again = fl.run("--fl-executor", "ray", "--fl-ray-workers", "2")
@@ -224,13 +261,11 @@ def test_pytest_on_ray_gives_the_in_process_results_and_reruns_from_the_cache(fl
     assert fl.traced() == []  # nothing traced again: the driver found every key in the cache
 
 
-def test_ray_with_xdist_severed_or_without_the_extra_is_a_usage_error(fl: FL, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ray_with_xdist_or_without_the_extra_is_a_usage_error(fl: FL, monkeypatch: pytest.MonkeyPatch) -> None:
     fl.factset("geo", GEO)
     with_n = fl.run("--fl-executor", "ray", "-n", "2")
     assert with_n.ret == pytest.ExitCode.USAGE_ERROR
     with_n.stderr.fnmatch_lines(["ERROR: fact-locator: --fl-executor ray traces on Ray actors: drop -n*"])
-    severed = fl.run("--fl-executor", "ray", "--fl-severed")
-    severed.stderr.fnmatch_lines(["ERROR: fact-locator: --fl-severed is not computed on Ray actors*"])
     monkeypatch.setitem(sys.modules, "ray", None)  # as if the extra were not installed
     missing = fl.run("--fl-executor", "ray")
     assert missing.ret == pytest.ExitCode.USAGE_ERROR
