@@ -9,9 +9,9 @@ The stopping rule is Bonferroni over the looks: every look decides at the level
 1 - (1 - L) / K (`decide(..., looks=K)`). Whatever rounds a fact stops at, the chance that
 any of its K looks decides wrongly is at most (1 - L), so a decided verdict keeps its level
 under the repeated looks. It is simple, needs nothing beyond the t-intervals and the
-peak-location probabilities a trace already gives, and with K = 4 costs little width
-(97.5% -> 99.4% two-sided quantiles at L = 0.95); an anytime-valid confidence sequence would
-allow unbounded looks but is wider for so few of them. A fact with per-fact expectations is
+peak-location probabilities a trace already gives, and with K = 4 costs little width (at
+L = 0.95 the t quantile 0.975 becomes 0.994); an anytime-valid confidence sequence would allow
+unbounded looks but is wider for so few of them. A fact with per-fact expectations is
 decided when every one of them is (passed or failed, not undecided); a fact without them
 when its trace is settled (`trace_settled`): its TE interval excludes 0 and, for every kind,
 one token category holds the peak with probability >= the level.
