@@ -156,6 +156,9 @@ class Trace:
     metric: str = "prob"
     clean_value: float | None = None
     corrupt_value: float | None = None
+    # Which target the metric reads (settings.target_metric): "first", its first token (ROME),
+    # or "full", the whole target teacher-forced (p_clean, p_corrupt: the whole target's P).
+    target_metric: str = "first"
     # Severed paths at the last subject token (`trace --severed`); None when not computed.
     severed: SeveredPaths | None = None
     # The values of every noise draw; None where not kept (see the class docstring).
@@ -179,7 +182,10 @@ class Trace:
 
     @property
     def known(self) -> bool:
-        """ROME's rule: the clean run's top-1 token is the target's first token."""
+        """The first-token rule: the clean run's top-1 token is the target's first token. ROME's
+        rule (the greedy continuation is the whole target, the default `known_rule`) needs the
+        clean check (`audit_flow.CleanCheck.known`); the audit records its verdict in the fact's
+        status reason, which the reports show."""
         return self.top_token == self.target_token
 
     @property
@@ -339,6 +345,8 @@ class Trace:
                 metric=str(data.get("metric", "prob")),
                 clean_value=_optional_float(data.get("clean_value")),
                 corrupt_value=_optional_float(data.get("corrupt_value")),
+                # Traces from before the setting read the first target token.
+                target_metric=str(data.get("target_metric", "first")),
                 severed=SeveredPaths.from_dict(data["severed"]) if data.get("severed") is not None else None,
                 # Traces written before the draws were kept have none: their intervals are None.
                 sample_effects=SampleEffects.from_dict(data["sample_effects"]) if data.get("sample_effects") is not None else None,

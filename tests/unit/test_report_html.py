@@ -568,3 +568,24 @@ def test_size_per_fact_with_64_noise_draws_kept():
     five = len(render_html(_with_draws(single_fact_results(n_facts=5, dense=True)), rendered_at=PINNED).encode())
     assert "±" in render_html(_with_draws(single_fact_results(n_facts=1)), rendered_at=PINNED)
     assert (five - one) / 4 <= 50_000 + 9 * 1080, (five - one) / 4
+
+
+def test_the_known_marker_is_the_audits_known_rule_not_the_first_token():
+    """A fact traced under `unknown: trace` whose first target token is the clean top-1 but whose
+    greedy continuation is not the whole target (ROME's rule, the default) shows known "no";
+    the first-token rule (`Trace.known`) alone would say "yes"."""
+    from tests.support.report_fixtures import colosseum
+    from tests.support.trace_factory import run_of
+
+    trace = colosseum()
+    assert trace.known  # the first-token rule counts it
+    marker = '<td>known</td><td>{}</td>'
+
+    known = render_html(run_of(trace), rendered_at=PINNED)
+    assert marker.format("yes") in known
+
+    run = run_of(trace)
+    run.factsets[0].facts[0].status_reason = ("traced although unknown: model continues ' Italy and' (greedy, 2 tokens), "
+                                              "not the target 'Italy, Rome' (known_rule greedy_target)")
+    unknown = render_html(run, rendered_at=PINNED)
+    assert marker.format("no") in unknown and marker.format("yes") not in unknown

@@ -140,13 +140,13 @@ def _peak_location_text(trace: Trace, kind: str) -> str:
             f"in a {category} token in {by_category.get(category, 0.0):.0%}")
 
 
-def _trace_numbers(trace: Trace) -> TraceNumbers:
+def _trace_numbers(trace: Trace, known: bool) -> TraceNumbers:
     kinds = trace_kinds([trace])
     return TraceNumbers(
         prompt=trace.prompt,
         target_token=trace.target_token,
         top_token=trace.top_token,
-        known=trace.known,
+        known=known,
         p_clean=f"{trace.p_clean:.3f}",
         p_corrupt=f"{trace.p_corrupt:.3f}",
         te=f"{trace.te:.3f}",
@@ -159,6 +159,13 @@ def _trace_numbers(trace: Trace) -> TraceNumbers:
         te_interval=_te_interval_text(trace),
         peak_locations=[(kind, text) for kind in kinds if (text := _peak_location_text(trace, kind))],
     )
+
+
+def _audited_known(fact: FactResult) -> bool:
+    """Whether the audit counted the traced fact known, under the known rule in force (ROME's
+    greedy_target by default): its reason is '' then, and "traced although unknown: ..." when
+    it was traced under `unknown: trace`. `Trace.known` is only the first-token rule."""
+    return fact.status == "traced" and not fact.status_reason
 
 
 def _fact_view(fact: FactResult, anchor: str, kinds: list[str]) -> FactView:
@@ -176,7 +183,7 @@ def _fact_view(fact: FactResult, anchor: str, kinds: list[str]) -> FactView:
         open=rank(outcome) < rank("passed"),
         audits=_audit_rows(fact.outcomes),
         parts=_prompt_parts(fact),
-        trace=_trace_numbers(trace) if trace is not None else None,
+        trace=_trace_numbers(trace, _audited_known(fact)) if trace is not None else None,
         heatmaps=[svg.heatmap(trace, kind, svg.palette_for(kind, kinds), LEVEL) for kind in trace_kinds([trace])] if trace is not None else [],
         severed=severed_text(severed),
         severed_chart=svg.severed_chart(severed) if severed is not None and severed.curves else None,
