@@ -272,6 +272,25 @@ def test_ray_with_xdist_or_without_the_extra_is_a_usage_error(fl: FL, monkeypatc
     missing.stderr.fnmatch_lines(["ERROR: fact-locator: --fl-executor ray needs Ray: pip install 'fact-locator[ray]'"])
 
 
+def test_a_fact_with_nan_in_its_trace_fails_its_items_on_ray_and_the_run_goes_on(fl: FL) -> None:
+    fl.factset("poisoned", """\
+name: poisoned
+unknown: trace
+expect:
+  - te: ">= -1"
+facts:
+  - {id: colosseum, subject: The Colosseum, relation: "{} is located in the country of", target: Italy}
+  - {id: zorblax, subject: Zorblax, relation: "{} was founded in the country of", target: Japan}
+""")
+    result = fl.run("--fl-executor", "ray", "--fl-ray-workers", "2", "--fl-model", "python:fl_tiny:llama_nan_on_zorblax",
+                    "--fl-json", "ray.json")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*zorblax*non-finite*NaN*"])
+    facts = {f["id"]: f for f in fl.results("ray.json")["factsets"][0]["facts"]}
+    assert facts["colosseum"]["status"] == "traced" and facts["zorblax"]["status"] == "error"
+    assert "NaN" in facts["zorblax"]["status_reason"]
+
+
 def test_a_model_that_does_not_load_on_the_actors_is_one_usage_error(fl: FL) -> None:
     fl.factset("geo", GEO)
     result = fl.run("--fl-executor", "ray", "--fl-model", "python:fl_tiny:broken")
