@@ -16,7 +16,7 @@ from fact_locator.facts import Fact
 from fact_locator.tracing.clean_run import clean_run
 from fact_locator.tracing.corruption import noise_draws
 from fact_locator.tracing.hooks import edit_outputs
-from fact_locator.tracing.metrics import check_metric, metric_values
+from fact_locator.tracing.metrics import check_first_target, check_metric, metric_values
 from fact_locator.tracing.trace import NoiseInfo, Trace
 from fact_locator.tracing.tracer import Tracer, prompt_fields, restored_layers
 
@@ -33,6 +33,7 @@ def attribution_patch(tracer: Tracer, fact: Fact, noise: NoiseInfo | None = None
     loaded, settings = tracer.loaded, tracer.settings
     model, adapter, n_layers = loaded.model, loaded.adapter, loaded.n_layers
     prepared = tracer.prepare(fact)
+    check_first_target(settings.target_metric, prepared, "attribution patching")
     n_tokens = len(prepared.token_ids)
     start, end = prepared.subject_range
     ids = torch.tensor([prepared.token_ids], device=loaded.device)

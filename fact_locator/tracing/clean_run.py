@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from fact_locator.tracing.hooks import edit_outputs
-from fact_locator.tracing.metrics import metric_values
+from fact_locator.tracing.metrics import metric_values, target_probabilities
 from fact_locator.tracing.nonfinite import check_finite
 from fact_locator.tracing.prompt import PreparedPrompt
 
@@ -27,8 +27,11 @@ class CleanRun:
     """What one clean forward of a prompt measured and kept."""
 
     prepared: PreparedPrompt
-    logits: torch.Tensor  # (1, vocab) float32, at the last position
-    prob: float  # P(target)
+    # (1, vocab) float32, at the last position; teacher-forced (`prompt.teacher_forced`):
+    # (1, target tokens, vocab), at the read positions.
+    logits: torch.Tensor
+    prob: float  # P(target): its first token's, or the whole target's when teacher-forced
+
     value: float  # the metric's value; NaN when not measured
     top_id: int
     p_top: float
@@ -63,14 +66,15 @@ def clean_run(engine: Engine, prepared: PreparedPrompt, kinds: Sequence[str] = (
             edits[adapter.site_path(kind, layer)] = keep((kind, layer))
     input_ids = torch.tensor([prepared.token_ids], device=loaded.device)
     with torch.inference_mode(), edit_outputs(loaded.model, edits):
-        logits = engine.forward(input_ids)
+        logits = engine.forward(input_ids, positions=prepared.read_positions)
     check_finite(engine, logits, "the clean run", prepared)
-    probs = torch.softmax(logits[0], dim=-1)
+    # The top-1 token is the prediction after the prompt: the first read position.
+    probs = torch.softmax(logits[0] if logits.dim() == 2 else logits[0, 0], dim=-1)
     top_id = int(probs.argmax().item())
     return CleanRun(
         prepared=prepared,
         logits=logits,
-        prob=float(probs[prepared.target_id].item()),
+        prob=float(target_probabilities(logits, prepared)[0].item()),
         value=float(metric_values(engine.settings.metric, logits, prepared)[0].item()) if measure else float("nan"),
         top_id=top_id,
         p_top=float(probs[top_id].item()),

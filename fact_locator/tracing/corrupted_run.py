@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from fact_locator.tracing.hooks import edit_outputs, main_tensor
-from fact_locator.tracing.metrics import metric_values
+from fact_locator.tracing.metrics import metric_values, target_probabilities
 from fact_locator.tracing.nonfinite import check_finite
 from fact_locator.tracing.planning import Shape, prompt_shape
 from fact_locator.tracing.prompt import PreparedPrompt
@@ -79,12 +79,12 @@ def corrupted_run(engine: Engine, prepared: PreparedPrompt, draws: torch.Tensor,
     edits = {loaded.adapter.embed: noise_adder(draws, prepared.subject_range, n_tokens, offset=0)}
     try:
         with edit_outputs(loaded.model, edits):
-            logits = engine.forward(input_ids, cache)
+            logits = engine.forward(input_ids, cache, positions=prepared.read_positions)
     finally:
         for handle in handles:
             handle.remove()
     check_finite(engine, logits, "the corrupted run", prepared)
-    probs = torch.softmax(logits, dim=-1)[:, prepared.target_id]
+    probs = target_probabilities(logits, prepared)
     values = metric_values(engine.settings.metric, logits, prepared)
     keys_values = [(layer.keys, layer.values) for layer in cache.layers] if cache is not None else []
     return CorruptedRun(

@@ -61,14 +61,19 @@ class Engine:
         self.cache_kwarg = "cache" if "cache" in parameters else "past_key_values"
         self.gelu_sites = tanh_gelu_sites(loaded)
 
-    def forward(self, input_ids: torch.Tensor, cache: Any = None) -> torch.Tensor:
-        """Logits at the last position for each row, in float32 (softmax and effects are
-        computed in float32 whatever the model's dtype)."""
+    def forward(self, input_ids: torch.Tensor, cache: Any = None, positions: int = 1) -> torch.Tensor:
+        """Logits at the last position for each row, (rows, vocab), in float32 (softmax and
+        effects are computed in float32 whatever the model's dtype); with `positions` > 1,
+        those of the last `positions` positions, (rows, positions, vocab) (the whole-target
+        metric reads one position per target token)."""
         kwargs: dict[str, Any] = {"use_cache": False}
         if cache is not None:
             kwargs = {"use_cache": True, self.cache_kwarg: cache}
+        keep = self.logits_kwargs if positions == 1 or not self.logits_kwargs else {"logits_to_keep": positions}
         options = self.options
         with attention_backends(self.loaded.device, cpu_gqa=options.cpu_gqa), \
                 fused_tanh_gelu(self.gelu_sites if options.fused_gelu else ()):
-            out = self.loaded.model(input_ids=input_ids, **kwargs, **self.logits_kwargs)
-        return out.logits[:, -1, :].float()
+            out = self.loaded.model(input_ids=input_ids, **kwargs, **keep)
+        if positions == 1:
+            return out.logits[:, -1, :].float()
+        return out.logits[:, -positions:, :].float()

@@ -39,7 +39,7 @@ def check_extendable(trace: Trace, loaded: LoadedModel, settings: TraceSettings,
     if trace.model != loaded.identity:
         raise UsageError(f"fact {label!r}: the trace is of model {trace.model.name!r}, not of the loaded {loaded.identity.name!r}")
     if (trace.prompt, trace.subject, trace.target, trace.token_ids) != \
-            (prepared.fact.prompt, prepared.fact.subject, prepared.fact.target, prepared.token_ids):
+            (prepared.fact.prompt, prepared.fact.subject, prepared.fact.target, prepared.token_ids[: prepared.prompt_length]):
         raise UsageError(f"fact {label!r}: the trace is of another fact ({trace.prompt!r} -> {trace.target!r})")
     ours = _fixed(settings.to_dict() | {"device": loaded.device})
     theirs = _fixed(trace.settings)
@@ -70,4 +70,6 @@ def extended_trace(trace: Trace, more: SampleEffects | None, samples: int, timin
 
 
 def _fixed(settings: dict[str, Any]) -> dict[str, Any]:
+    # A trace from before the target_metric setting read the first target token.
+    settings = {"target_metric": "first", **settings}
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.items() if k not in _FREE_SETTINGS}

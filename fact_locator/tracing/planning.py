@@ -11,8 +11,9 @@ from fact_locator.tracing.prompt import PreparedPrompt
 
 __all__ = ["Shape", "Site", "SitePlan", "prompt_shape", "restored_layers"]
 
-# Token count, subject span and rows per site: facts of one shape share restoration forwards.
-Shape = tuple[int, tuple[int, int], int]
+# Token count, subject span, read positions and rows per site: facts of one shape share
+# restoration forwards.
+Shape = tuple[int, tuple[int, int], int, int]
 
 
 class Site(NamedTuple):
@@ -33,10 +34,11 @@ def restored_layers(kind: str, layer: int, n_layers: int, window: int) -> range:
     return range(max(0, layer - window // 2), min(n_layers, layer + window - window // 2))
 
 
-def prompt_shape(prepared: PreparedPrompt) -> tuple[int, tuple[int, int]]:
-    """Token count and subject span: facts whose prompts share them can share restoration
-    forwards (same suffix lengths at every restored token)."""
-    return len(prepared.token_ids), prepared.subject_range
+def prompt_shape(prepared: PreparedPrompt) -> tuple[int, tuple[int, int], int]:
+    """Token count, subject span and read positions (one, or the target's tokens when
+    teacher-forced): facts whose prompts share them can share restoration forwards (same
+    suffix lengths at every restored token, same logits read)."""
+    return len(prepared.token_ids), prepared.subject_range, prepared.read_positions
 
 
 @dataclass(frozen=True)
@@ -56,8 +58,9 @@ class SitePlan:
         return restored_layers(site.kind, site.layer, self.n_layers, self.window)
 
     def site_count(self, prepared: PreparedPrompt) -> int:
-        """Sites that run: before the subject no noise has entered, so their IE is 0."""
-        return len(self.kinds) * self.n_layers * (len(prepared.token_ids) - prepared.subject_range[0])
+        """Sites that run: before the subject no noise has entered, so their IE is 0. Only
+        prompt positions are restored (a teacher-forced target's tokens never are)."""
+        return len(self.kinds) * self.n_layers * (prepared.prompt_length - prepared.subject_range[0])
 
     def first_real_layer(self, kind: str, layer: int) -> int:
         """The first layer a restoration run must compute: layers before it see exactly the
@@ -108,9 +111,11 @@ class SitePlan:
         order = lambda site: (self.first_real_layer(site.kind, site.layer), -self.window_of(site).stop)  # noqa: E731
         groups = []
         for shape, facts in by_shape.items():
-            n_tokens, (start, _end), _rows = shape
+            n_tokens, (start, _end), read, _rows = shape
+            # The prompt's positions: a teacher-forced target's tokens (all read positions
+            # but the first) are never restored.
             per_token = [[Site(f, kind, layer, token) for f in facts for kind in self.kinds for layer in range(self.n_layers)]
-                         for token in range(start, n_tokens)]
+                         for token in range(start, n_tokens - read + 1)]
             if self.suffix:
                 groups += [(shape, sites[0].token, sorted(sites, key=order)) for sites in per_token]
             else:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from fact_locator.errors import FactError
 from fact_locator.facts import Fact
 
-__all__ = ["PreparedPrompt", "prepare_prompt", "target_token_ids"]
+__all__ = ["PreparedPrompt", "prepare_prompt", "prompt_part", "target_token_ids", "teacher_forced"]
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,20 @@ class PreparedPrompt:
     # Every token of the target as it follows the prompt (target_id is the first); empty
     # where a PreparedPrompt was built by hand.
     target_ids: tuple[int, ...] = ()
+    # The target's tokens but the last, appended to the prompt in token_ids (and tokens) to
+    # read the whole target teacher-forced (`teacher_forced`); empty: the metric reads the
+    # first target token at the prompt's last position.
+    continuation: tuple[int, ...] = ()
+
+    @property
+    def prompt_length(self) -> int:
+        """The prompt's tokens: the positions a trace restores and reports."""
+        return len(self.token_ids) - len(self.continuation)
+
+    @property
+    def read_positions(self) -> int:
+        """The last positions whose logits the metric reads: one per target token read."""
+        return len(self.continuation) + 1
 
 
 def prepare_prompt(tokenizer: Any, fact: Fact, max_length: int | None = None) -> PreparedPrompt:
@@ -74,3 +88,22 @@ def target_token_ids(tokenizer: Any, prompt: str, prompt_ids: list[int], target:
     if not alone:
         raise FactError(f"target {target!r} tokenizes to nothing")
     return tuple(int(i) for i in alone)
+
+
+def teacher_forced(prepared: PreparedPrompt, tokenizer: Any) -> PreparedPrompt:
+    """The prompt with the target's tokens but the last appended, so that one forward gives
+    P(target token t | prompt, target tokens < t) at the last `len(target_ids)` positions. A
+    one-token target comes back as it is (the first-token metric then is the whole one)."""
+    if len(prepared.target_ids) < 2:
+        return prepared
+    continuation = prepared.target_ids[:-1]
+    return replace(prepared, token_ids=prepared.token_ids + continuation,
+                   tokens=prepared.tokens + tuple(tokenizer.decode([i]) for i in continuation), continuation=continuation)
+
+
+def prompt_part(prepared: PreparedPrompt) -> PreparedPrompt:
+    """`prepared` without its teacher-forced continuation: the prompt alone."""
+    if not prepared.continuation:
+        return prepared
+    n = prepared.prompt_length
+    return replace(prepared, token_ids=prepared.token_ids[:n], tokens=prepared.tokens[:n], continuation=())

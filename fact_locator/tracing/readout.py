@@ -56,10 +56,13 @@ class Readout:
 
     def values(self, metric: str, logits: torch.Tensor, target_ids: torch.Tensor, distractor_ids: torch.Tensor | None) -> torch.Tensor:
         """The metric's value of each row (`metrics.row_metric_values`), its softmax written
-        into a reused buffer. The logits must be float32."""
+        into a reused buffer. The logits must be float32: (rows, vocab), or (rows, target
+        tokens, vocab) with `target_ids` (rows, target tokens) for the whole target."""
         scratch = None
         if metric in ("prob", "logprob"):
-            scratch = self.buffer("softmax", logits.shape[0], logits.shape[1], logits.dtype, logits.device)
+            # Teacher-forced rows (rows, target tokens, vocab) normalize each read position.
+            flat = logits.reshape(-1, logits.shape[-1])
+            scratch = self.buffer("softmax", flat.shape[0], flat.shape[1], logits.dtype, logits.device)
         return row_metric_values(metric, logits, target_ids, distractor_ids, scratch)
 
 
@@ -71,7 +74,8 @@ def finite_rows(logits: torch.Tensor) -> torch.Tensor:
     instead, to tell them apart, took 20x longer on a CPU."""
     import torch
 
-    return torch.isfinite(logits.sum(dim=-1, dtype=torch.float32))
+    finite = torch.isfinite(logits.sum(dim=-1, dtype=torch.float32))
+    return finite if finite.dim() == 1 else finite.all(dim=-1)  # teacher-forced: every read position
 
 
 @lru_cache(maxsize=1)

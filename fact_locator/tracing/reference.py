@@ -51,10 +51,14 @@ def _main(output: Any) -> torch.Tensor:
 def reference_trace(
     loaded: Any, fact: Fact, kinds: tuple[str, ...], samples: int, noise_std: float, window: int, seed: int,
     metric: str = "prob", draws: torch.Tensor | None = None, noise_mode: str = "gaussian",
+    target_metric: str = "first",
 ) -> dict[str, Any]:
     """`metric`: prob, logprob or logit_diff (against fact.distractor); `noise_mode`: gaussian
     or uniform draws of std `noise_std` (`reference_noise`); `draws` replaces them (e.g.
-    symmetric-token-replacement deltas, one row per sample)."""
+    symmetric-token-replacement deltas, one row per sample). `target_metric` full: every run
+    is of the prompt followed by the target's tokens but the last, and measures
+    sum_t log P(target token t | prompt + target[:t]) from the logits at positions
+    n_prompt - 1 .. (prob: its exp); only the prompt's positions are restored."""
     model, adapter, tok = loaded.model, loaded.adapter, loaded.tokenizer
     prompt = fact.prompt
     enc = tok(prompt, return_offsets_mapping=True)
@@ -62,12 +66,29 @@ def reference_trace(
     a, b = fact.subject_start, fact.subject_start + len(fact.subject)
     subj = [i for i, (x, y) in enumerate(enc["offset_mapping"]) if y > x and x < b and y > a]
     start, end = subj[0], subj[-1] + 1
-    n_tokens, n_layers = ids.shape[1], adapter.num_layers(model)
-    target_id = tok(prompt + " " + fact.target)["input_ids"][n_tokens]
-    distractor_id = tok(prompt + " " + fact.distractor)["input_ids"][n_tokens] if fact.distractor else None
+    n_prompt, n_layers = ids.shape[1], adapter.num_layers(model)
+    with_target = tok(prompt + " " + fact.target)["input_ids"]
+    target_id = with_target[n_prompt]
+    distractor_id = tok(prompt + " " + fact.distractor)["input_ids"][n_prompt] if fact.distractor else None
+    # The whole target: the tokens after the prompt's in the tokenized prompt + target.
+    target_ids = with_target[n_prompt:] if target_metric == "full" else [target_id]
+    if len(target_ids) > 1:
+        ids = torch.tensor([with_target[:-1]], device=loaded.device)
+    n_tokens = ids.shape[1]
+    read = len(target_ids)
 
-    def measure(logits: torch.Tensor) -> torch.Tensor:
-        logits = logits.float()
+    def measure(all_logits: torch.Tensor) -> torch.Tensor:
+        """The metric of each row from the logits of every position (rows, tokens, vocab)."""
+        if read > 1:
+            total = torch.zeros(all_logits.shape[0], device=all_logits.device)
+            for t, token_id in enumerate(target_ids):  # position n_prompt - 1 + t predicts target token t
+                total = total + torch.log_softmax(all_logits[:, n_prompt - 1 + t].float(), -1)[:, token_id]
+            if metric == "prob":
+                return total.exp()
+            if metric == "logprob":
+                return total
+            raise ValueError("the whole target has no logit_diff")
+        logits = all_logits[:, -1].float()
         if metric == "prob":
             return torch.softmax(logits, -1)[:, target_id]
         if metric == "logprob":
@@ -83,7 +104,7 @@ def reference_trace(
                 clean[key] = _main(out).detach().clone().reshape(1, n_tokens, -1)
             handles.append(model.get_submodule(adapter.site_path(kind, layer)).register_forward_hook(rec))
     with torch.no_grad():
-        p_clean = measure(model(ids).logits[:, -1])[0].item()
+        p_clean = measure(model(ids).logits)[0].item()
     for h in handles:
         h.remove()
 
@@ -112,7 +133,7 @@ def reference_trace(
                 hs.append(model.get_submodule(adapter.site_path(kind, layer)).register_forward_hook(restore))
         try:
             with torch.no_grad():
-                logits = model(ids.repeat(samples, 1)).logits[:, -1]
+                logits = model(ids.repeat(samples, 1)).logits
             return measure(logits).mean().item()
         finally:
             for h in hs:
@@ -120,7 +141,8 @@ def reference_trace(
 
     p_corrupt = run(None, [], 0)
     ie = {
-        kind: [[run(kind, reference_window(kind, layer, n_layers, window), token) - p_corrupt for token in range(n_tokens)] for layer in range(n_layers)]
+        kind: [[run(kind, reference_window(kind, layer, n_layers, window), token) - p_corrupt for token in range(n_prompt)] for layer in range(n_layers)]
         for kind in kinds
     }
-    return {"p_clean": p_clean, "p_corrupt": p_corrupt, "ie": ie, "subject_range": (start, end), "target_id": target_id}
+    return {"p_clean": p_clean, "p_corrupt": p_corrupt, "ie": ie, "subject_range": (start, end), "target_id": target_id,
+            "target_ids": tuple(target_ids)}

@@ -118,7 +118,7 @@ class Restorations:
         with replaced_submodules(loaded.model, stand_ins):
             stand_in_layers |= staggered_layers(layers, rows, fact_runs, cache, firsts, forks, offset)
             with replaced_layers(layers, stand_in_layers), edit_outputs(loaded.model, edits):
-                logits = engine.forward(input_ids, cache)
+                logits = engine.forward(input_ids, cache, positions=base.read_positions)
         where = f"a restoration run ({', '.join(dict.fromkeys(s.kind for s in sites))})"
         ok = finite_rows(logits)
         for local, run in enumerate(fact_runs):
@@ -129,7 +129,9 @@ class Restorations:
             else:
                 finite.append(check)
         metric = engine.settings.metric
-        targets = device_tensor([r.prepared.target_id for r in fact_runs], logits.device).index_select(0, rows.row_fact)
+        # One target token per read position: the first, or every one when teacher-forced.
+        read = [r.prepared.target_ids if r.prepared.continuation else r.prepared.target_id for r in fact_runs]
+        targets = device_tensor(read, logits.device).index_select(0, rows.row_fact)
         distractors = None
         if metric == "logit_diff":
             distractors = device_tensor([r.prepared.distractor_id for r in fact_runs], logits.device).index_select(0, rows.row_fact)
@@ -139,7 +141,8 @@ class Restorations:
                       rows: BatchRows, fact_runs: Sequence[FactRun], offset: int, plan: SitePlan) -> dict[str, Any]:
         """Stand-ins (`partial_module`) for the MLPs of the layers a restoration forward runs,
         by module path, that compute only the (row, position) pairs whose output can matter.
-        Not needed: positions but the last in the last layer (the logits read the last one);
+        Not needed: positions but the read ones in the last layer (the logits read the last
+        one, or one per target token when teacher-forced);
         the restored position of an MLP that a site restores (its clean state replaces it).
         Copied from the corrupted run (KV-suffix path): an mlp or attn site's positions after
         its restored token in its first restored layer, whose MLP input is the corrupted
@@ -151,6 +154,7 @@ class Restorations:
         adapter = loaded.adapter
         n_layers, samples = loaded.n_layers, rows.samples
         positions = len(fact_runs[0].prepared.token_ids) - offset
+        read = fact_runs[0].prepared.read_positions
         device = loaded.device
         width = config_size(loaded.model.config, "width")
         stand_ins: dict[str, Any] = {}
@@ -160,7 +164,7 @@ class Restorations:
             started = bisect_right(firsts, layer)  # sites that run this layer: the leading ones
             need = torch.ones(started, samples, positions, dtype=torch.bool)
             if layer == n_layers - 1:
-                need[:, :, :-1] = False
+                need[:, :, :-read] = False
             for i in restored_at.get(("mlp", layer), ()):
                 need[i, :, sites[i].token - offset] = False
             copied = [i for i in range(started) if firsts[i] == layer and sites[i].kind != "hidden" and i not in forks] \

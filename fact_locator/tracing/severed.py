@@ -17,7 +17,7 @@ from fact_locator.facts import Fact
 from fact_locator.tracing.clean_run import clean_run
 from fact_locator.tracing.corruption import noise_draws
 from fact_locator.tracing.hooks import edit_outputs
-from fact_locator.tracing.metrics import check_metric, metric_values
+from fact_locator.tracing.metrics import check_first_target, check_metric, metric_values
 from fact_locator.tracing.trace import NoiseInfo, SeveredPaths
 
 if TYPE_CHECKING:
@@ -92,6 +92,7 @@ def severed_trace(
     if tokens not in ("all", "last_subject"):
         raise UsageError(f"severed paths: tokens must be 'all' or 'last_subject', got {tokens!r}")
     check_metric(settings.metric, prepared)
+    check_first_target(settings.target_metric, prepared, "severed paths")
     clean = clean_run(tracer.engine, prepared, ("hidden",))
     draws, noise = noise_draws(settings, prepared, clean.embeddings, tracer.noise_or_model(noise), "severed paths are")
     draws = draws.to(device=loaded.device, dtype=clean.embeddings.dtype)

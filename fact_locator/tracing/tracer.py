@@ -24,7 +24,7 @@ from fact_locator.tracing.kv_suffix import suffix_probe
 from fact_locator.tracing.metrics import check_metric
 from fact_locator.tracing.nonfinite import FiniteCheck, raise_unless_finite
 from fact_locator.tracing.planning import Site, SitePlan, prompt_shape, restored_layers
-from fact_locator.tracing.prompt import PreparedPrompt, prepare_prompt
+from fact_locator.tracing.prompt import PreparedPrompt, prepare_prompt, prompt_part, teacher_forced
 from fact_locator.tracing.readout import Readout
 from fact_locator.tracing.restoration import Restorations
 from fact_locator.tracing.sample_effects import SampleEffects
@@ -71,6 +71,14 @@ class Tracer:
     def prepare(self, fact: Fact) -> PreparedPrompt:
         return prepare_prompt(self.loaded.tokenizer, fact, self.loaded.max_length)
 
+    def prepare_traced(self, fact: Fact) -> PreparedPrompt:
+        """The prompt a trace runs: `prepare`'s, with the target's tokens but the last appended
+        under `target_metric: full` (`prompt.teacher_forced`)."""
+        prepared = self.prepare(fact)
+        if self.settings.target_metric == "full":
+            return teacher_forced(prepared, self.loaded.tokenizer)
+        return prepared
+
     def embed(self, prepared: PreparedPrompt) -> torch.Tensor:
         """Output of the embedding module for the prompt, (tokens, d)."""
         return clean_run(self.engine, prepared).embeddings
@@ -102,7 +110,7 @@ class Tracer:
         (`batching.facts_together`). The numbers equal tracing each on its own; `progress`
         counts the sites of all of them (0 done first, then once per batch); `on_traced(index,
         trace)` hears of each trace as it is done."""
-        prepared = [self.prepare(fact) for fact in facts]
+        prepared = [self.prepare_traced(fact) for fact in facts]
 
         def finish(i: int, part: _Drawn) -> Trace:
             assert part.effects is not None  # a fresh trace draws from 0: at least one draw
@@ -127,7 +135,7 @@ class Tracer:
         cannot extend (no draws kept, other settings, model or fact)."""
         if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
             raise UsageError(f"samples must be an integer >= 1, got {samples!r}")
-        prepared = [self.prepare(fact) for fact, _trace in items]
+        prepared = [self.prepare_traced(fact) for fact, _trace in items]
         for p, (_fact, trace) in zip(prepared, items):
             check_extendable(trace, self.loaded, self.settings, p, samples)
         todo = [i for i, (_fact, trace) in enumerate(items) if (trace.n_samples or 0) < samples]
@@ -186,14 +194,14 @@ class Tracer:
         """The facts of `others` (read lazily, in order) that `trace_many` would put into the
         same restoration forwards as `fact`: same prompt shape, as many as fit beside it.
         Empty where one fact fills a batch (a CPU and SmolLM2, say): nothing is read then."""
-        prepared = self.prepare(fact)
+        prepared = self.prepare_traced(fact)
         room = facts_together(self.loaded, self.settings, len(prepared.token_ids)) - 1
         mates: list[Fact] = []
         if room <= 0:
             return mates
         for other in others:
             try:
-                candidate = self.prepare(other)
+                candidate = self.prepare_traced(other)
             except FactLocatorError:
                 continue  # its own trace reports the problem
             if prompt_shape(candidate) == prompt_shape(prepared):
@@ -231,7 +239,7 @@ class Tracer:
         import torch
 
         with torch.inference_mode():
-            prepared = self.prepare(fact)
+            prepared = self.prepare_traced(fact)
             check_metric(self.settings.metric, prepared)
             self._choose_path(prepared)
             clean = clean_run(self.engine, prepared, self.settings.kinds, measure=True)
@@ -260,7 +268,8 @@ class Tracer:
             self._suffix = False
             self.suffix_fallback_reason = "the KV-suffix path is switched off (EngineOptions.kv_suffix)"
         elif self._suffix is None:
-            reason = suffix_probe(self.engine, self._restorations, prepared, self._plan())
+            # The probe checks the path on the prompt alone (its first-token read-out).
+            reason = suffix_probe(self.engine, self._restorations, prompt_part(prepared), self._plan())
             self._suffix = reason is None
             if reason is not None:
                 self.suffix_fallback_reason = reason
@@ -272,7 +281,10 @@ class Tracer:
         (`corruption.CORRUPTION_MODES`)."""
         settings = self.settings if samples is None else replace(self.settings, samples=samples)
         noise = self.noise_or_model(noise)
-        draws, noise = corrupt(CorruptionRequest(settings, prepared, clean.embeddings, noise, self.prepare, self.embed))
+        # The corruption is the prompt's: a teacher-forced target's tokens take no part in it.
+        prompt = prompt_part(prepared)
+        embeddings = clean.embeddings[: prompt.prompt_length]
+        draws, noise = corrupt(CorruptionRequest(settings, prompt, embeddings, noise, self.prepare, self.embed))
         return draws.to(device=self.loaded.device, dtype=self.engine.dtype), noise
 
     def _trace_together(self, prepared: Sequence[PreparedPrompt], noises: Sequence[NoiseInfo | None], first: int, samples: int,
@@ -311,7 +323,7 @@ class Tracer:
 
             # Per run, every site's value in every draw. Sites before the subject see no
             # noise and never run: they keep the corrupted run's values (IE exactly 0).
-            restored = [{kind: np.broadcast_to(r.corrupted.values.cpu().numpy(), (self.loaded.n_layers, len(r.prepared.token_ids),
+            restored = [{kind: np.broadcast_to(r.corrupted.values.cpu().numpy(), (self.loaded.n_layers, r.prepared.prompt_length,
                                                                                  r.draws.shape[0])).copy()
                          for kind in settings.kinds} for r in runs]
             t0 = time.perf_counter()
@@ -357,6 +369,7 @@ class Tracer:
             versions=library_versions(),
             metric=self.settings.metric,
             clean_value=drawn.clean.value,
+            target_metric=self.settings.target_metric,
         )
 
 
@@ -372,7 +385,9 @@ class _Drawn:
 
 
 def prompt_fields(loaded: LoadedModel, prepared: PreparedPrompt) -> dict[str, Any]:
-    """The Trace fields that say what was traced (model, fact, tokens), not what was measured."""
+    """The Trace fields that say what was traced (model, fact, tokens), not what was measured:
+    the prompt's tokens (a teacher-forced target's are not positions of the trace)."""
+    prepared = prompt_part(prepared)
     fact = prepared.fact
     return {
         "model": loaded.identity,
