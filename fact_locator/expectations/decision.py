@@ -73,9 +73,9 @@ def probability_verdict(probability: float, level: float) -> Verdict:
 
 
 def verdict_words(verdict: Verdict, level: float, count: str) -> str:
-    """'passes at 95% after 64 samples', 'undecided at 95% after 64 samples' (`count`: what
+    """'holds at 95% after 64 samples', 'undecided at 95% after 64 samples' (`count`: what
     the interval rests on, e.g. '64 samples' or '12 facts x 10 samples')."""
-    verb = {Verdict.PASSED: "passes", Verdict.FAILED: "fails", Verdict.UNDECIDED: "undecided"}[verdict]
+    verb = {Verdict.PASSED: "holds", Verdict.FAILED: "does not hold", Verdict.UNDECIDED: "undecided"}[verdict]
     return f"{verb} at {format_level(level)} after {count}"
 
 

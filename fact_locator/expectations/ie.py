@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from fact_locator.expectations.decision import point_rule, verdict_outcome, verdict_words
 from fact_locator.expectations.excerpts import grid_excerpt, token_label
 from fact_locator.expectations.guards import missing_kind, no_positions, wrong_target
 from fact_locator.expectations.outcome import Expectation, ExpectationBase, Outcome, Scope
@@ -19,6 +20,7 @@ from fact_locator.expectations.parsing import (
     format_number,
 )
 from fact_locator.expectations.registry import register_kind
+from fact_locator.expectations.outcome import Verdict
 from fact_locator.tracing.trace import TokenCategory, Trace
 
 __all__ = ["IeAtLeast", "ie_at_least", "max_at"]
@@ -66,6 +68,34 @@ class IeAtLeast(ExpectationBase):
         )
         return Outcome(passed, message, {"kind": self.kind, "category": self.category, "layer": layer,
                                          "token": token, "ie": value, "threshold": self.minimum})
+
+    def decide(self, target: Any, level: float) -> Outcome:
+        """Passes when some site of the category has its IE interval at `level` wholly >= the
+        minimum, fails when every site's interval lies wholly below it, undecided otherwise."""
+        if (bad := wrong_target(self.id, self.scope, target) or missing_kind(target, self.kind, self.id)) is not None:
+            return bad
+        trace: Trace = target
+        intervals = trace.ie_interval(self.kind, level)
+        if intervals is None:
+            return point_rule(self.check(trace))
+        sites = [(layer, pos, row[pos]) for pos in trace.positions(self.category) for layer, row in enumerate(intervals)]
+        if not sites:
+            return no_positions(self.id, trace, self.category)
+        layer, token, best = max(sites, key=lambda site: site[2].estimate)
+        if any(s[2].low >= self.minimum for s in sites):
+            verdict = Verdict.PASSED
+        elif all(s[2].high < self.minimum for s in sites):
+            verdict = Verdict.FAILED
+        else:
+            verdict = Verdict.UNDECIDED
+        message = (
+            f"{self.id}: {verdict_words(verdict, level, f'{best.n} samples')}: max {self.kind} IE at {self.category} "
+            f"{best.estimate:.3f} [{best.low:.3f}, {best.high:.3f}] at layer {layer}, {token_label(trace, token)}; "
+            f"expected >= {format_number(float(self.minimum))}\n{grid_excerpt(trace, self.kind, layer, token)}"
+        )
+        return verdict_outcome(verdict, message, {"kind": self.kind, "category": self.category, "layer": layer,
+                                                  "token": token, "ie": best.estimate, "low": best.low,
+                                                  "high": best.high, "n_samples": best.n, "threshold": self.minimum})
 
 
 def ie_at_least(kind: str, category: TokenCategory | str, x: float) -> Expectation:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from fact_locator.expectations.decision import point_rule, probability_verdict, verdict_outcome, verdict_words
 from fact_locator.expectations.excerpts import grid_excerpt, token_label
 from fact_locator.expectations.guards import missing_kind, wrong_target
 from fact_locator.expectations.outcome import Expectation, ExpectationBase, Outcome, Scope
@@ -48,6 +49,28 @@ class PeakAt(ExpectationBase):
             f"{self.category} positions: {wanted}\n{grid_excerpt(trace, self.kind, layer, token)}"
         )
         return Outcome(passed, message, observed)
+
+    def decide(self, target: Any, level: float) -> Outcome:
+        """Passes when the peak sits at a token of the category with probability >= `level`
+        (bootstrap over the noise draws), fails when <= 1 - level, undecided between."""
+        if (bad := wrong_target(self.id, self.scope, target) or missing_kind(target, self.kind, self.id)) is not None:
+            return bad
+        trace: Trace = target
+        sites = trace.peak_probability(self.kind, by="site") if (trace.n_samples or 0) >= 2 else None
+        if sites is None:
+            return point_rule(self.check(trace))
+        wanted = trace.positions(self.category)
+        probability = sum(p for (_, token), p in sites.items() if token in wanted)  # type: ignore[misc]
+        verdict = probability_verdict(probability, level)
+        layer, token, value = trace.peak(self.kind)
+        message = (
+            f"{self.id}: {verdict_words(verdict, level, f'{trace.n_samples} samples')}: the {self.kind} peak is at a "
+            f"{self.category} token with probability {probability:.3f}; the mean grid peaks at layer {layer}, "
+            f"{token_label(trace, token)} (IE {value:.3f})\n{grid_excerpt(trace, self.kind, layer, token)}"
+        )
+        return verdict_outcome(verdict, message, {"kind": self.kind, "layer": layer, "token": token, "ie": value,
+                                                  "probability": probability, "expected_category": self.category,
+                                                  "expected_positions": wanted, "n_samples": trace.n_samples})
 
 
 def peak_at(kind: str, category: TokenCategory | str) -> Expectation:

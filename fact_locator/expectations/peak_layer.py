@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from fact_locator.expectations.decision import point_rule, probability_verdict, verdict_outcome, verdict_words
 from fact_locator.expectations.excerpts import grid_excerpt, token_label
 from fact_locator.expectations.guards import missing_kind, wrong_target
 from fact_locator.expectations.outcome import Expectation, ExpectationBase, Outcome, Scope
@@ -61,6 +62,30 @@ class PeakLayer(ExpectationBase):
         observed = {"kind": self.kind, "layer": layer, "token": token, "token_text": trace.tokens[token],
                     "ie": value, "low": low, "high": high, "n_layers": n_layers}
         return Outcome(passed, message, observed)
+
+    def decide(self, target: Any, level: float) -> Outcome:
+        """Passes when the peak's layer lies in the range with probability >= `level`
+        (bootstrap over the noise draws), fails when <= 1 - level, undecided between."""
+        if (bad := wrong_target(self.id, self.scope, target) or missing_kind(target, self.kind, self.id)) is not None:
+            return bad
+        trace: Trace = target
+        sites = trace.peak_probability(self.kind, by="site") if (trace.n_samples or 0) >= 2 else None
+        if sites is None:
+            return point_rule(self.check(trace))
+        n_layers = len(trace.grid(self.kind))
+        low, high = self.bounds(n_layers)
+        probability = sum(p for (layer, _), p in sites.items() if low <= layer <= high)  # type: ignore[misc]
+        verdict = probability_verdict(probability, level)
+        layer, token, value = trace.peak(self.kind)
+        where = f"the {self.half} half (layers {low}-{high} of {n_layers})" if self.half else f"layers {low}-{high} (of {n_layers})"
+        message = (
+            f"{self.id}: {verdict_words(verdict, level, f'{trace.n_samples} samples')}: the {self.kind} peak is in "
+            f"{where} with probability {probability:.3f}; the mean grid peaks at layer {layer}, "
+            f"{token_label(trace, token)} (IE {value:.3f})\n{grid_excerpt(trace, self.kind, layer, token)}"
+        )
+        return verdict_outcome(verdict, message, {"kind": self.kind, "layer": layer, "token": token, "ie": value,
+                                                  "probability": probability, "low": low, "high": high,
+                                                  "n_layers": n_layers, "n_samples": trace.n_samples})
 
 
 def peak_layer_between(kind: str, low: int, high: int) -> Expectation:

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from fact_locator.errors import FactSetError
-from fact_locator.expectations.outcome import SCOPES, Expectation, with_id
+from fact_locator.expectations.decision import check_confidence
+from fact_locator.expectations.outcome import SCOPES, Expectation, with_confidence, with_id
 from fact_locator.expectations.parsing import ArgumentError, show, unknown_message
 from fact_locator.expectations.registry import META_KEYS, kind_names, lookup_kind
 
@@ -65,7 +66,7 @@ def parse_expectation(node_value: Any, path: str | Path, line: int, scope: str, 
     """One item of an `expect:` (scope 'fact') or `aggregate:` (scope 'aggregate') list.
 
     `node_value` is the item as `yaml.safe_load` gives it: a one-key mapping
-    `{name: argument}`, with optional sibling keys `id:` and `xfail:` (which may also sit
+    `{name: argument}`, with optional sibling keys `id:`, `xfail:` and `confidence:` (which may also sit
     inside a mapping argument). `node`, when given, is the item's composed YAML node; it
     only sharpens line numbers of errors inside the item. Raises `FactSetError(msg, path, line)`.
     """
@@ -120,6 +121,12 @@ def parse_expectation(node_value: Any, path: str | Path, line: int, scope: str, 
         if not isinstance(new_id, str) or not ID_PATTERN.match(new_id):
             raise fail(f"'id' must match {ID_PATTERN.pattern} (it becomes part of a pytest node id), got {new_id!r}", name, "id")
         expectation = with_id(expectation, new_id)
+    if "confidence" in meta:
+        try:
+            level = check_confidence(meta["confidence"], f"{name}: 'confidence'")
+        except ValueError as exc:
+            raise fail(str(exc), name, "confidence") from None
+        expectation = with_confidence(expectation, level)
     xfail = meta.get("xfail")
     if "xfail" in meta and (not isinstance(xfail, str) or not xfail.strip()):
         raise fail(f"'xfail' takes the reason as a string, got {show(xfail)}", name, "xfail")

@@ -17,7 +17,7 @@ from fact_locator.expectations.outcome import SCOPES, Expectation, Scope
 __all__ = ["KindEntry", "kind_names", "lookup_kind", "register_kind", "registered_kinds", "unregister_kind"]
 
 # Keys that sit beside a kind's name in a YAML item; a kind may not take them as its name.
-META_KEYS: tuple[str, ...] = ("id", "xfail")
+META_KEYS: tuple[str, ...] = ("id", "xfail", "confidence")
 _NAME = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
 
 

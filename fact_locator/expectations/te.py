@@ -59,8 +59,10 @@ class TeThreshold(ExpectationBase):
             return point_rule(self.check(trace))
         verdict = interval_verdict(self.threshold, interval.low, interval.high)
         message = (
-            f"{self.id}: {verdict_words(verdict, level, f'{interval.n} samples')}: TE {interval.estimate:.3f} "
-            f"[{interval.low:.3f}, {interval.high:.3f}] (o = {trace.target_token!r}); expected TE {self.threshold}"
+            f"{self.id}: TE = {trace.te:.3f} (P(o) {trace.p_clean:.3f} - P*(o) {trace.p_corrupt:.3f}, "
+            f"o = {trace.target_token!r}); expected TE {self.threshold}: "
+            f"{verdict_words(verdict, level, f'{interval.n} samples')}: "
+            f"TE {interval.estimate:.3f} [{interval.low:.3f}, {interval.high:.3f}]"
         )
         return verdict_outcome(verdict, message, {"te": interval.estimate, "low": interval.low, "high": interval.high,
                                                   "n_samples": interval.n, "p_clean": trace.p_clean,

@@ -229,6 +229,25 @@ class AggregateNode(pytest.Collector):
             yield AggregateBaselineItem.from_parent(self, name=BASELINE, factset=self.factset)
 
 
+def confidence_level(fl: FactLocatorSession, factset: FactSet) -> float:
+    """The level verdicts are decided at: --fl-confidence or its ini key, else the fact set's
+    `settings: {confidence: ...}`, else 0.95 (an expectation's own `confidence:` beats all)."""
+    from fact_locator.expectations import DEFAULT_LEVEL
+
+    level = fl.options.explicit.get("confidence", factset.settings.get("confidence", DEFAULT_LEVEL))
+    return float(level)
+
+
+def adaptive_looks(fl: FactLocatorSession, factset: FactSet) -> int:
+    """Under `samples: auto`, how many looks the rounds may take (the Bonferroni divisor the
+    rounds decided with, so the item decides as they did); 1 for a fixed number of samples."""
+    from fact_locator.adaptive_samples import looks
+    from fact_locator.settings import AUTO_SAMPLES
+
+    samples = fl.options.explicit.get("samples", factset.settings.get("samples"))
+    return looks(int(fl.options["max-samples"])) if samples == AUTO_SAMPLES else 1
+
+
 def _unique_names(specs: Iterable[ExpectationSpec]) -> Iterator[tuple[str, ExpectationSpec]]:
     seen: dict[str, int] = {}
     for exp in specs:
@@ -244,12 +263,23 @@ class _AuditItem(pytest.Item):
     def _where(self, line: int) -> str:
         return f"{get_session(self.config).relpath(self.path)}:{line}"
 
-    def _check(self, target: Any) -> None:
-        from fact_locator.expectations import check
+    def _check(self, target: Any, looks: int = 1) -> None:
+        """Decide the expectation at the run's confidence level (docs/verdicts.md). An
+        undecided one counts as --fl-undecided says (fail, xfail or skip); the JUnit property
+        fl_verdict says what was decided either way."""
+        from fact_locator.expectations import Verdict, decide
 
         assert self.expectation is not None
-        outcome = check(self.expectation.expectation, target)
+        fl = get_session(self.config)
+        outcome = decide(self.expectation.expectation, target, level=confidence_level(fl, self.factset), looks=looks)
         self.stash[MESSAGE_KEY] = outcome.message
+        self.user_properties.append(("fl_verdict", outcome.verdict.value))
+        if outcome.verdict is Verdict.UNDECIDED:
+            counted_as = fl.options["undecided"]
+            if counted_as == "xfail":
+                pytest.xfail(outcome.message)
+            if counted_as == "skip":
+                pytest.skip(outcome.message)
         if not outcome.passed:
             raise ExpectationFailed(outcome.message, outcome)
 
@@ -288,7 +318,7 @@ class FactItem(_AuditItem):
         if self.expectation is None:
             self.stash[MESSAGE_KEY] = f"traced: TE={trace.te:.3f}, p_clean={trace.p_clean:.3f}"
             return
-        self._check(trace)
+        self._check(trace, looks=adaptive_looks(fl, self.factset))
 
     def _header(self) -> list[str]:
         fact = self.spec.fact

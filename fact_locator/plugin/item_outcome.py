@@ -1,5 +1,7 @@
 """One item's verdict from its setup, call and teardown reports, as the results file records
-it: passed, failed, skipped, xfailed, xpassed or error, with the message that explains it."""
+it: passed, failed, skipped, xfailed, xpassed, error or undecided, with the message that explains it.
+An undecided expectation (the item's JUnit property fl_verdict=undecided) is recorded as
+'undecided', with how pytest counted it (--fl-undecided) in `counted_as`."""
 
 from __future__ import annotations
 
@@ -37,6 +39,8 @@ def fold_report(rec: RecordedOutcome, report: pytest.TestReport, message: str) -
         rec.message = (message or report.wasxfail) if xfail else _skip_reason(report)
     else:
         rec.outcome, rec.message = "failed", message or _longrepr_text(report)
+    if dict(report.user_properties).get("fl_verdict") == "undecided":
+        rec.counted_as, rec.outcome = rec.outcome, "undecided"
 
 
 def _skip_reason(report: pytest.TestReport) -> str:

@@ -8,8 +8,9 @@ from fact_locator.results import AuditOutcome, FactResult, FactSetResult
 
 __all__ = ["OUTCOME_ORDER", "fact_outcome", "fact_reason", "notable", "rank", "set_outcome", "worst"]
 
-# Worst first. "traced" is a fact that was traced but that no audit looked at.
-OUTCOME_ORDER: tuple[str, ...] = ("failed", "error", "xpassed", "passed", "xfailed", "skipped", "traced")
+# Worst first. "traced" is a fact that was traced but that no audit looked at; "undecided" an
+# expectation left open at the confidence level (whatever --fl-undecided counted it as).
+OUTCOME_ORDER: tuple[str, ...] = ("failed", "error", "undecided", "xpassed", "passed", "xfailed", "skipped", "traced")
 OUTCOME_RANK: dict[str, int] = {name: i for i, name in enumerate(OUTCOME_ORDER)}
 
 

@@ -29,6 +29,7 @@ __all__ = ["write_summary"]
 OUTCOME_STYLE = {
     "failed": "bold red",
     "error": "bold red",
+    "undecided": "bold magenta",
     "xpassed": "yellow",
     "passed": "green",
     "xfailed": "yellow",
@@ -187,7 +188,7 @@ def write_summary(
                 if fact.severed:
                     console.print(Text(f"  severed {fact.id}: {severed_text(fact.severed)}"))
                 for outcome in notable(fact.outcomes):
-                    if outcome.outcome in ("failed", "error", "xpassed"):
+                    if outcome.outcome in ("failed", "error", "undecided", "xpassed"):
                         line = Text(f"  {outcome.outcome.upper()} ", style=OUTCOME_STYLE.get(outcome.outcome, ""))
                         line.append(f"{fact.id} {outcome.expectation}: {outcome.message}".rstrip(": "))
                         console.print(line)

@@ -37,9 +37,10 @@ class RecordedOutcome:
     outcome: str = "passed"
     message: str = ""
     duration: float = 0.0
+    counted_as: str = ""
 
     def audit_outcome(self) -> AuditOutcome:
-        return AuditOutcome(self.nodeid, self.expectation, self.outcome, self.message, self.duration)
+        return AuditOutcome(self.nodeid, self.expectation, self.outcome, self.message, self.duration, self.counted_as)
 
 
 @dataclass

@@ -16,18 +16,23 @@ from fact_locator.tracing.trace import SeveredPaths, Trace
 __all__ = ["OUTCOMES", "RESULTS_SCHEMA_VERSION", "AuditOutcome", "FactResult", "FactSetResult", "RunResults"]
 
 RESULTS_SCHEMA_VERSION = 1
-OUTCOMES = ("passed", "failed", "skipped", "xfailed", "xpassed", "error")
+# "undecided": an expectation whose interval straddled its threshold at the run's confidence
+# level (docs/verdicts.md); `AuditOutcome.counted_as` says how pytest counted it.
+OUTCOMES = ("passed", "failed", "skipped", "xfailed", "xpassed", "error", "undecided")
 
 
 @dataclass
 class AuditOutcome:
-    """One pytest item's verdict. `expectation` is the check as written (e.g. 'mlp-peak')."""
+    """One pytest item's verdict. `expectation` is the check as written (e.g. 'mlp-peak').
+    An undecided one has `counted_as` failed, xfailed or skipped (--fl-undecided); empty
+    otherwise, and in files written before verdicts could be undecided."""
 
     nodeid: str
     expectation: str
     outcome: str
     message: str = ""
     duration: float = 0.0
+    counted_as: str = ""
 
 
 @dataclass

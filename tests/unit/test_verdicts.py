@@ -26,7 +26,7 @@ NEAR = [0.21 + d for d in (-0.03, -0.02, -0.01, 0.0, 0.0, 0.01, 0.02, 0.03)]
 def test_te_interval_above_the_threshold_passes() -> None:
     outcome = decide(te_at_least(0.15), te_trace(NEAR), level=0.95)
     assert outcome.verdict is Verdict.PASSED and outcome.passed
-    assert outcome.message.startswith("te: passes at 95% after 8 samples: TE 0.210 [")
+    assert "expected TE >= 0.150: holds at 95% after 8 samples: TE 0.210 [" in outcome.message
 
 
 def test_te_interval_below_the_threshold_fails() -> None:
