@@ -35,11 +35,15 @@ def facts() -> list[Any]:
     return [likeliest_target(loaded, SUBJECT_FIRST), likeliest_target(loaded, SUBJECT_LAST)]
 
 
-def factset(facts: list[Any], samples: str = "auto") -> Any:
+def factset_text(facts: list[Any], expect: str = "", samples: str = "auto") -> str:
     lines = "\n".join(f"  - {{id: f{i}, subject: {f.subject}, relation: \"{f.relation}\", target: {f.target}}}"
                       for i, f in enumerate(facts))
-    return parse_factset(f"settings: {{samples: {samples}, kinds: [hidden, mlp], window: 2}}\nunknown: trace\n"
-                         f"facts:\n{lines}\n", "auto.yaml")
+    return (f"settings: {{samples: {samples}, kinds: [hidden, mlp], window: 2}}\nunknown: trace\n{expect}"
+            f"facts:\n{lines}\n")
+
+
+def factset(facts: list[Any], samples: str = "auto") -> Any:
+    return parse_factset(factset_text(facts, samples=samples), "auto.yaml")
 
 
 class DrawCounter:
@@ -219,3 +223,15 @@ def test_the_locator_starts_auto_at_8_draws_and_knows_its_max(facts: list[Any]) 
     assert loc.settings_for(fs).samples == 8 and loc.adaptive_max(fs) == 32
     assert loc.adaptive_max(factset(facts[:1], samples="10")) is None
     assert Locator(model=MODEL, overrides={"samples": "auto"}).adaptive_max(factset(facts[:1], samples="10")) == 64
+
+
+def test_audit_fact_stops_a_decided_expectation_at_8_and_takes_an_open_one_further(tmp_path: Path, facts: list[Any]) -> None:
+    """Per-fact expectations are decided at the level over the K looks (`decide`)."""
+    fs = factset(facts[:1])
+    te_at_8 = locator(tmp_path, 32).trace(facts[0], fs).te
+    far = parse_factset(factset_text(facts[:1], 'expect:\n  - te: ">= -1"\n'), "far.yaml")
+    near = parse_factset(factset_text(facts[:1], f'expect:\n  - te: ">= {te_at_8:.6f}"\n'), "near.yaml")
+    decided = audit_fact(locator(tmp_path, 32), far, far.facts[0], "trace")
+    assert decided.trace is not None and decided.trace.n_samples == 8
+    still_open = audit_fact(locator(tmp_path, 32), near, near.facts[0], "trace")
+    assert still_open.trace is not None and still_open.trace.n_samples > 8
