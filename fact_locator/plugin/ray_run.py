@@ -36,7 +36,8 @@ def uses_ray(options: ResolvedOptions) -> bool:
 
 
 def check_ray_options(config: pytest.Config, options: ResolvedOptions) -> None:
-    """At configure time: `--fl-executor ray` with -n or without Ray installed is one usage error."""
+    """At configure time: `--fl-executor ray` with -n, with a device map, or without Ray
+    installed is one usage error."""
     if not uses_ray(options):
         return
     from fact_locator.scaleout.ray_executor import RAY_EXTRA_HINT
@@ -45,6 +46,9 @@ def check_ray_options(config: pytest.Config, options: ResolvedOptions) -> None:
     if workers not in (None, 0, "0") or hasattr(config, "workerinput"):
         raise pytest.UsageError("fact-locator: --fl-executor ray traces on Ray actors: drop -n "
                                 f"(pytest-xdist, -n {workers}); --fl-ray-workers N sets the number of actors")
+    if options["device-map"] is not None:
+        raise pytest.UsageError(f"fact-locator: --fl-device-map {options['device-map']}: Ray actors take one GPU "
+                                "each and load the whole model there; drop it or run without --fl-executor ray")
     if importlib.util.find_spec("ray") is None:
         raise pytest.UsageError(f"fact-locator: {RAY_EXTRA_HINT}")
 

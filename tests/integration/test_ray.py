@@ -261,11 +261,14 @@ def test_pytest_on_ray_gives_the_in_process_results_and_reruns_from_the_cache(fl
     assert fl.traced() == []  # nothing traced again: the driver found every key in the cache
 
 
-def test_ray_with_xdist_or_without_the_extra_is_a_usage_error(fl: FL, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ray_with_xdist_a_device_map_or_without_the_extra_is_a_usage_error(fl: FL, monkeypatch: pytest.MonkeyPatch) -> None:
     fl.factset("geo", GEO)
     with_n = fl.run("--fl-executor", "ray", "-n", "2")
     assert with_n.ret == pytest.ExitCode.USAGE_ERROR
     with_n.stderr.fnmatch_lines(["ERROR: fact-locator: --fl-executor ray traces on Ray actors: drop -n*"])
+    mapped = fl.run("--fl-executor", "ray", "--fl-device-map", "auto")
+    assert mapped.ret == pytest.ExitCode.USAGE_ERROR
+    mapped.stderr.fnmatch_lines(["ERROR: fact-locator: --fl-device-map auto: Ray actors take one GPU each*"])
     monkeypatch.setitem(sys.modules, "ray", None)  # as if the extra were not installed
     missing = fl.run("--fl-executor", "ray")
     assert missing.ret == pytest.ExitCode.USAGE_ERROR
