@@ -49,6 +49,17 @@ class Aggregate:
     # The same keys' peak AIE over layers, its 95% interval re-choosing the layer in every
     # resample, as PeakInterval.to_dict() (with the share of resamples that keep the layer).
     peak_intervals: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The same keys' values per fact and noise draw (facts whose traces kept >= 2 draws), for
+    # the two-level bootstrap an aggregate verdict is decided by (`two_level_interval`).
+    draws: dict[str, tuple[tuple[float, ...], ...]] = field(default_factory=dict)
+
+    def two_level_interval(self, key: str, level: float) -> Interval | None:
+        """The interval of `key` at `level` resampling facts and, within each, its noise
+        draws (`confidence.two_level_bootstrap_mean`); None when the traces kept no draws."""
+        from fact_locator.confidence import DEFAULT_RESAMPLES, two_level_bootstrap_mean
+
+        per_fact = self.draws.get(key)
+        return two_level_bootstrap_mean(per_fact, level, DEFAULT_RESAMPLES, INTERVAL_SEED) if per_fact else None
 
     @staticmethod
     def interval_key(kind: str, category: TokenCategory | str) -> str:
@@ -102,6 +113,8 @@ class Aggregate:
         }
         if self.peak_intervals:  # absent from aggregates written before they were kept
             data["peak_intervals"] = {k: dict(v) for k, v in self.peak_intervals.items()}
+        if self.draws:  # absent where the traces kept no draws, and in older files
+            data["draws"] = {k: [list(d) for d in v] for k, v in self.draws.items()}
         return data
 
     @classmethod
@@ -116,6 +129,7 @@ class Aggregate:
             layers={k: int(v) for k, v in (data.get("layers") or {}).items()},
             intervals={k: dict(v) for k, v in (data.get("intervals") or {}).items()},
             peak_intervals={k: dict(v) for k, v in (data.get("peak_intervals") or {}).items()},
+            draws={k: tuple(tuple(float(x) for x in d) for d in v) for k, v in (data.get("draws") or {}).items()},
         )
 
 
@@ -148,6 +162,7 @@ def aggregate(traces: Sequence[Trace], intervals: bool = False) -> Aggregate:
     layers: dict[str, int] = {}
     found: dict[str, dict[str, Any]] = {}
     peaks: dict[str, dict[str, Any]] = {}
+    draws: dict[str, tuple[tuple[float, ...], ...]] = {}
     if intervals:
         from fact_locator.confidence import DEFAULT_RESAMPLES, bootstrap_mean, peak_aie_interval
 
@@ -167,6 +182,7 @@ def aggregate(traces: Sequence[Trace], intervals: bool = False) -> Aggregate:
                                                INTERVAL_SEED).to_dict()
         for key, values in samples.items():
             found[key] = bootstrap_mean(values, INTERVAL_LEVEL, DEFAULT_RESAMPLES, INTERVAL_SEED).to_dict()
+        draws = fact_draws(traces, layers) if all((t.n_samples or 0) >= 2 for t in traces) else {}
     return Aggregate(
         n_facts=n,
         ate=sum(t.te for t in traces) / n,
@@ -177,4 +193,23 @@ def aggregate(traces: Sequence[Trace], intervals: bool = False) -> Aggregate:
         layers=layers,
         intervals=found,
         peak_intervals=peaks,
+        draws=draws,
     )
+
+
+def fact_draws(traces: Sequence[Trace], layers: dict[str, int]) -> dict[str, tuple[tuple[float, ...], ...]]:
+    """Per fact, per noise draw: TE ("ate") and, for each "aie:<kind>:<category>" key, the IE
+    at that key's layer averaged over the fact's positions in the category."""
+    out: dict[str, tuple[tuple[float, ...], ...]] = {}
+    te_draws = [t.te_samples() for t in traces]
+    out["ate"] = tuple(tuple(float(x) for x in d) for d in te_draws if d is not None)
+    for key, layer in layers.items():
+        _, kind, category = key.split(":")
+        rows = []
+        for trace in traces:
+            positions = trace.positions(category)
+            ie = trace.ie_samples(kind)
+            if positions and ie is not None:
+                rows.append(tuple(float(x) for x in ie[layer, positions, :].mean(axis=0)))
+        out[key] = tuple(rows)
+    return out

@@ -68,6 +68,36 @@ def bootstrap_mean(values: Sequence[float], level: float = 0.95, resamples: int 
     return Interval(float(data.mean()), float(low), float(high), level, int(data.size), resamples)
 
 
+def two_level_bootstrap_mean(per_fact_draws: Sequence[Sequence[float]], level: float = 0.95,
+                             resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> Interval:
+    """Percentile bootstrap of the mean over facts of each fact's mean over its noise draws,
+    resampling at both levels: the facts (with replacement), then within each drawn fact its
+    draws (with replacement). The interval so covers both which facts were audited and which
+    noise each one drew (an aggregate verdict, docs/verdicts.md). Seeded; the facts are sorted
+    by their draws first, so the order they came in does not matter."""
+    import numpy as np
+
+    if not 0 < level < 1:
+        raise ValueError(f"confidence level must be between 0 and 1, got {level!r}")
+    facts = sorted((tuple(float(x) for x in draws) for draws in per_fact_draws if len(draws)))
+    if not facts:
+        raise ValueError("no values to bootstrap")
+    rng = np.random.default_rng(seed)
+    # One fact mean per (resample, fact drawn): draws resampled within the fact drawn.
+    picked = rng.integers(0, len(facts), size=(resamples, len(facts)))
+    fact_means = np.empty((resamples, len(facts)), dtype=np.float64)
+    for index, draws in enumerate(facts):
+        rows, cols = np.nonzero(picked == index)
+        if rows.size:
+            values = np.asarray(draws, dtype=np.float64)
+            fact_means[rows, cols] = values[rng.integers(0, values.size, size=(rows.size, values.size))].mean(axis=1)
+    means = fact_means.mean(axis=1)
+    tail = (1 - level) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    estimate = float(np.mean([np.mean(d) for d in facts]))
+    return Interval(estimate, float(low), float(high), level, len(facts), resamples)
+
+
 def ate_interval(traces: Sequence[Trace], level: float = 0.95, resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> Interval:
     """ATE with a bootstrap interval over facts."""
     return bootstrap_mean([t.te for t in traces], level, resamples, seed)

@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fact_locator.aggregate import INTERVAL_CATEGORIES, Aggregate
+from fact_locator.expectations.decision import point_rule
 from fact_locator.expectations.excerpts import curve_excerpt, facts_count
 from fact_locator.expectations.guards import missing_category, missing_kind, wrong_target
-from fact_locator.expectations.intervals import interval_outcome
+from fact_locator.expectations.intervals import aggregate_decision, interval_outcome
 from fact_locator.expectations.outcome import Expectation, ExpectationBase, Outcome, Scope
 from fact_locator.expectations.parsing import (
     ArgumentError,
@@ -67,6 +68,24 @@ class AieAtLeast(ExpectationBase):
         )
         return Outcome(passed, message, {"kind": self.kind, "category": self.category, "layer": layer,
                                          "aie": value, "threshold": self.minimum, "n_facts": agg.n_facts})
+
+    def decide(self, target: Any, level: float) -> Outcome:
+        """The AIE at the layer where the mean curve peaks, by its two-level bootstrap interval
+        at `level` (kept at last_subject and last; elsewhere the point rule). An expectation
+        written with its own `level:` keeps its one-sided rule."""
+        bad = (wrong_target(self.id, self.scope, target) or missing_kind(target, self.kind, self.id)
+               or missing_category(target, self.category, self.id))
+        if bad is not None:
+            return bad
+        if self.level is not None:
+            return self.check(target)
+        agg: Aggregate = target
+        key = Aggregate.interval_key(self.kind, self.category)
+        layer = agg.layers.get(key, agg.max_aie(self.kind, self.category)[0])
+        decided = aggregate_decision(self.id, f"max {self.kind} AIE at {self.category} (layer {layer})", agg, key,
+                                     Threshold(">=", self.minimum), level,
+                                     {"kind": self.kind, "category": self.category, "layer": layer})
+        return decided if decided is not None else point_rule(self.check(target))
 
 
 def aie_at_least(kind: str, category: TokenCategory | str, x: float, *, level: float | None = None) -> Expectation:

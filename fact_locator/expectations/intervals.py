@@ -1,16 +1,18 @@
 """Comparing a bootstrap interval's bound, rather than the point estimate, with a threshold:
-the lower bound for >= / >, the upper one for <= / <."""
+the lower bound for >= / >, the upper one for <= / <; and deciding an aggregate at a
+confidence level (`aggregate_decision`): passed, failed or undecided."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fact_locator.aggregate import Aggregate
+from fact_locator.expectations.decision import interval_verdict, verdict_outcome, verdict_words
 from fact_locator.expectations.excerpts import facts_count
 from fact_locator.expectations.outcome import Outcome
 from fact_locator.expectations.parsing import Threshold
 
-__all__ = ["bound_name", "interval_outcome"]
+__all__ = ["aggregate_decision", "bound_name", "interval_outcome"]
 
 
 def bound_name(threshold: Threshold) -> str:
@@ -35,3 +37,25 @@ def interval_outcome(ident: str, what: str, agg: Aggregate, key: str, threshold:
     return Outcome(passed, message, {**observed, "estimate": interval.estimate, "low": interval.low, "high": interval.high,
                                      "level": level, "n_facts": interval.n, "op": threshold.op,
                                      "threshold": threshold.value})
+
+
+def aggregate_decision(ident: str, what: str, agg: Aggregate, key: str, threshold: Threshold, level: float,
+                       observed: dict[str, Any]) -> Outcome | None:
+    """Decide `what` (the aggregate's value under `key`) against `threshold` at `level` by the
+    two-level bootstrap (facts, then each fact's noise draws), else, for traces that kept no
+    draws, by the bootstrap over facts alone (the message says which); None without either."""
+    interval = agg.two_level_interval(key, level)
+    how = "bootstrap over facts and their noise draws"
+    if interval is None:
+        interval = agg.interval(key, level)
+        how = "bootstrap over facts only: the traces kept no per-sample values"
+    if interval is None:
+        return None
+    verdict = interval_verdict(threshold, interval.low, interval.high)
+    message = (
+        f"{ident}: {what} = {interval.estimate:.3f} over {facts_count(interval.n)}; expected {threshold}: "
+        f"{verdict_words(verdict, level, facts_count(interval.n))}: [{interval.low:.3f}, {interval.high:.3f}] ({how})"
+    )
+    return verdict_outcome(verdict, message, {**observed, "estimate": interval.estimate, "low": interval.low,
+                                              "high": interval.high, "n_facts": interval.n, "op": threshold.op,
+                                              "threshold": threshold.value, "two_level": "facts only" not in how})

@@ -113,7 +113,8 @@ class RunResults:
     version: int = RESULTS_SCHEMA_VERSION
 
     def counts(self) -> dict[str, int]:
-        counts = {name: 0 for name in OUTCOMES}
+        # "undecided" is counted only where it occurs, so a run without it counts as before.
+        counts = {name: 0 for name in OUTCOMES if name != "undecided"}
         for outcome in self.all_outcomes():
             counts[outcome.outcome] = counts.get(outcome.outcome, 0) + 1
         return counts

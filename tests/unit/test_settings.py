@@ -76,10 +76,12 @@ def test_the_cli_defaults_come_from_the_table():
 def test_fact_set_keys_are_the_fact_set_settings_and_trace_settings_fields():
     assert set(SETTING_KEYS) == {s.key for s in SETTINGS if FACTSET in s.scopes}
     fields = set(TraceSettings.__dataclass_fields__)
-    assert {k for k in SETTING_KEYS if k != "model"} <= fields
+    # model and confidence (the level verdicts are decided at) are a fact set's, not a trace's
+    assert {k for k in SETTING_KEYS if k not in ("model", "confidence")} <= fields
     defaults = TraceSettings()
     for key in ("samples", "seed", "window", "noise_scale", "corruption", "metric"):
         assert getattr(defaults, key) == setting(key.replace("_", "-")).default, key
+    assert "confidence" not in fields  # not in the trace cache key: a level decides, it does not trace
     assert ",".join(defaults.kinds) == setting("kinds").default
 
 
