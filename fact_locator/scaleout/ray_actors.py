@@ -1,8 +1,10 @@
 """`TraceWorker`: what one Ray actor runs. It builds a `Locator` once (the model loads on first
 use and stays loaded), and for each `WorkUnit` (a chunk of one fact set) returns one
 `FactOutcome` per fact: the clean run, the cache key and the noise, and in the trace phase the
-trace (and, under --fl-severed, the severed paths, once per fact as in-process), with the facts of the chunk handed to the Locator as companions so that the engine's
-batching of same-shape facts is kept. The actor never writes a cache (the driver alone does).
+trace, with the facts of the chunk handed to the Locator as companions so that the engine's
+batching of same-shape facts is kept. Under --fl-severed it computes each traced fact's
+severed paths too, once per fact as the in-process run does (a SEVERED unit: those alone, for
+facts the driver's cache had). The actor never writes a cache (the driver alone does).
 
 A plain class: `RayExecutor` wraps it with `ray.remote`, so it can be tested without Ray.
 """
