@@ -1,0 +1,52 @@
+"""`--fl-samples auto` through the plugin: the ini and a fact set's `samples: auto`, rounds of 8
+up to `--fl-max-samples`, a rerun that reads the extended traces from the cache, and the errors
+of bad values."""
+
+from __future__ import annotations
+
+NO_FACT_EXPECTATIONS = """\
+name: bare
+unknown: trace
+settings:
+  kinds: [hidden]
+  window: 2
+aggregate:
+  - ate: ">= -1"
+facts:
+  - {id: colosseum, subject: The Colosseum, relation: "{} is located in the country of", target: Italy}
+  - {id: toyota, subject: Toyota, relation: "{} was founded in the country of", target: Japan}
+"""
+
+
+def _draws(data: dict) -> dict[str, int]:
+    return {f["id"]: f["trace"]["settings"]["samples"] for fs in data["factsets"] for f in fs["facts"]}
+
+
+def test_auto_runs_rounds_up_to_max_samples_and_a_rerun_reads_them_from_the_cache(fl):
+    fl.factset("bare", NO_FACT_EXPECTATIONS)
+    result = fl.run("--fl-samples", "auto", "--fl-max-samples", "16", "--fl-json", "results.json")
+    result.assert_outcomes(passed=3)
+    first = _draws(fl.results())
+    assert set(first.values()) <= {8, 16}  # settled at 8, or stopped at the maximum
+    rerun = fl.run("--fl-samples", "auto", "--fl-max-samples", "16", "--fl-json", "results.json")
+    rerun.assert_outcomes(passed=3)
+    assert _draws(fl.results()) == first
+    assert fl.results()["settings"]["stats"]["traced"] == 0  # no draw recomputed
+    rerun.stdout.fnmatch_lines(["fact-locator: 0 facts traced, 2 from the cache*"])
+
+
+def test_a_fact_sets_samples_auto_and_the_ini_max(fl):
+    fl.ini(fl_samples="", fl_max_samples="8")  # no session samples: the fact set's auto holds
+    fl.factset("bare", NO_FACT_EXPECTATIONS.replace("  window: 2\n", "  window: 2\n  samples: auto\n"))
+    fl.run("--fl-json", "results.json").assert_outcomes(passed=3)
+    assert set(_draws(fl.results()).values()) == {8}
+
+
+def test_bad_samples_and_max_samples_are_one_line(fl):
+    result = fl.run("--fl-samples", "lots")
+    result.stderr.fnmatch_lines(["*argument --fl-samples: 'lots' is not a number of samples: give an integer >= 1 or 'auto'*"])
+    result = fl.run("--fl-max-samples", "4")
+    result.stderr.fnmatch_lines(["*argument --fl-max-samples: 4 is too small: give an integer >= 8*"])
+    fl.factset("bare", NO_FACT_EXPECTATIONS.replace("  window: 2\n", "  window: 2\n  samples: lots\n"))
+    result = fl.run()
+    result.stdout.fnmatch_lines(["*bare.yaml:6*settings.samples*"])
