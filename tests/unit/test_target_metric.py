@@ -179,6 +179,20 @@ def test_setting_errors_are_one_line() -> None:
         parse("whole")
 
 
+def test_a_fact_sets_target_metric_is_checked_with_its_file_and_line(tmp_path: Any) -> None:
+    from fact_locator.errors import FactSetError
+    from fact_locator.factset import load_factset
+
+    facts = "facts:\n  - subject: The Colosseum\n    relation: \"{} is located in the country of\"\n    target: Italy\n"
+    good = tmp_path / "good.yaml"
+    good.write_text("settings:\n  target_metric: full\n" + facts)
+    assert load_factset(good).settings["target_metric"] == "full"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("settings:\n  target_metric: whole\n" + facts)
+    with pytest.raises(FactSetError, match=r"bad.yaml:2: settings.target_metric: unknown target_metric 'whole'"):
+        load_factset(bad)
+
+
 def test_severed_paths_and_attribution_patching_refuse_a_several_token_full_target() -> None:
     loaded = tiny_loaded("gpt2")
     fact = likeliest_two_words(loaded, SUBJECT_FIRST)
