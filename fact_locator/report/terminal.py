@@ -191,6 +191,8 @@ def write_summary(
                     if outcome.outcome in ("failed", "error", "undecided", "xpassed"):
                         line = Text(f"  {outcome.outcome.upper()} ", style=OUTCOME_STYLE.get(outcome.outcome, ""))
                         line.append(f"{fact.id} {outcome.expectation}: {outcome.message}".rstrip(": "))
+                        if outcome.counted_as:  # an undecided verdict: how --fl-undecided counted it
+                            line.append(f" (counted as {outcome.counted_as})")
                         console.print(line)
             if fs.aggregate is not None:
                 console.print(_aggregate_table(fs))

@@ -104,7 +104,9 @@ class FactSetsView:
 
 def _audit_rows(outcomes: list[AuditOutcome]) -> list[AuditRow]:
     ordered = sorted(outcomes, key=lambda o: rank(o.outcome))
-    return [AuditRow(o.nodeid, o.expectation, o.outcome, o.message, f"{o.duration:.2f}s") for o in ordered]
+    # An undecided verdict says how --fl-undecided counted it.
+    return [AuditRow(o.nodeid, o.expectation, o.outcome, o.message + (f" (counted as {o.counted_as})" if o.counted_as else ""),
+                     f"{o.duration:.2f}s") for o in ordered]
 
 
 def _prompt_parts(fact: FactResult) -> tuple[str, str, str] | None:

@@ -54,7 +54,8 @@ class SummaryView:
 
 
 def _messages(outcomes: list[AuditOutcome]) -> list[Message]:
-    return [Message(o.outcome, f"{o.outcome}: {o.expectation}" + (f": {o.message}" if o.message else "")) for o in notable(outcomes)]
+    return [Message(o.outcome, f"{o.outcome}: {o.expectation}" + (f": {o.message}" if o.message else "")
+                    + (f" (counted as {o.counted_as})" if o.counted_as else "")) for o in notable(outcomes)]
 
 
 def _fact_row(fs: FactSetResult, fact: FactResult, anchor: str, kinds: list[str]) -> SummaryRow:
