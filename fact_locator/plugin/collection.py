@@ -25,6 +25,7 @@ from fact_locator.audit_flow import FactVerdict, aggregate_verdicts, audit_fact,
 from fact_locator.errors import ExpectationFailed, FactLocatorError, FactSetError
 from fact_locator.plugin.factset_files import FactSetFiles
 from fact_locator.plugin.session import MESSAGE_KEY, Case, FactLocatorSession, get_session
+from fact_locator.plugin.verdict_level import adaptive_looks, confidence_level
 
 if TYPE_CHECKING:
     from _pytest._code.code import ExceptionInfo, TerminalRepr
@@ -227,25 +228,6 @@ class AggregateNode(pytest.Collector):
         baseline = get_session(self.config).baseline_factset(self.factset)
         if baseline is not None and baseline.aggregate is not None:
             yield AggregateBaselineItem.from_parent(self, name=BASELINE, factset=self.factset)
-
-
-def confidence_level(fl: FactLocatorSession, factset: FactSet) -> float:
-    """The level verdicts are decided at: --fl-confidence or its ini key, else the fact set's
-    `settings: {confidence: ...}`, else 0.95 (an expectation's own `confidence:` beats all)."""
-    from fact_locator.expectations import DEFAULT_LEVEL
-
-    level = fl.options.explicit.get("confidence", factset.settings.get("confidence", DEFAULT_LEVEL))
-    return float(level)
-
-
-def adaptive_looks(fl: FactLocatorSession, factset: FactSet) -> int:
-    """Under `samples: auto`, how many looks the rounds may take (the Bonferroni divisor the
-    rounds decided with, so the item decides as they did); 1 for a fixed number of samples."""
-    from fact_locator.adaptive_samples import looks
-    from fact_locator.settings import AUTO_SAMPLES
-
-    samples = fl.options.explicit.get("samples", factset.settings.get("samples"))
-    return looks(int(fl.options["max-samples"])) if samples == AUTO_SAMPLES else 1
 
 
 def _unique_names(specs: Iterable[ExpectationSpec]) -> Iterator[tuple[str, ExpectationSpec]]:
