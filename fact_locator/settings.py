@@ -180,7 +180,7 @@ def parse_samples(value: str) -> int | str:
     try:
         int(str(value).strip())
     except ValueError:
-        raise SettingValueError(f"{value!r} is not a number of samples: give an integer >= 1 or 'auto'") from None
+        raise SettingValueError(f"{value!r} is not an integer or 'auto' (a number of noise samples >= 1, or adaptive rounds)") from None
     return int_parser(1)(value)
 
 

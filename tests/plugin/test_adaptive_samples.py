@@ -44,7 +44,7 @@ def test_a_fact_sets_samples_auto_and_the_ini_max(fl):
 
 def test_bad_samples_and_max_samples_are_one_line(fl):
     result = fl.run("--fl-samples", "lots")
-    result.stderr.fnmatch_lines(["*argument --fl-samples: 'lots' is not a number of samples: give an integer >= 1 or 'auto'*"])
+    result.stderr.fnmatch_lines(["*argument --fl-samples: 'lots' is not an integer or 'auto' (a number of noise samples >= 1, or adaptive rounds)*"])
     result = fl.run("--fl-max-samples", "4")
     result.stderr.fnmatch_lines(["*argument --fl-max-samples: 4 is too small: give an integer >= 8*"])
     fl.factset("bare", NO_FACT_EXPECTATIONS.replace("  window: 2\n", "  window: 2\n  samples: lots\n"))

@@ -205,7 +205,7 @@ def setting(name: str) -> Any:
 def test_samples_takes_auto_or_a_number_and_max_samples_at_least_8() -> None:
     assert setting("samples").parse("auto") == "auto" and setting("samples").parse("12") == 12
     assert setting("max-samples").default == 64
-    with pytest.raises(SettingValueError, match=r"'lots' is not a number of samples: give an integer >= 1 or 'auto'"):
+    with pytest.raises(SettingValueError, match=r"'lots' is not an integer or 'auto' \(a number of noise samples >= 1, or adaptive rounds\)"):
         setting("samples").parse("lots")
     with pytest.raises(SettingValueError, match=r"4 is too small: give an integer >= 8"):
         setting("max-samples").parse("4")
