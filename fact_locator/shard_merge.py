@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fact_locator.errors import ResultsError
 from fact_locator.results import AuditOutcome, RunResults, merge_results
@@ -94,20 +94,37 @@ def merge_shards(paths: Sequence[Path], root: Path = Path(".")) -> MergedRun:
         fs.facts.sort(key=lambda f: order.get(f.id, len(order)))
         traces = [f.trace for f in fs.facts if f.trace is not None]
         fs.aggregate = aggregate(traces, intervals=True) if traces else None
-        fs.outcomes = [_decide(fs.path, factset.name, name, exp, fs.aggregate)
+        level = _level(merged.settings, factset.settings)
+        fs.outcomes = [_decide(fs.path, factset.name, name, exp, fs.aggregate, level,
+                               str(merged.settings.get("undecided") or "fail"))
                        for name, exp in _unique_names(factset.aggregate_expectations)]
-        failed += [o for o in fs.outcomes if o.outcome == "failed"]
+        failed += [o for o in fs.outcomes if "failed" in (o.outcome, o.counted_as)]
     return MergedRun(merged, failed)
 
 
-def _decide(path: str, set_name: str, name: str, exp: ExpectationSpec, agg: Aggregate | None) -> AuditOutcome:
-    """The outcome one run's aggregate item would have had (skipped, xfail included)."""
-    from fact_locator.expectations import check
+def _level(settings: dict[str, Any], factset_settings: dict[str, Any]) -> float:
+    """The level one run decided the set's aggregate items at: the run's --fl-confidence (or
+    ini), else the fact set's `confidence`, else the default (plugin/verdict_level.py's rule)."""
+    from fact_locator.expectations import DEFAULT_LEVEL
+
+    if settings.get("sources", {}).get("confidence") in ("cli", "ini") and settings.get("confidence") is not None:
+        return float(settings["confidence"])
+    return float(factset_settings.get("confidence", DEFAULT_LEVEL))
+
+
+def _decide(path: str, set_name: str, name: str, exp: ExpectationSpec, agg: Aggregate | None, level: float,
+            undecided: str) -> AuditOutcome:
+    """The outcome one run's aggregate item would have had (skipped, xfail and undecided
+    included): decided at `level`, an undecided one counted as the run's --fl-undecided."""
+    from fact_locator.expectations import Verdict, decide
 
     nodeid = f"{path}::{_AGGREGATE_NODE}::{name}"
     if agg is None:
         return AuditOutcome(nodeid, exp.id, "skipped", f"fact set {set_name}: no known fact to aggregate")
-    result = check(exp.expectation, agg)
+    result = decide(exp.expectation, agg, level=level)
+    if result.verdict is Verdict.UNDECIDED:
+        counted = {"xfail": "xfailed", "skip": "skipped"}.get(undecided, "failed")
+        return AuditOutcome(nodeid, exp.id, "undecided", result.message, counted_as=counted)
     if exp.xfail:
         return AuditOutcome(nodeid, exp.id, "xpassed" if result.passed else "xfailed", result.message)
     return AuditOutcome(nodeid, exp.id, "passed" if result.passed else "failed", result.message)

@@ -199,3 +199,33 @@ def test_a_shard_under_xdist_traces_the_same_facts(fl):
     mine = sorted(f for f in FACT_IDS if shard_of("factsets/landmarks.yaml", f, 2) == 1)
     assert _fact_ids(fl.results("shard-1.json")) == mine
     assert sorted(fl.traced()) == mine
+
+
+def test_merge_decides_aggregates_at_the_runs_level_and_counts_undecided_as_the_run_did(fl, monkeypatch, capsys):
+    monkeypatch.chdir(fl.path)
+    fl.factset("landmarks", LANDMARKS)
+    for k in (1, 2):
+        assert fl.run("--fl-shard", f"{k}/2", "--fl-json", f"shard-{k}.json").ret == 0
+    main(["merge", "shard-1.json", "shard-2.json", "-o", "merged.json"])
+    ate = fl.results("merged.json")["factsets"][0]["aggregate"]["ate"]
+    capsys.readouterr()
+
+    # A threshold at the measured ATE itself: its interval over facts and draws straddles it.
+    fl.factset("landmarks", LANDMARKS.replace('ate: ">= -1"', f'ate: ">= {ate!r}"'))
+    whole = fl.run("--fl-json", "whole.json")
+    whole_verdicts = {o["expectation"]: (o["outcome"], o["counted_as"]) for o in fl.results("whole.json")["factsets"][0]["outcomes"]}
+    assert whole_verdicts["ate"] == ("undecided", "failed")
+    for k in (1, 2):
+        fl.run("--fl-shard", f"{k}/2", "--fl-json", f"shard-{k}.json")
+    assert main(["merge", "shard-1.json", "shard-2.json", "-o", "merged.json"]) == 1
+    merged = {o["expectation"]: o for o in fl.results("merged.json")["factsets"][0]["outcomes"]}
+    assert (merged["ate"]["outcome"], merged["ate"]["counted_as"]) == whole_verdicts["ate"]
+    assert "undecided at 95%" in merged["ate"]["message"]
+
+    # The shards' --fl-undecided skip: the merge counts it skipped, as the whole run would.
+    for k in (1, 2):
+        fl.run("--fl-shard", f"{k}/2", "--fl-undecided", "skip", "--fl-json", f"shard-{k}.json")
+    main(["merge", "shard-1.json", "shard-2.json", "-o", "merged.json"])
+    merged = {o["expectation"]: o for o in fl.results("merged.json")["factsets"][0]["outcomes"]}
+    assert (merged["ate"]["outcome"], merged["ate"]["counted_as"]) == ("undecided", "skipped")
+    assert whole.ret == 1
