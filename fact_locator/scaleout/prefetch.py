@@ -1,7 +1,8 @@
 """Before the items run: every fact they need, traced by the Ray actors into the local cache.
 
-1. Plan: the actors run each selected fact's clean run (where the set's unknown rule needs
-   it) and compute its cache key and its set's noise; the driver never loads the model.
+1. Plan: the actors run each selected fact's clean run (skip/fail decide by it; under `trace`
+   the known rule in force labels the traced facts) and compute its cache key and its set's
+   noise; the driver never loads the model.
 2. The driver reads the facts the cache already has (a rerun after a killed run resumes here).
 3. Trace: the rest go out in chunks of one fact set; each trace is written to the cache
    (atomically) as its chunk comes back.
@@ -103,8 +104,9 @@ def prefetch(executor: RayExecutor, selections: Iterable[Selection], cache: Trac
         wanted = []
         for fact_id in dict.fromkeys(sel.fact_ids):
             outcome = result.outcomes.get((path, fact_id))
-            if outcome is None or outcome.error is not None or (outcome.clean is not None and not outcome.clean.known):
-                continue  # the item reports the error or the unknown fact from the plan
+            unknown = sel.rule != "trace" and outcome is not None and outcome.clean is not None and not outcome.clean.known
+            if outcome is None or outcome.error is not None or unknown:
+                continue  # the item reports the error or (skip/fail) the unknown fact from the plan
             hit = cache.get(outcome.key) if outcome.key is not None else None
             if hit is not None:
                 # The key ignores ids (they do not change the numbers): label the trace as asked.

@@ -75,7 +75,7 @@ class TraceWorker:
             try:
                 fact_spec = factset.fact(outcome.fact_id)
                 specs[outcome.fact_id] = fact_spec
-                if unit.phase == PLAN and unit.rule != "trace":
+                if unit.phase == PLAN:  # under `unknown: trace` too: the known rule labels what was traced
                     outcome.clean = locator.clean(fact_spec.fact, factset)
                 outcome.key = locator.cache_key(locator.fact_for(fact_spec.fact, factset, settings), settings, noise, spec)
             except (FactLocatorError, KeyError) as exc:

@@ -98,6 +98,8 @@ class TestOnePool:
                 # The key the actor sent is the one the driver would compute itself.
                 settings = local.settings_for(fs)
                 assert got.outcomes[(str(fs.path), spec.id)].key == local.cache_key(spec.fact, settings, mine.noise)
+                # Under `unknown: trace` too, the actors ran the clean check of the known rule in force.
+                assert PrefetchedLocator.adopt(local, got).clean(spec.fact, fs) == local.clean(spec.fact, fs)
         finally:
             torch.set_num_threads(threads)
 
