@@ -47,6 +47,15 @@ def test_the_noise_and_its_calibration_are_recorded(colosseum):
     assert colosseum.settings["samples"] == 10 and colosseum.settings["window"] == 10
 
 
+def test_smollm2s_noise_is_three_times_the_std_of_its_reference_subjects_embeddings(colosseum):
+    """The number the README and the audits quote; it moves only when the model, the reference
+    subjects or the calibration change (then update README and docs/method.md with it)."""
+    assert colosseum.noise.source == "model"
+    assert colosseum.noise.std == pytest.approx(3 * 0.11806, abs=5e-5)
+    assert colosseum.noise.std == pytest.approx(0.354180, abs=1e-5)
+    assert "386 reference subjects" in colosseum.noise.calibration
+
+
 def test_gemma3_adds_bos_yet_the_subject_span_and_noise_are_right():
     """Gemma's tokenizer adds a BOS token and its embedding module scales by sqrt(d): the span
     must skip the BOS, and noise calibrated on the module's output must still destroy the fact."""
