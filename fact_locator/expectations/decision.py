@@ -20,13 +20,17 @@ A kind without a `decide` method (a plugin's) is decided by its `check`.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from fact_locator.expectations.outcome import Expectation, Outcome, Verdict, check
 from fact_locator.expectations.parsing import Threshold
 
-__all__ = ["DEFAULT_LEVEL", "decide", "effective_level", "format_level", "interval_verdict", "point_rule",
-           "probability_verdict", "verdict_outcome", "verdict_words"]
+if TYPE_CHECKING:
+    from fact_locator.tracing.trace import Trace
+
+__all__ = ["DEFAULT_LEVEL", "decide", "effective_level", "format_level", "interval_verdict", "peak_region_probability",
+           "point_rule", "probability_verdict", "verdict_outcome", "verdict_words"]
 
 DEFAULT_LEVEL = 0.95
 POINT_RULE_NOTE = "decided by the point value: the trace kept no per-sample values"
@@ -70,6 +74,15 @@ def probability_verdict(probability: float, level: float) -> Verdict:
     if probability <= 1 - level:
         return Verdict.FAILED
     return Verdict.UNDECIDED
+
+
+def peak_region_probability(trace: Trace, kind: str, in_region: Callable[[int, int], bool]) -> float | None:
+    """The probability (bootstrap over the noise draws) that `kind`'s peak site (layer, token)
+    lies where `in_region` says; None where the trace kept too few draws (the point rule then)."""
+    sites = trace.peak_probability(kind, by="site") if (trace.n_samples or 0) >= 2 else None
+    if sites is None:
+        return None
+    return sum(p for (layer, token), p in sites.items() if in_region(layer, token))  # type: ignore[misc]
 
 
 def verdict_words(verdict: Verdict, level: float, count: str) -> str:

@@ -6,7 +6,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fact_locator.expectations.decision import point_rule, probability_verdict, verdict_outcome, verdict_words
+from fact_locator.expectations.decision import (
+    peak_region_probability,
+    point_rule,
+    probability_verdict,
+    verdict_outcome,
+    verdict_words,
+)
 from fact_locator.expectations.excerpts import grid_excerpt, token_label
 from fact_locator.expectations.guards import missing_kind, wrong_target
 from fact_locator.expectations.outcome import Expectation, ExpectationBase, Outcome, Scope
@@ -56,11 +62,10 @@ class PeakAt(ExpectationBase):
         if (bad := wrong_target(self.id, self.scope, target) or missing_kind(target, self.kind, self.id)) is not None:
             return bad
         trace: Trace = target
-        sites = trace.peak_probability(self.kind, by="site") if (trace.n_samples or 0) >= 2 else None
-        if sites is None:
-            return point_rule(self.check(trace))
         wanted = trace.positions(self.category)
-        probability = sum(p for (_, token), p in sites.items() if token in wanted)  # type: ignore[misc]
+        probability = peak_region_probability(trace, self.kind, lambda _layer, token: token in wanted)
+        if probability is None:
+            return point_rule(self.check(trace))
         verdict = probability_verdict(probability, level)
         layer, token, value = trace.peak(self.kind)
         message = (

@@ -6,7 +6,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from fact_locator.expectations.decision import point_rule, probability_verdict, verdict_outcome, verdict_words
+from fact_locator.expectations.decision import (
+    peak_region_probability,
+    point_rule,
+    probability_verdict,
+    verdict_outcome,
+    verdict_words,
+)
 from fact_locator.expectations.excerpts import grid_excerpt, token_label
 from fact_locator.expectations.guards import missing_kind, wrong_target
 from fact_locator.expectations.outcome import Expectation, ExpectationBase, Outcome, Scope
@@ -69,12 +75,11 @@ class PeakLayer(ExpectationBase):
         if (bad := wrong_target(self.id, self.scope, target) or missing_kind(target, self.kind, self.id)) is not None:
             return bad
         trace: Trace = target
-        sites = trace.peak_probability(self.kind, by="site") if (trace.n_samples or 0) >= 2 else None
-        if sites is None:
-            return point_rule(self.check(trace))
         n_layers = len(trace.grid(self.kind))
         low, high = self.bounds(n_layers)
-        probability = sum(p for (layer, _), p in sites.items() if low <= layer <= high)  # type: ignore[misc]
+        probability = peak_region_probability(trace, self.kind, lambda layer, _token: low <= layer <= high)
+        if probability is None:
+            return point_rule(self.check(trace))
         verdict = probability_verdict(probability, level)
         layer, token, value = trace.peak(self.kind)
         where = f"the {self.half} half (layers {low}-{high} of {n_layers})" if self.half else f"layers {low}-{high} (of {n_layers})"
