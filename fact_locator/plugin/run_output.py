@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from fact_locator.plugin.options import ResolvedOptions
+from fact_locator.settings import AUTO_SAMPLES, AUTO_START_SAMPLES
 
 if TYPE_CHECKING:
     from fact_locator.results import RunResults
@@ -17,7 +18,13 @@ if TYPE_CHECKING:
 __all__ = ["header_lines", "summary_lines", "write_outputs"]
 
 _TRACE_HEADER = ("model", "device", "dtype", "samples", "seed", "window", "noise", "kinds", "corruption", "metric",
-                 "method")
+                 "target-metric", "method")
+# Shown only when they are not these (the method's defaults): most runs never set them.
+_QUIET_DEFAULTS = {"target-metric": "first"}
+
+
+def _unremarkable(name: str, values: dict[str, object]) -> bool:
+    return name in _QUIET_DEFAULTS and values[name] == _QUIET_DEFAULTS[name]
 
 
 def header_lines(options: ResolvedOptions) -> list[str]:
@@ -27,14 +34,18 @@ def header_lines(options: ResolvedOptions) -> list[str]:
 
     def show(name: str) -> str:
         value = values[name]
+        notes = [] if sources[name] == "default" else [sources[name]]
         if name == "noise" and value is None:
             value = "calibrated per fact set"
-        return f"{name}={value}" + ("" if sources[name] == "default" else f" ({sources[name]})")
+        if name == "samples" and value == AUTO_SAMPLES:
+            # The rounds' range and the level they stop at (docs/verdicts.md, "Adaptive samples").
+            notes.insert(0, f"{AUTO_START_SAMPLES}..{values['max-samples']}, {float(values['confidence']):.0%}")
+        return f"{name}={value}" + (f" ({'; '.join(notes)})" if notes else "")
 
     cache = "off" if values["no-cache"] else (values["cache-dir"] or "default")
     unknown = values["unknown"] or "per fact set (skip)"
     lines = [
-        f"fact-locator: {', '.join(show(n) for n in _TRACE_HEADER)}",
+        f"fact-locator: {', '.join(show(n) for n in _TRACE_HEADER if not _unremarkable(n, values))}",
         f"fact-locator: factsets={values['factsets']}, cache={cache}, unknown={unknown}"
         + "; a fact set's settings: apply where no cli/ini value is given",
     ]

@@ -50,3 +50,12 @@ def test_bad_samples_and_max_samples_are_one_line(fl):
     fl.factset("bare", NO_FACT_EXPECTATIONS.replace("  window: 2\n", "  window: 2\n  samples: lots\n"))
     result = fl.run()
     result.stdout.fnmatch_lines(["*bare.yaml:6*settings.samples*"])
+
+
+def test_the_header_shows_auto_with_its_rounds_and_level_and_a_target_metric_other_than_first(fl):
+    fl.factset("bare", NO_FACT_EXPECTATIONS)
+    result = fl.run("--fl-samples", "auto", "--fl-max-samples", "32", "--fl-confidence", "0.9", "--co")
+    result.stdout.fnmatch_lines(["fact-locator: *samples=auto (8..32, 90%; cli), seed=0*"])
+    result.stdout.no_fnmatch_line("*target-metric=*")  # the default (first) is not worth a word
+    result = fl.run("--fl-target-metric", "full", "--co")
+    result.stdout.fnmatch_lines(["fact-locator: *samples=2 (ini)*, metric=prob, target-metric=full (cli), method=exact*"])
