@@ -52,6 +52,33 @@ class Aggregate:
     # The same keys' values per fact and noise draw (facts whose traces kept >= 2 draws), for
     # the two-level bootstrap an aggregate verdict is decided by (`two_level_interval`).
     draws: dict[str, tuple[tuple[float, ...], ...]] = field(default_factory=dict)
+    # Every kind's and category's (`interval_key`) IE curve over layers per fact and noise draw
+    # (`confidence.FactDraws`, weighted by the fact's positions in the category), for verdicts
+    # on the max over layers taken inside each bootstrap replicate (`curve_replicates`).
+    # Kept in memory only: it would outweigh the traces in a results file, and whoever decides
+    # again from saved results (`fact-locator merge`) rebuilds the aggregate from its traces.
+    curve_draws: dict[str, tuple[Any, ...]] = field(default_factory=dict, compare=False, repr=False)
+
+    def curve_replicates(self, curves: Sequence[tuple[str, str]]) -> Any | None:
+        """Each (kind, category)'s mean AIE curve in every replicate of the two-level bootstrap
+        (facts, then each fact's noise draws, `confidence.two_level_replicates`): an array
+        (resamples, len(curves), layers), from which a verdict takes the max over layers inside
+        each replicate. The curves are resampled together (the same facts and draws in a
+        replicate), so their maxima are paired. None when the aggregate kept no per-draw
+        curves (traces without draws, or an aggregate read from a file)."""
+        import numpy as np
+
+        from fact_locator.confidence import DEFAULT_RESAMPLES, FactDraws, two_level_replicates
+
+        keys = [self.interval_key(kind, category) for kind, category in curves]
+        if not keys or any(key not in self.curve_draws for key in keys):
+            return None
+        per_key = [self.curve_draws[key] for key in keys]
+        # Fact i's curves stacked: draws (n_draws, k, layers), one weight per curve (k, 1).
+        facts = [FactDraws(np.stack([rows[i].draws for rows in per_key], axis=1),
+                           np.array([rows[i].weight for rows in per_key], dtype=np.float64)[:, None])
+                 for i in range(len(per_key[0]))]
+        return two_level_replicates(facts, DEFAULT_RESAMPLES, INTERVAL_SEED)
 
     def two_level_interval(self, key: str, level: float) -> Interval | None:
         """The interval of `key` at `level` resampling facts and, within each, its noise
@@ -163,6 +190,7 @@ def aggregate(traces: Sequence[Trace], intervals: bool = False) -> Aggregate:
     found: dict[str, dict[str, Any]] = {}
     peaks: dict[str, dict[str, Any]] = {}
     draws: dict[str, tuple[tuple[float, ...], ...]] = {}
+    curve_draws: dict[str, tuple[Any, ...]] = {}
     if intervals:
         from fact_locator.confidence import DEFAULT_RESAMPLES, bootstrap_mean, peak_aie_interval
 
@@ -182,7 +210,9 @@ def aggregate(traces: Sequence[Trace], intervals: bool = False) -> Aggregate:
                                                INTERVAL_SEED).to_dict()
         for key, values in samples.items():
             found[key] = bootstrap_mean(values, INTERVAL_LEVEL, DEFAULT_RESAMPLES, INTERVAL_SEED).to_dict()
-        draws = fact_draws(traces, layers) if all((t.n_samples or 0) >= 2 for t in traces) else {}
+        if all((t.n_samples or 0) >= 2 for t in traces):
+            draws = fact_draws(traces, layers)
+            curve_draws = fact_curve_draws(traces, kinds, aie)
     return Aggregate(
         n_facts=n,
         ate=sum(t.te for t in traces) / n,
@@ -194,6 +224,7 @@ def aggregate(traces: Sequence[Trace], intervals: bool = False) -> Aggregate:
         intervals=found,
         peak_intervals=peaks,
         draws=draws,
+        curve_draws=curve_draws,
     )
 
 
@@ -212,4 +243,29 @@ def fact_draws(traces: Sequence[Trace], layers: dict[str, int]) -> dict[str, tup
             if positions and ie is not None:
                 rows.append(tuple(float(x) for x in ie[layer, positions, :].mean(axis=0)))
         out[key] = tuple(rows)
+    return out
+
+
+def fact_curve_draws(traces: Sequence[Trace], kinds: Sequence[str],
+                     aie: dict[str, dict[str, tuple[float, ...]]]) -> dict[str, tuple[Any, ...]]:
+    """Per kind and category the aggregate has, per fact: its IE curve over layers in each
+    noise draw, summed over its positions in the category, as `FactDraws` (n_draws, layers)
+    weighted by the number of those positions, so that a weighted mean over facts is ROME's
+    average over positions (`Aggregate.aie`); a fact without a position there weighs 0."""
+    import numpy as np
+
+    from fact_locator.confidence import FactDraws
+
+    out: dict[str, tuple[Any, ...]] = {}
+    for kind in kinds:
+        ie = [t.ie_samples(kind) for t in traces]
+        for category in aie[kind]:
+            rows = []
+            for trace, draws in zip(traces, ie):
+                assert draws is not None  # the caller checked every trace kept its draws
+                positions = trace.positions(category)
+                summed = draws[:, positions, :].sum(axis=1).T if positions else np.zeros((draws.shape[2], draws.shape[0]))
+                # FactDraws' mean over facts divides by the weights: store the per-position mean.
+                rows.append(FactDraws(summed / max(len(positions), 1), float(len(positions))))
+            out[Aggregate.interval_key(kind, category)] = tuple(rows)
     return out

@@ -8,7 +8,8 @@ from typing import Any
 
 from fact_locator.tracing.trace import TokenCategory, Trace
 
-__all__ = ["Interval", "PeakInterval", "aie_interval", "ate_interval", "bootstrap_mean", "peak_aie_interval"]
+__all__ = ["FactDraws", "Interval", "PeakInterval", "aie_interval", "ate_interval", "bootstrap_mean", "peak_aie_interval",
+           "percentile_ends", "two_level_bootstrap_mean", "two_level_replicates"]
 
 DEFAULT_RESAMPLES = 2000
 
@@ -79,23 +80,78 @@ def two_level_bootstrap_mean(per_fact_draws: Sequence[Sequence[float]], level: f
 
     if not 0 < level < 1:
         raise ValueError(f"confidence level must be between 0 and 1, got {level!r}")
-    facts = sorted((tuple(float(x) for x in draws) for draws in per_fact_draws if len(draws)))
+    facts = [FactDraws(np.asarray(draws, dtype=np.float64)) for draws in per_fact_draws if len(draws)]
     if not facts:
         raise ValueError("no values to bootstrap")
+    means = two_level_replicates(facts, resamples, seed)
+    low, high = percentile_ends(means, level)
+    estimate = float(np.mean([np.mean(f.draws) for f in facts]))
+    return Interval(estimate, low, high, level, len(facts), resamples)
+
+
+@dataclass(frozen=True)
+class FactDraws:
+    """One fact's values per noise draw, for the two-level bootstrap: `draws` is (n_draws,) or
+    (n_draws, *shape) (a curve over layers per draw, or several curves stacked), and `weight`
+    (broadcast to `shape`) is how much the fact counts in a mean over facts: 1 for a value per
+    fact, the number of the fact's positions in a token category for ROME's averaging, where
+    each position is a sample (0 where the fact has none)."""
+
+    draws: Any  # numpy array (n_draws, *shape)
+    weight: Any = 1.0
+
+    def sort_key(self) -> tuple[float, ...]:
+        import numpy as np
+
+        return (*np.asarray(self.draws, dtype=np.float64).ravel().tolist(),
+                *np.broadcast_to(np.asarray(self.weight, dtype=np.float64), self.draws.shape[1:]).ravel().tolist())
+
+
+def two_level_replicates(facts: Sequence[FactDraws], resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> Any:
+    """The two-level bootstrap's replicates: for each of `resamples`, draw the facts with
+    replacement and, within each drawn fact, its noise draws with replacement; the replicate
+    is the weighted mean over the drawn facts of their resampled draw means, shape
+    (resamples, *shape). Keeping whole replicates (not only an interval) lets a caller take
+    any statistic inside each one, e.g. the max over layers of a replicate's mean curve.
+    Seeded; the facts are sorted first, so their order does not matter. A replicate whose
+    drawn facts all weigh 0 at an entry is NaN there."""
+    import numpy as np
+
+    ordered = sorted(facts, key=FactDraws.sort_key)
+    if not ordered:
+        raise ValueError("no values to bootstrap")
+    shape = np.asarray(ordered[0].draws).shape[1:]
     rng = np.random.default_rng(seed)
-    # One fact mean per (resample, fact drawn): draws resampled within the fact drawn.
-    picked = rng.integers(0, len(facts), size=(resamples, len(facts)))
-    fact_means = np.empty((resamples, len(facts)), dtype=np.float64)
-    for index, draws in enumerate(facts):
-        rows, cols = np.nonzero(picked == index)
-        if rows.size:
-            values = np.asarray(draws, dtype=np.float64)
-            fact_means[rows, cols] = values[rng.integers(0, values.size, size=(rows.size, values.size))].mean(axis=1)
-    means = fact_means.mean(axis=1)
+    picked = rng.integers(0, len(ordered), size=(resamples, len(ordered)))
+    total = np.zeros((resamples, *shape), dtype=np.float64)
+    weight = np.zeros((resamples, *shape), dtype=np.float64)
+    for index, fact in enumerate(ordered):
+        rows, _ = np.nonzero(picked == index)
+        if not rows.size:
+            continue
+        values = np.asarray(fact.draws, dtype=np.float64)
+        n = values.shape[0]
+        chosen = rng.integers(0, n, size=(rows.size, n))
+        # How often each draw was chosen per row: the resampled mean is counts @ draws / n.
+        counts = np.zeros((rows.size, n), dtype=np.float64)
+        np.add.at(counts, (np.arange(rows.size)[:, None], chosen), 1.0)
+        means = (counts @ values.reshape(n, -1) / n).reshape((rows.size, *shape))
+        w = np.broadcast_to(np.asarray(fact.weight, dtype=np.float64), shape)
+        np.add.at(total, rows, means * w)
+        np.add.at(weight, rows, np.broadcast_to(w, (rows.size, *shape)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return total / weight
+
+
+def percentile_ends(values: Any, level: float) -> tuple[float, float]:
+    """The two-sided percentile interval's ends of `values` (1-d, NaN left out) at `level`."""
+    import numpy as np
+
+    finite = np.asarray(values, dtype=np.float64)
+    finite = finite[~np.isnan(finite)]
     tail = (1 - level) / 2
-    low, high = np.quantile(means, [tail, 1 - tail])
-    estimate = float(np.mean([np.mean(d) for d in facts]))
-    return Interval(estimate, float(low), float(high), level, len(facts), resamples)
+    low, high = np.quantile(finite, [tail, 1 - tail])
+    return float(low), float(high)
 
 
 def ate_interval(traces: Sequence[Trace], level: float = 0.95, resamples: int = DEFAULT_RESAMPLES, seed: int = 0) -> Interval:

@@ -7,10 +7,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fact_locator.aggregate import INTERVAL_CATEGORIES, Aggregate
-from fact_locator.expectations.decision import point_rule
+from fact_locator.expectations.decision import (
+    NO_DRAWS_NOTE,
+    interval_verdict,
+    point_rule,
+    verdict_outcome,
+    verdict_words,
+)
 from fact_locator.expectations.excerpts import curve_excerpt, facts_count
 from fact_locator.expectations.guards import missing_category, missing_kind, wrong_target
-from fact_locator.expectations.intervals import aggregate_decision, interval_outcome
+from fact_locator.expectations.intervals import TWO_LEVEL_MAX, aggregate_decision, curve_facts, interval_outcome
 from fact_locator.expectations.outcome import Expectation, ExpectationBase, Outcome, Scope
 from fact_locator.expectations.parsing import (
     ArgumentError,
@@ -69,23 +75,56 @@ class AieAtLeast(ExpectationBase):
         return Outcome(passed, message, {"kind": self.kind, "category": self.category, "layer": layer,
                                          "aie": value, "threshold": self.minimum, "n_facts": agg.n_facts})
 
+    @property
+    def own_level(self) -> float | None:
+        """The level this expectation is decided at under `decide`: its `confidence:`, else its `level:`."""
+        return self.confidence if self.confidence is not None else self.level
+
     def decide(self, target: Any, level: float) -> Outcome:
-        """The AIE at the layer where the mean curve peaks, by its two-level bootstrap interval
-        at `level` (kept at last_subject and last; elsewhere the point rule). An expectation
-        written with its own `level:` keeps its one-sided rule."""
+        """The max over layers of the AIE curve, taken inside each replicate of the two-level
+        bootstrap (facts, then each fact's noise draws), so that the interval covers which
+        layer peaks as well as the value there; its interval at `level` against the minimum.
+        An aggregate without per-draw curves falls back to the interval at the layer where the
+        mean curve peaks (at last_subject and last; the message says so), else the point rule.
+        An expectation's own `level:` is its confidence level here (`decide` applies it)."""
+        import numpy as np
+
+        from fact_locator.confidence import percentile_ends
+
         bad = (wrong_target(self.id, self.scope, target) or missing_kind(target, self.kind, self.id)
                or missing_category(target, self.category, self.id))
         if bad is not None:
             return bad
-        if self.level is not None:
-            return self.check(target)
         agg: Aggregate = target
+        layer, value = agg.max_aie(self.kind, self.category)
+        threshold = Threshold(">=", self.minimum)
+        observed = {"kind": self.kind, "category": self.category, "layer": layer, "aie": value}
+        replicates = agg.curve_replicates([(self.kind, self.category)])
+        if replicates is None:
+            return self._decide_at_the_mean_peak(agg, threshold, level)
+        curves = replicates[:, 0, :]
+        low, high = percentile_ends(curves.max(axis=1), level)
+        verdict = interval_verdict(threshold, low, high)
+        n = curve_facts(agg, self.kind, self.category)
+        share = float(np.mean(np.argmax(curves, axis=1) == layer))
+        message = (
+            f"{self.id}: max {self.kind} AIE at {self.category} = {value:.3f} (layer {layer}, the peak in "
+            f"{share:.0%} of replicates) over {facts_count(n)}; expected {threshold}: "
+            f"{verdict_words(verdict, level, facts_count(n))}: [{low:.3f}, {high:.3f}] ({TWO_LEVEL_MAX})\n"
+            f"{curve_excerpt(agg, self.kind, self.category, layer)}"
+        )
+        return verdict_outcome(verdict, message, {**observed, "estimate": value, "low": low, "high": high,
+                                                  "n_facts": n, "op": ">=", "threshold": self.minimum,
+                                                  "two_level": True, "max_in_replicate": True, "layer_share": share})
+
+    def _decide_at_the_mean_peak(self, agg: Aggregate, threshold: Threshold, level: float) -> Outcome:
         key = Aggregate.interval_key(self.kind, self.category)
         layer = agg.layers.get(key, agg.max_aie(self.kind, self.category)[0])
-        decided = aggregate_decision(self.id, f"max {self.kind} AIE at {self.category} (layer {layer})", agg, key,
-                                     Threshold(">=", self.minimum), level,
+        what = (f"max {self.kind} AIE at {self.category} (at layer {layer}, the mean peak: the aggregate kept "
+                "no per-draw curves)")
+        decided = aggregate_decision(self.id, what, agg, key, threshold, level,
                                      {"kind": self.kind, "category": self.category, "layer": layer})
-        return decided if decided is not None else point_rule(self.check(target))
+        return decided if decided is not None else point_rule(self.check(agg), NO_DRAWS_NOTE)
 
 
 def aie_at_least(kind: str, category: TokenCategory | str, x: float, *, level: float | None = None) -> Expectation:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fact_locator.aggregate import Aggregate
-from fact_locator.expectations.decision import point_rule
+from fact_locator.expectations.decision import NO_DRAWS_NOTE, point_rule
 from fact_locator.expectations.excerpts import facts_count
 from fact_locator.expectations.guards import wrong_target
 from fact_locator.expectations.intervals import aggregate_decision, bound_name, interval_outcome
@@ -59,15 +59,19 @@ class AteThreshold(ExpectationBase):
         return Outcome(passed, message, {"ate": agg.ate, "n_facts": agg.n_facts, "op": self.threshold.op,
                                          "threshold": self.threshold.value})
 
+    @property
+    def own_level(self) -> float | None:
+        """The level this expectation is decided at under `decide`: its `confidence:`, else its `level:`."""
+        return self.confidence if self.confidence is not None else self.level
+
     def decide(self, target: Any, level: float) -> Outcome:
         """ATE's two-level bootstrap interval at `level` against the threshold (passed, failed
-        or undecided). An expectation written with its own `level:` keeps its one-sided rule."""
+        or undecided). An expectation's own `level:` (`">= 0.15 at 95%"`) is its confidence
+        level here (`decide` applies it); `check` keeps its one-sided rule."""
         if (bad := wrong_target(self.id, self.scope, target)) is not None:
             return bad
-        if self.level is not None:
-            return self.check(target)
         decided = aggregate_decision(self.id, "ATE", target, "ate", self.threshold, level, {"ate": target.ate})
-        return decided if decided is not None else point_rule(self.check(target))
+        return decided if decided is not None else point_rule(self.check(target), NO_DRAWS_NOTE)
 
 
 def ate_at_least(x: float, *, strict: bool = False, level: float | None = None) -> Expectation:

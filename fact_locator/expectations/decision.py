@@ -2,7 +2,8 @@
 
 `decide(expectation, target, level=..., looks=...)` asks the expectation's own
 `decide(target, level)` method (every built-in kind has one) at the effective level
-1 - (1 - L) / looks, where L is the expectation's own `confidence:` if set, else `level`.
+1 - (1 - L) / looks, where L is the expectation's own level if set (its `confidence:`, or the
+`level:` an `ate`/`aie` was written with), else `level`.
 Dividing the error rate by the number of looks (Bonferroni) keeps a verdict valid when the
 adaptive rounds (`adaptive_samples.py`) look at the same fact several times.
 
@@ -30,10 +31,11 @@ if TYPE_CHECKING:
     from fact_locator.tracing.trace import Trace
 
 __all__ = ["DEFAULT_LEVEL", "decide", "effective_level", "format_level", "interval_verdict", "peak_region_probability",
-           "point_rule", "probability_verdict", "verdict_outcome", "verdict_words"]
+           "own_level", "point_rule", "probability_verdict", "verdict_outcome", "verdict_words"]
 
 DEFAULT_LEVEL = 0.95
 POINT_RULE_NOTE = "decided by the point value: the trace kept no per-sample values"
+NO_DRAWS_NOTE = "decided by the point value: the aggregate kept no per-draw data"
 
 
 def check_confidence(level: Any, where: str = "confidence") -> float:
@@ -97,21 +99,29 @@ def verdict_outcome(verdict: Verdict, message: str, observed: dict[str, Any]) ->
                    undecided=verdict is Verdict.UNDECIDED)
 
 
-def point_rule(outcome: Outcome) -> Outcome:
+def point_rule(outcome: Outcome, note: str = POINT_RULE_NOTE) -> Outcome:
     """`check`'s outcome, marked as decided by the point value (no per-sample values)."""
     first, _, rest = outcome.message.partition("\n")
-    message = f"{first} ({POINT_RULE_NOTE})" + (f"\n{rest}" if rest else "")
+    message = f"{first} ({note})" + (f"\n{rest}" if rest else "")
     return Outcome(outcome.passed, message, {**outcome.observed, "point_rule": True}, undecided=outcome.undecided)
+
+
+def own_level(expectation: Expectation) -> float | None:
+    """The expectation's own confidence level, over the session's: its `own_level` (an `ate` or
+    `aie` written with `level:` / `at 95%` takes that one when no `confidence:` is given), else
+    its `confidence`; None when it has none."""
+    own = getattr(expectation, "own_level", None)
+    return own if own is not None else getattr(expectation, "confidence", None)
 
 
 def decide(expectation: Expectation, target: Any, *, level: float, looks: int = 1) -> Outcome:
     """Decide `expectation` on `target` (a Trace or an Aggregate) at a confidence level.
 
-    The effective level is 1 - (1 - L) / looks, L the expectation's own `confidence` if set,
-    else `level`. `Outcome.verdict` is PASSED, FAILED or UNDECIDED. Like `check`, this never
+    The effective level is 1 - (1 - L) / looks, L the expectation's own level if set
+    (`own_level`: its `confidence:`, or the `level:` of an `ate`/`aie`), else `level`. `Outcome.verdict` is PASSED, FAILED or UNDECIDED. Like `check`, this never
     raises for a bug inside a kind: that becomes a failed outcome.
     """
-    own = getattr(expectation, "confidence", None)
+    own = own_level(expectation)
     at = effective_level(own if own is not None else level, looks)
     method = getattr(expectation, "decide", None)
     if method is None:

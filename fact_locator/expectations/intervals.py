@@ -1,6 +1,7 @@
 """Comparing a bootstrap interval's bound, rather than the point estimate, with a threshold:
 the lower bound for >= / >, the upper one for <= / <; and deciding an aggregate at a
-confidence level (`aggregate_decision`): passed, failed or undecided."""
+confidence level: passed, failed or undecided (`aggregate_decision` for a value per fact,
+`Aggregate.curve_replicates` for a max over layers taken inside each bootstrap replicate)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ from fact_locator.expectations.excerpts import facts_count
 from fact_locator.expectations.outcome import Outcome
 from fact_locator.expectations.parsing import Threshold
 
-__all__ = ["aggregate_decision", "bound_name", "interval_outcome"]
+__all__ = ["TWO_LEVEL_MAX", "aggregate_decision", "bound_name", "curve_facts", "interval_outcome"]
+
+# How the max-over-layers verdicts say what they rest on.
+TWO_LEVEL_MAX = "bootstrap over facts and their noise draws, the max over layers taken in each replicate"
 
 
 def bound_name(threshold: Threshold) -> str:
@@ -59,3 +63,9 @@ def aggregate_decision(ident: str, what: str, agg: Aggregate, key: str, threshol
     return verdict_outcome(verdict, message, {**observed, "estimate": interval.estimate, "low": interval.low,
                                               "high": interval.high, "n_facts": interval.n, "op": threshold.op,
                                               "threshold": threshold.value, "two_level": "facts only" not in how})
+
+
+def curve_facts(agg: Aggregate, kind: str, category: str) -> int:
+    """How many facts have a position in `category` (those the curve's mean is over)."""
+    rows = agg.curve_draws.get(Aggregate.interval_key(kind, category), ())
+    return sum(1 for row in rows if float(row.weight) > 0) if rows else agg.n_facts

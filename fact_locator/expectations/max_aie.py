@@ -6,8 +6,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fact_locator.aggregate import Aggregate
+from fact_locator.expectations.decision import NO_DRAWS_NOTE, point_rule, probability_verdict, verdict_outcome, verdict_words
 from fact_locator.expectations.excerpts import curve_excerpt, facts_count
 from fact_locator.expectations.guards import missing_category, missing_kind, wrong_target
+from fact_locator.expectations.intervals import TWO_LEVEL_MAX
 from fact_locator.expectations.outcome import Expectation, ExpectationBase, Outcome, Scope
 from fact_locator.expectations.parsing import (
     ArgumentError,
@@ -59,6 +61,46 @@ class MaxAieGreater(ExpectationBase):
         )
         return Outcome(passed, message, {"a": {"kind": self.kind_a, "category": self.category_a, "layer": la, "aie": a},
                                          "b": {"kind": self.kind_b, "category": self.category_b, "layer": lb, "aie": b}})
+
+    def decide(self, target: Any, level: float) -> Outcome:
+        """The probability, over the replicates of the two-level bootstrap (facts, then each
+        fact's noise draws), that the first curve's max over layers exceeds the second's, both
+        maxima taken inside each replicate (so the layers that peak may move between them):
+        passed at >= `level`, failed at <= 1 - `level`, undecided between
+        (`probability_verdict`). The two curves are resampled together, so the comparison is
+        paired. Without per-draw data the point rule, and the message says so."""
+        import numpy as np
+
+        from fact_locator.confidence import percentile_ends
+
+        bad = (wrong_target(self.id, self.scope, target) or missing_kind(target, self.kind_a, self.id)
+               or missing_kind(target, self.kind_b, self.id) or missing_category(target, self.category_a, self.id)
+               or missing_category(target, self.category_b, self.id))
+        if bad is not None:
+            return bad
+        agg: Aggregate = target
+        replicates = agg.curve_replicates([(self.kind_a, self.category_a), (self.kind_b, self.category_b)])
+        if replicates is None:
+            return point_rule(self.check(agg), NO_DRAWS_NOTE)
+        maxima = replicates.max(axis=2)  # (resamples, 2)
+        maxima = maxima[~np.isnan(maxima).any(axis=1)]  # a replicate with no fact in a category
+        probability = float(np.mean(maxima[:, 0] > maxima[:, 1]))
+        verdict = probability_verdict(probability, level)
+        (la, a), (lb, b) = agg.max_aie(self.kind_a, self.category_a), agg.max_aie(self.kind_b, self.category_b)
+        low_a, high_a = percentile_ends(maxima[:, 0], level)
+        low_b, high_b = percentile_ends(maxima[:, 1], level)
+        count = facts_count(agg.n_facts)
+        message = (
+            f"{self.id}: max {self.kind_a} AIE at {self.category_a} = {a:.3f} [{low_a:.3f}, {high_a:.3f}] (layer {la}) "
+            f"> max {self.kind_b} AIE at {self.category_b} = {b:.3f} [{low_b:.3f}, {high_b:.3f}] (layer {lb}) "
+            f"with probability {probability:.3f} over {len(maxima)} replicates: {verdict_words(verdict, level, count)} "
+            f"({TWO_LEVEL_MAX})\n{curve_excerpt(agg, self.kind_a, self.category_a, la)}\n"
+            f"{curve_excerpt(agg, self.kind_b, self.category_b, lb)}"
+        )
+        return verdict_outcome(verdict, message, {
+            "a": {"kind": self.kind_a, "category": self.category_a, "layer": la, "aie": a, "low": low_a, "high": high_a},
+            "b": {"kind": self.kind_b, "category": self.category_b, "layer": lb, "aie": b, "low": low_b, "high": high_b},
+            "probability": probability, "n_facts": agg.n_facts, "two_level": True, "max_in_replicate": True})
 
 
 def max_aie_greater(kind_a: str, category_a: TokenCategory | str, kind_b: str, category_b: TokenCategory | str) -> Expectation:

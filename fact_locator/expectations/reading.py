@@ -122,6 +122,10 @@ def parse_expectation(node_value: Any, path: str | Path, line: int, scope: str, 
             raise fail(f"'id' must match {ID_PATTERN.pattern} (it becomes part of a pytest node id), got {new_id!r}", name, "id")
         expectation = with_id(expectation, new_id)
     if "confidence" in meta:
+        if getattr(expectation, "own_level", None) is not None:
+            # Under `decide` both name the level it is decided at (`own_level`): one would be ignored.
+            raise fail(f"{name}: 'confidence' and its own level ('level:' or 'at 95%') both set the level it is "
+                       "decided at; give one of them", name, "confidence")
         try:
             level = check_confidence(meta["confidence"], f"{name}: 'confidence'")
         except ValueError as exc:
