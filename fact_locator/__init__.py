@@ -37,6 +37,7 @@ _EXPORTS: dict[str, str] = {
     "ResultsError": "fact_locator.errors",
     "CacheError": "fact_locator.errors",
     "ExpectationFailed": "fact_locator.errors",
+    "ExpectationUndecided": "fact_locator.errors",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -11,6 +11,7 @@
     ├── CacheError                   the trace cache cannot be used
     ├── ResultsError                 a results file that is missing, truncated or of another version
     └── ExpectationFailed            an audit expectation did not hold (carries the outcome)
+        └── ExpectationUndecided     it was neither passed nor failed at the confidence level
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ __all__ = [
     "CacheError",
     "DeviceError",
     "ExpectationFailed",
+    "ExpectationUndecided",
     "FactError",
     "FactLocatorError",
     "FactSetError",
@@ -89,3 +91,9 @@ class ExpectationFailed(FactLocatorError, AssertionError):
     def __init__(self, message: str, outcome: object | None = None):
         self.outcome = outcome
         super().__init__(message)
+
+
+class ExpectationUndecided(ExpectationFailed):
+    """An audit expectation was undecided at its confidence level (`decide`): the interval
+    straddles the threshold. A subclass of ExpectationFailed, so a caller that knows only
+    pass/fail never passes it silently; the pytest plugin counts it as --fl-undecided says."""

@@ -30,12 +30,42 @@ from fact_locator.expectations.parsing import Threshold
 if TYPE_CHECKING:
     from fact_locator.tracing.trace import Trace
 
-__all__ = ["DEFAULT_LEVEL", "decide", "effective_level", "format_level", "interval_verdict", "peak_region_probability",
-           "own_level", "point_rule", "probability_verdict", "verdict_outcome", "verdict_words"]
+__all__ = ["DEFAULT_LEVEL", "decide", "effective_level", "format_level", "has_draws", "interval_verdict", "own_level",
+           "peak_region_probability", "point_rule", "pop_run_level", "probability_verdict", "push_run_level", "run_level",
+           "verdict_outcome", "verdict_words"]
 
 DEFAULT_LEVEL = 0.95
 POINT_RULE_NOTE = "decided by the point value: the trace kept no per-sample values"
 NO_DRAWS_NOTE = "decided by the point value: the aggregate kept no per-draw data"
+
+
+# The level `assert_expectation` decides at when given none: the pytest run's --fl-confidence
+# (the plugin pushes it at configure and pops it at unconfigure; a stack, for pytester's runs
+# inside a run), else DEFAULT_LEVEL.
+_RUN_LEVELS: list[float] = []
+
+
+def push_run_level(level: float | None) -> None:
+    """Set the run's level (None: the default) until the matching `pop_run_level`."""
+    _RUN_LEVELS.append(DEFAULT_LEVEL if level is None else check_confidence(level))
+
+
+def pop_run_level() -> None:
+    if _RUN_LEVELS:
+        _RUN_LEVELS.pop()
+
+
+def run_level() -> float:
+    """The current pytest run's confidence level, else DEFAULT_LEVEL."""
+    return _RUN_LEVELS[-1] if _RUN_LEVELS else DEFAULT_LEVEL
+
+
+def has_draws(target: Any) -> bool:
+    """Whether a Trace kept >= 2 noise draws or an Aggregate per-draw data, so that `decide`
+    has intervals to decide by."""
+    if hasattr(target, "sample_effects"):
+        return (getattr(target, "n_samples", None) or 0) >= 2
+    return bool(getattr(target, "draws", None) or getattr(target, "curve_draws", None))
 
 
 def check_confidence(level: Any, where: str = "confidence") -> float:

@@ -1,7 +1,8 @@
 """What a check returns, the protocol every expectation kind follows, and running one.
 
 A check never raises: `check(expectation, target)` returns an `Outcome` whose message shows
-what was observed (syrupy's habit); `assert_expectation` raises `ExpectationFailed` once.
+what was observed (syrupy's habit); `assert_expectation` raises `ExpectationFailed` once
+(`ExpectationUndecided` when decided at a level and neither passed nor failed).
 """
 
 from __future__ import annotations
@@ -91,9 +92,23 @@ def check(expectation: Expectation, target: Any) -> Outcome:
         return Outcome(False, f"{expectation.id}: the check itself failed: {type(exc).__name__}: {exc}", {"error": repr(exc)})
 
 
-def assert_expectation(expectation: Expectation, target: Any) -> None:
-    """Raise `ExpectationFailed(outcome.message, outcome)` when the expectation does not hold."""
-    outcome = check(expectation, target)
+def assert_expectation(expectation: Expectation, target: Any, *, level: float | None = None, looks: int = 1) -> None:
+    """Raise when the expectation does not hold on `target` (a Trace or an Aggregate).
+
+    A target that kept per-sample draws is decided at a confidence level (`decide`): `level`,
+    by default the run's --fl-confidence (or its ini key) inside a pytest run with the plugin,
+    else 0.95; `looks` as in `decide`. A failed verdict raises `ExpectationFailed(message,
+    outcome)`, an undecided one `ExpectationUndecided` (its subclass), which the plugin counts
+    as --fl-undecided says. A target without draws is checked by the point rule (`check`)."""
+    from fact_locator.errors import ExpectationUndecided
+    from fact_locator.expectations.decision import decide, has_draws, run_level
+
+    if has_draws(target):
+        outcome = decide(expectation, target, level=run_level() if level is None else level, looks=looks)
+    else:
+        outcome = check(expectation, target)
+    if outcome.undecided:
+        raise ExpectationUndecided(outcome.message, outcome)
     if not outcome.passed:
         raise ExpectationFailed(outcome.message, outcome)
 

@@ -15,13 +15,15 @@ from typing import Any
 
 import pytest
 
-from fact_locator.errors import FactLocatorError
+from fact_locator.errors import ExpectationUndecided, FactLocatorError
+from fact_locator.expectations.decision import pop_run_level, push_run_level
 from fact_locator.plugin import fixtures as _fixtures
 from fact_locator.plugin.collection import CASE_KEY, FactSetFile, FactSetFiles, selected_facts
 from fact_locator.plugin.options import OptionError, resolve_options
 from fact_locator.plugin.ray_run import check_ray_options, trace_on_ray, uses_ray
 from fact_locator.plugin.session import SESSION_KEY, YAML_SUFFIXES, FactLocatorSession
 from fact_locator.plugin.sharding import ShardFilter
+from fact_locator.plugin.undecided import count_undecided, run_level_from
 from fact_locator.plugin.xdist import XdistMerge, assign_worker_gpu, is_worker, publish
 
 GROUP = "fact-locator"
@@ -55,6 +57,7 @@ def pytest_configure(config: pytest.Config) -> None:
     fl.gpu = worker_gpu.gpu if worker_gpu is not None else None
     fl.load_baseline()
     config.stash[SESSION_KEY] = fl
+    push_run_level(run_level_from(options.explicit))  # assert_expectation's default; popped at unconfigure
     config.pluginmanager.register(BrokenFactSets(fl), "fact_locator.broken_factsets")
     if not config.pluginmanager.is_registered(_fixtures):
         config.pluginmanager.register(_fixtures, "fact_locator.fixtures")
@@ -62,6 +65,11 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(XdistMerge(fl), "fact_locator.xdist")
     if options["shard"] is not None:
         config.pluginmanager.register(ShardFilter(options["shard"]), "fact_locator.shard")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if config.stash.get(SESSION_KEY, None) is not None:
+        pop_run_level()
 
 
 def share_cpu_threads(workerinput: dict | None) -> None:
@@ -162,6 +170,18 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if case is not None and fl is not None:
         fl.record_report(item, case, report)
     return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Any:
+    """A Python audit whose `assert_expectation` was undecided counts as --fl-undecided says."""
+    try:
+        return (yield)
+    except ExpectationUndecided as exc:
+        fl = pyfuncitem.config.stash.get(SESSION_KEY, None)
+        if fl is not None:
+            count_undecided(pyfuncitem, exc, fl.options["undecided"])
+        raise
 
 
 @pytest.hookimpl(tryfirst=True)
