@@ -36,6 +36,7 @@ __all__ = [
     "fact_settled",
     "is_known",
     "level_for",
+    "settle_together",
     "severed_once",
     "traced_reason",
     "will_trace",
@@ -130,9 +131,13 @@ class FactVerdict:
 
 
 def audit_fact(locator: Locator, factset: FactSet, spec: FactSpec, rule: str,
-               companions: Iterable[Fact] = ()) -> FactVerdict:
+               companions: Iterable[Fact] = (), round_mates: Iterable[FactSpec] = ()) -> FactVerdict:
     """The fact's verdict under `rule`: skip and fail run the clean check first and trace
-    only a known fact; trace traces every fact. `companions` go to `Locator.trace`."""
+    only a known fact; trace traces every fact. `companions` go to `Locator.trace`. Under
+    `samples: auto`, `round_mates` (other facts of the set this session will trace) take
+    their first round now and run the later rounds together with this fact
+    (`settle_together`; read only once this fact is traced): their traces wait in the
+    Locator for their own calls."""
     clean: CleanCheck | None = None
     try:
         if rule != "trace":
@@ -140,10 +145,8 @@ def audit_fact(locator: Locator, factset: FactSet, spec: FactSpec, rule: str,
             if not clean.known:
                 return FactVerdict(spec, clean=clean, reason=clean.reason)
         trace = locator.trace(spec.fact, factset, companions=companions)
-        max_samples = locator.adaptive_max(factset)
-        if max_samples is not None:  # samples: auto: more rounds while its verdicts are open
-            trace = settle(locator, factset, [(spec.fact, trace)], fact_settled(factset, spec, level_for(locator, factset)),
-                           max_samples)[0]
+        if locator.adaptive_max(factset) is not None:  # samples: auto: more rounds while its verdicts are open
+            trace = settle_together(locator, factset, spec, trace, round_mates)
     except FactLocatorError as exc:
         return FactVerdict(spec, error=exc, reason=str(exc))
     if clean is None:
@@ -152,6 +155,37 @@ def audit_fact(locator: Locator, factset: FactSet, spec: FactSpec, rule: str,
         except FactLocatorError:
             clean = None  # e.g. Ray actors ran no clean run under `trace`: the trace's first-token rule
     return FactVerdict(spec, trace=trace, clean=clean, reason=traced_reason(trace, factset, clean))
+
+
+def settle_together(locator: Locator, factset: FactSet, spec: FactSpec, trace: Trace,
+                    round_mates: Iterable[FactSpec] = ()) -> Trace:
+    """Under `samples: auto`: the rounds of `spec` (first round `trace`) and of `mates`
+    together, so that each round extends the facts still open in shared forwards
+    (`adaptive_samples.settle`). Each fact stops at the round it would stop at alone (its
+    own expectations decide it; draw i depends on the seed and i only), so its draws and
+    verdicts are those of the one-at-a-time path. A mate whose first round fails is left to
+    its own call, which reports the error; if the shared rounds fail, `spec` goes alone."""
+    level = level_for(locator, factset)
+    mates = list(round_mates)
+    specs, pairs = [spec], [(spec.fact, trace)]
+    for i, mate in enumerate(mates):
+        try:  # the later mates are companions: the engine traces same-shape facts together
+            first = locator.trace(mate.fact, factset, companions=(m.fact for m in mates[i + 1:]))
+        except FactLocatorError:
+            continue
+        specs.append(mate)
+        pairs.append((mate.fact, first))
+    rules = [fact_settled(factset, s, level) for s in specs]
+
+    def settled(index: int, current: Trace, n_looks: int) -> bool:
+        return rules[index](index, current, n_looks)
+
+    try:
+        return settle(locator, factset, pairs, settled, locator.adaptive_max(factset))[0]
+    except FactLocatorError:
+        if len(pairs) == 1:
+            raise
+        return settle(locator, factset, pairs[:1], settled, locator.adaptive_max(factset))[0]
 
 
 def level_for(locator: Locator, factset: FactSet | None) -> float:
@@ -196,11 +230,13 @@ def will_trace(locator: Locator, fact: Fact, factset: FactSet, rule: str) -> boo
 
 
 def aggregate_verdicts(locator: Locator, factset: FactSet, rule: str,
-                       companions: Callable[[FactSpec], Iterable[Fact]]) -> Iterator[FactVerdict]:
+                       companions: Callable[[FactSpec], Iterable[Fact]],
+                       round_mates: Callable[[FactSpec], Iterable[FactSpec]] = lambda _spec: ()) -> Iterator[FactVerdict]:
     """The verdict of every fact of the set, in file order, selected or not: an aggregate
-    needs them all. Lazy, so a caller can record each as it comes."""
+    needs them all. Lazy, so a caller can record each as it comes. `round_mates(spec)`:
+    the facts whose `samples: auto` rounds run with `spec`'s (`audit_fact`)."""
     for spec in factset.facts:
-        yield audit_fact(locator, factset, spec, rule, companions(spec))
+        yield audit_fact(locator, factset, spec, rule, companions(spec), round_mates(spec))
 
 
 def enters_aggregate(verdict: FactVerdict) -> bool:

@@ -9,8 +9,9 @@
 A fact with no expectation gets one item named `trace` (the fact is traced and recorded).
 `FactSetFiles` (plugin/factset_files.py) lets a Python module collect fact-set files that live
 outside the collected directory. The audit's rules (known/unknown, aggregates, severed paths)
-are `fact_locator.audit_flow`'s; this module is the pytest glue around them. Nothing here
-imports torch.
+are `fact_locator.audit_flow`'s; what an item does with them (trace, record, skip or fail,
+and the rounds of `samples: auto`) is `plugin/fact_audit.py`'s; this module makes the nodes.
+Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from fact_locator.audit_flow import FactVerdict, aggregate_verdicts, audit_fact, enters_aggregate, severed_once, will_trace
 from fact_locator.errors import ExpectationFailed, FactLocatorError, FactSetError
+from fact_locator.plugin.fact_audit import aggregate_for, companions, trace_fact
 from fact_locator.plugin.factset_files import FactSetFiles
 from fact_locator.plugin.session import MESSAGE_KEY, Case, FactLocatorSession, get_session
 from fact_locator.plugin.verdict_level import adaptive_looks, confidence_level
@@ -30,11 +31,8 @@ from fact_locator.plugin.verdict_level import adaptive_looks, confidence_level
 if TYPE_CHECKING:
     from _pytest._code.code import ExceptionInfo, TerminalRepr
 
-    from fact_locator.aggregate import Aggregate
     from fact_locator.expectations import ExpectationSpec
-    from fact_locator.facts import Fact
     from fact_locator.factset import FactSet, FactSpec
-    from fact_locator.tracing.trace import Trace
 
 __all__ = [
     "AggregateItem",
@@ -56,58 +54,6 @@ TRACE_ONLY = "trace"
 BASELINE = "baseline"
 
 
-# -- what an item does: shared with the fixtures ----------------------------------------------
-# The rules themselves (known/unknown, aggregates, severed paths) are `fact_locator.audit_flow`'s;
-# here they become skips, failures, records and JUnit properties.
-def trace_fact(fl: FactLocatorSession, factset: FactSet, spec: FactSpec, item: pytest.Item | None = None) -> Trace:
-    """Trace one fact of a set under the set's unknown rule: skip (pytest.skip), fail
-    (pytest.fail) or trace anyway. Records the trace and, on `item`, JUnit properties."""
-    fl.record_settings(factset)
-    rule = fl.unknown_rule(factset)
-    verdict = audit_fact(fl.locator, factset, spec, rule, companions(fl, factset, spec))
-    _record(fl, factset, verdict)
-    if verdict.error is not None:
-        raise verdict.error
-    if verdict.trace is None:
-        assert verdict.clean is not None
-        if item is not None:
-            item.user_properties.append(("p_clean", f"{verdict.clean.p_target:.4f}"))
-        if rule == "skip":
-            pytest.skip(f"unknown fact {spec.id}: {verdict.reason}")
-        pytest.fail(f"{fl.relpath(factset.path)}:{spec.line}: unknown fact {spec.id}: {verdict.reason}", pytrace=False)
-    severed_fact(fl, factset, spec)
-    if item is not None:
-        item.user_properties.extend(trace_properties(verdict.trace))
-    return verdict.trace
-
-
-def _record(fl: FactLocatorSession, factset: FactSet, verdict: FactVerdict) -> None:
-    """Record a verdict in the session's results (a traced fact with its trace, an unknown
-    one with its clean run)."""
-    if verdict.status == "traced":
-        fl.record_fact(factset, verdict.spec, trace=verdict.trace, status="traced", reason=verdict.reason)
-    elif verdict.status == "unknown":
-        fl.record_fact(factset, verdict.spec, clean=verdict.clean, status="unknown", reason=verdict.reason)
-    else:
-        fl.record_fact(factset, verdict.spec, status="error", reason=verdict.reason)
-
-
-def companions(fl: FactLocatorSession, factset: FactSet, spec: FactSpec, every: bool = False) -> Iterator[Fact]:
-    """The facts after `spec` in the set that this session will trace (selected, or `every`
-    one for an aggregate; known, unless the set traces unknown facts), lazily: the locator
-    traces those that can share forwards with `spec` together with it. None where the
-    set's items may run on other xdist workers too (they would trace them again): see
-    `FactLocatorSession.note_collected`."""
-    if not fl.sets_stay_together:
-        return
-    rule = fl.unknown_rule(factset)
-    wanted = fl.selected_facts.get(fl.relpath(factset.path), set())
-    later = factset.facts[[s.id for s in factset.facts].index(spec.id) + 1 :]
-    for other in later:
-        if (every or other.id in wanted) and will_trace(fl.locator, other.fact, factset, rule):
-            yield other.fact
-
-
 def selected_facts(fl: FactLocatorSession, items: Iterable[pytest.Item]) -> dict[str, set[str]]:
     """Relative fact-set path -> ids of the facts this session's items trace."""
     selected: dict[str, set[str]] = {}
@@ -117,52 +63,6 @@ def selected_facts(fl: FactLocatorSession, items: Iterable[pytest.Item]) -> dict
         elif isinstance(item, AggregateItem):
             selected.setdefault(fl.relpath(item.factset.path), set()).update(s.id for s in item.factset.facts)
     return selected
-
-
-def severed_fact(fl: FactLocatorSession, factset: FactSet, spec: FactSpec) -> None:
-    """--fl-severed: the severed-path shares of a traced fact, once per fact."""
-    if not fl.options["severed"]:
-        return
-    severed = severed_once(fl.locator, factset, spec, fl.severed_done, (fl.relpath(factset.path), spec.id))
-    if severed is not None:
-        fl.record_severed(factset, spec, severed)
-
-
-def trace_properties(trace: Trace) -> list[tuple[str, str]]:
-    props = [("te", f"{trace.te:.4f}"), ("p_clean", f"{trace.p_clean:.4f}")]
-    for kind in trace.kinds:
-        layer, token, value = trace.peak(kind)
-        props.append((f"peak_{kind}", f"L{layer} T{token} {value:.3f}"))
-    return props
-
-
-def aggregate_for(fl: FactLocatorSession, factset: FactSet) -> Aggregate:
-    """ATE/AIE over the facts that enter the set's aggregate (`audit_flow.enters_aggregate`);
-    every fact it needs is traced (through the cache), selected by -k or not. Skips when no
-    fact qualifies."""
-    from fact_locator.aggregate import aggregate
-
-    cached = fl.aggregates.get(fl.relpath(factset.path))
-    if cached is not None:
-        return cached
-    fl.record_settings(factset)
-    rule = fl.unknown_rule(factset)
-    traces, counts = [], {"unknown": 0, "error": 0}
-    for verdict in aggregate_verdicts(fl.locator, factset, rule, lambda s: companions(fl, factset, s, every=True)):
-        _record(fl, factset, verdict)
-        if not enters_aggregate(verdict):
-            counts[verdict.status] += 1
-            continue
-        severed_fact(fl, factset, verdict.spec)
-        assert verdict.trace is not None
-        traces.append(verdict.trace)
-    if not traces:
-        pytest.skip(f"fact set {factset.name}: no known fact to aggregate ({counts['unknown']} unknown, "
-                    f"{counts['error']} errors)")
-    agg = aggregate(traces, intervals=True)
-    fl.aggregates[fl.relpath(factset.path)] = agg
-    fl.record_aggregate(factset, agg)
-    return agg
 
 
 def _xdist_group(config: pytest.Config, name: str) -> list[Any]:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from fact_locator.errors import FactSetError
-from fact_locator.plugin.collection import aggregate_for, trace_fact
+from fact_locator.plugin.fact_audit import aggregate_for, trace_fact
 from fact_locator.plugin.session import Case, FactLocatorSession, get_session
 
 if TYPE_CHECKING:

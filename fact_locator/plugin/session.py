@@ -76,6 +76,8 @@ class FactLocatorSession:
         self.baseline: RunResults | None = None
         self.written: list[str] = []  # what write_outputs wrote, for the summary
         self.severed_done: set[tuple[str, str]] = set()
+        # (fact-set path, fact id) of the facts whose samples: auto rounds have run (plugin/fact_audit.py).
+        self.rounds_done: set[tuple[str, str]] = set()
         # Relative fact-set path -> ids of the facts this session's items trace (set after collection).
         self.selected_facts: dict[str, set[str]] = {}
         # Whether all items of a fact set run in this process (decided after collection).

@@ -59,3 +59,31 @@ def test_the_header_shows_auto_with_its_rounds_and_level_and_a_target_metric_oth
     result.stdout.no_fnmatch_line("*target-metric=*")  # the default (first) is not worth a word
     result = fl.run("--fl-target-metric", "full", "--co")
     result.stdout.fnmatch_lines(["fact-locator: *samples=2 (ini)*, metric=prob, target-metric=full (cli), method=exact*"])
+
+
+def test_a_sets_open_facts_are_extended_together_when_its_first_item_runs(fl, monkeypatch):
+    """Thresholds at each fact's TE after the first round (8 draws: the same draws a fixed
+    run of 8 takes) leave both facts open: the first item runs the rounds of both, each
+    round one extension of both facts (shared forwards), and the second item finds its
+    trace ready."""
+    from fact_locator.adaptive_samples import samples_of
+    from fact_locator.tracing.tracer import Tracer
+
+    fl.factset("bare", NO_FACT_EXPECTATIONS)
+    fl.run("--fl-samples", "8", "--fl-json", "results.json").assert_outcomes(passed=3)
+    te = {f["id"]: f["trace"]["te"] for fs in fl.results()["factsets"] for f in fs["facts"]}
+    fl.factset("bare", NO_FACT_EXPECTATIONS.replace("aggregate:\n  - ate: \">= -1\"\n", "").replace(
+        "target: Italy}", f"target: Italy, expect: [te: \">= {te['colosseum']:.6f}\"]}}").replace(
+        "target: Japan}", f"target: Japan, expect: [te: \">= {te['toyota']:.6f}\"]}}"))
+    extended: list[list[str]] = []
+    extend_many = Tracer.extend_many
+
+    def recording(self, items, samples, *args, **kwargs):
+        extended.append([fact.id for fact, trace in items if samples_of(trace) < samples])
+        return extend_many(self, items, samples, *args, **kwargs)
+
+    monkeypatch.setattr(Tracer, "extend_many", recording)
+    result = fl.run("--fl-samples", "auto", "--fl-max-samples", "16", "--fl-undecided", "skip")
+    assert sum(result.parseoutcomes().get(k, 0) for k in ("passed", "failed", "skipped")) == 2
+    assert extended and extended[0] == ["colosseum", "toyota"]
+    assert all(len(ids) == 2 for ids in extended)

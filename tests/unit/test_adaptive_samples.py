@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import torch
-from tests.support.reference_check import SUBJECT_FIRST, SUBJECT_LAST, TOL, likeliest_target
+from tests.support.reference_check import SUBJECT_FIRST, SUBJECT_LAST, SUBJECT_MIDDLE, TOL, likeliest_target
 from tests.support.tiny_models import tiny_loaded
 
 from fact_locator.adaptive_samples import effective_level, looks, rounds, run_rounds, samples_of, settle, trace_settled
@@ -235,3 +235,63 @@ def test_audit_fact_stops_a_decided_expectation_at_8_and_takes_an_open_one_furth
     assert decided.trace is not None and decided.trace.n_samples == 8
     still_open = audit_fact(locator(tmp_path, 32), near, near.facts[0], "trace")
     assert still_open.trace is not None and still_open.trace.n_samples > 8
+
+
+# -- a fact set's rounds together ------------------------------------------------------------
+
+class ExtendCalls:
+    """The facts of each `Tracer.extend_many` call: several in one call share forwards."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.sizes: list[int] = []
+        extend_many = Tracer.extend_many
+        calls = self
+
+        def recording(self: Tracer, items: Any, samples: int, *args: Any, **kwargs: Any) -> list[Trace]:
+            calls.sizes.append(sum(1 for _fact, trace in items if samples_of(trace) < samples))
+            return extend_many(self, items, samples, *args, **kwargs)
+
+        monkeypatch.setattr(Tracer, "extend_many", recording)
+
+
+def three_fact_set(facts: list[Any], te_at_8: list[float]) -> Any:
+    """f0 and f1 with a threshold at their own TE after 8 draws (open after the first round),
+    f2 far below (decided at once)."""
+    thresholds = [te_at_8[0], te_at_8[1], te_at_8[2] - 1.0]
+    lines = "\n".join(f"  - {{id: f{i}, subject: {f.subject}, relation: \"{f.relation}\", target: {f.target}, "
+                      f"expect: [te: \">= {t:.6f}\"]}}" for i, (f, t) in enumerate(zip(facts, thresholds)))
+    return parse_factset(f"settings: {{samples: auto, kinds: [hidden, mlp], window: 2}}\nunknown: trace\n"
+                         f"facts:\n{lines}\n", "three.yaml")
+
+
+def test_a_sets_facts_run_their_rounds_together_with_the_draws_and_verdicts_of_one_at_a_time(
+        tmp_path: Path, facts: list[Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`audit_fact` with `round_mates` (what the plugin passes for the first fact of a set):
+    the mates take their first round and every later round is one `extend_many` call for
+    the facts still open; each fact ends with the draws, and each expectation with the
+    verdict, it gets alone."""
+    from fact_locator.expectations import decide
+
+    three = [*facts, likeliest_target(tiny_loaded("llama"), SUBJECT_MIDDLE)]
+    plain = factset(three)
+    probe = locator(tmp_path / "probe", 32)
+    fs = three_fact_set(three, [probe.trace(spec.fact, plain).te for spec in plain.facts])
+
+    def run(together: bool) -> tuple[dict[str, int], dict[str, str], tuple[int, int], list[int]]:
+        count, calls = DrawCounter(monkeypatch), ExtendCalls(monkeypatch)
+        loc = locator(tmp_path / ("together" if together else "alone"), 32)
+        traces = {}
+        for i, spec in enumerate(fs.facts):
+            mates = fs.facts[i + 1:] if together and i == 0 else ()
+            verdict = audit_fact(loc, fs, spec, "trace", round_mates=mates)
+            assert verdict.trace is not None
+            traces[spec.id] = verdict.trace
+        verdicts = {spec.id: decide(spec.expectations[0].expectation, traces[spec.id], level=0.95,
+                                    looks=looks(32)).verdict.value for spec in fs.facts}
+        return ({k: t.n_samples for k, t in traces.items()}, verdicts, (count.fresh, count.extended), list(calls.sizes))
+
+    alone, together = run(together=False), run(together=True)
+    assert together[:3] == alone[:3]  # the same draws per fact, verdicts and draws computed
+    assert alone[0]["f2"] == 8 and alone[0]["f0"] > 8 and alone[0]["f1"] > 8
+    assert max(alone[3]) == 1  # one fact per extension alone ...
+    assert together[3][0] == 2 and len(together[3]) < len(alone[3])  # ... both open facts in one together
