@@ -344,7 +344,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("confidence", "LEVEL", parse_confidence, 0.95,
             "The confidence level per-fact and aggregate expectations are decided at (docs/verdicts.md): "
             "passed or failed when the interval (or peak probability) settles it, else undecided. "
-            "An expectation's own confidence: beats it.", PLUGIN | FACTSET),
+            "An expectation's own confidence: beats it. fact-locator trace --samples auto: the level its TE "
+            "and peak settle at.", CLI | PLUGIN | FACTSET),
     Setting("undecided", "AS", choice_parser("undecided outcome", UNDECIDED_OUTCOMES), "fail",
             "How pytest counts an undecided expectation: fail (CI never passes silently), xfail or skip.", PLUGIN),
     Setting("seed", "N", int_parser(0), 0, "Seed of the noise draws.", CLI | PLUGIN | FACTSET),
