@@ -103,3 +103,51 @@ def test_a_bad_confidence_in_the_ini_and_the_fact_set_names_the_key(fl) -> None:
     result = fl.run()
     assert result.ret != 0
     assert "open.yaml:3: settings.confidence: a confidence level is between 0 and 1 (e.g. 0.95), got 1.5" in result.stdout.str() + result.stderr.str()
+
+
+# -- Python audits: assert_expectation ----------------------------------------------------------
+TWO_FACTS = FACT.format(settings="", expectation='">= -1"') + """\
+  - id: toyota
+    subject: Toyota
+    relation: "{} was founded in the country of"
+    target: Japan
+"""
+
+PY_AUDIT = """
+import pytest
+from fact_locator.expectations import assert_expectation, ate_at_least, max_aie_greater
+
+@pytest.mark.factset("factsets/open.yaml")
+def test_ate_at_its_own_value(aggregate):
+    # The threshold is the measured ATE: the interval over facts and draws straddles it.
+    assert_expectation(ate_at_least(aggregate.ate), aggregate)
+
+@pytest.mark.factset("factsets/open.yaml")
+def test_a_curve_beats_itself(aggregate):
+    assert_expectation(max_aie_greater("mlp", "last_subject", "mlp", "last_subject"), aggregate)
+"""
+
+
+@pytest.mark.parametrize(("counted", "pytest_outcome"), [("fail", "failed"), ("xfail", "xfailed"), ("skip", "skipped")])
+def test_an_undecided_assert_expectation_counts_as_fl_undecided_says(fl, counted: str, pytest_outcome: str) -> None:
+    fl.factset("open", TWO_FACTS)
+    fl.pytester.makepyfile(test_audit=PY_AUDIT)
+    result = fl.run("test_audit.py", "-k", "own_value", "--fl-undecided", counted, "--fl-json", "results.json",
+                    "--junitxml", "junit.xml", "-rA")
+    result.assert_outcomes(**{pytest_outcome: 1})
+    result.stdout.fnmatch_lines(["*ate: ATE = * over 2 facts; expected >= *: undecided at 95% after 2 facts: [[]*"])
+    [outcome] = fl.results("results.json")["factsets"][0]["outcomes"]
+    assert outcome["outcome"] == "undecided" and outcome["counted_as"] == pytest_outcome
+    assert "undecided at 95% after 2 facts" in outcome["message"]
+    properties = {p.get("name"): p.get("value") for p in ET.parse(fl.path / "junit.xml").iter("property")}
+    assert properties["fl_verdict"] == "undecided"
+
+
+def test_assert_expectation_decides_at_the_runs_confidence_and_shows_max_aie_decided(fl) -> None:
+    fl.factset("open", TWO_FACTS)
+    fl.pytester.makepyfile(test_audit=PY_AUDIT)
+    result = fl.run("test_audit.py", "--fl-confidence", "0.6")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["*ExpectationUndecided: ate: * undecided at 60% after 2 facts*"])
+    result.stdout.fnmatch_lines(["*ExpectationFailed: max-aie-mlp-last_subject-gt-mlp-last_subject: * with probability "
+                                 "0.000 over 2000 replicates: does not hold at 60% after 2 facts*"])

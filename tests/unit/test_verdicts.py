@@ -100,6 +100,22 @@ def test_ie_passes_fails_or_stays_open_by_the_best_sites_interval() -> None:
     assert "undecided at 95% after 8 samples: max mlp IE at last_subject 0.300 [0.2" in outcome.message
 
 
+def test_ie_fails_only_when_every_site_lies_below_at_once_bonferroni_over_the_sites() -> None:
+    """The last subject token has 2 sites (layers 0 and 1), both at 0.3 give or take SPREAD.
+    Each site's own 95% interval ends at 0.317, below 0.318, but "every site is below" is a
+    claim about both at once: each site's interval at 97.5% (1 - 0.05 / 2) ends at 0.320, so
+    the verdict stays open; at 0.33 both are below even then."""
+    from fact_locator.expectations import ie_at_least
+
+    trace = ie_trace({(0, 2): list(0.3 + SPREAD), (1, 2): list(0.3 + SPREAD)})
+    one_at_a_time = trace.ie_interval("mlp", 0.95)
+    assert one_at_a_time is not None and one_at_a_time[0][2].high < 0.318 and one_at_a_time[1][2].high < 0.318
+    outcome = decide(ie_at_least("mlp", "last_subject", 0.318), trace, level=0.95)
+    assert outcome.verdict is Verdict.UNDECIDED
+    assert "the highest upper bound over the 2 sites at 97.5% (Bonferroni) is 0.320" in outcome.message
+    assert decide(ie_at_least("mlp", "last_subject", 0.33), trace, level=0.95).verdict is Verdict.FAILED
+
+
 def test_a_peak_settled_by_the_draws_passes_or_fails_and_a_contested_one_is_undecided() -> None:
     from fact_locator.expectations import peak_at
 
