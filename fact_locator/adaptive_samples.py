@@ -26,11 +26,14 @@ A fact whose entry holds more draws than a round (an earlier run with other expe
 went further) looks at what it has: one of its K looks, so the rule still holds.
 
     traces = settle(locator, factset, [(fact, trace), ...], settled, max_samples=64)
+    stop = settle_trace(locator, fact, trace, level=0.95)   # one fact without expectations
+    stop.message                                            # "settled at 95% after 16 samples"
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from fact_locator.settings import AUTO_START_SAMPLES
@@ -41,7 +44,8 @@ if TYPE_CHECKING:
     from fact_locator.locator import Locator
     from fact_locator.tracing.trace import Trace
 
-__all__ = ["Settled", "Extend", "effective_level", "looks", "rounds", "run_rounds", "settle", "trace_settled"]
+__all__ = ["Settled", "Extend", "Stop", "effective_level", "looks", "rounds", "run_rounds", "settle", "settle_trace",
+           "trace_settled"]
 
 # settled(index, trace, looks): is the verdict of fact `index` decided on `trace`?
 Settled = Callable[[int, "Trace", int], bool]
@@ -126,3 +130,35 @@ def settle(locator: Locator, factset: FactSet | None, pairs: Sequence[tuple[Fact
         return done
 
     return run_rounds(current, settled, extend, max_samples if max_samples is not None else locator.max_samples)
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Where the rounds of one fact without expectations ended: its trace, whether its TE
+    and peak settled (`trace_settled`) at `level`, and the most draws it could have had."""
+
+    trace: Trace
+    settled: bool
+    level: float
+    max_samples: int
+
+    @property
+    def message(self) -> str:
+        """Why the rounds stopped: "settled at 95% after 16 samples", "not settled after 64 samples"."""
+        n = samples_of(self.trace)
+        if self.settled:
+            return f"settled at {self.level:.0%} after {n} samples"
+        return f"not settled at {self.level:.0%} after {n} samples, the maximum"
+
+
+def settle_trace(locator: Locator, fact: Fact, trace: Trace, level: float, factset: FactSet | None = None,
+                 max_samples: int | None = None) -> Stop:
+    """The rounds of one fact without expectations (`fact-locator trace --samples auto`):
+    extended until its TE and peak settle at `level` or it holds `max_samples` draws."""
+    top = max_samples if max_samples is not None else locator.max_samples
+
+    def settled(_index: int, current: Trace, n_looks: int) -> bool:
+        return trace_settled(current, level, n_looks)
+
+    final = settle(locator, factset, [(fact, trace)], settled, top)[0]
+    return Stop(final, trace_settled(final, level, looks(top)), level, top)

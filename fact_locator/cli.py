@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from fact_locator.errors import FactLocatorError, UsageError
-from fact_locator.settings import AUTO_NOISE, PYTHON_PREFIX, add_cli_options
+from fact_locator.settings import AUTO_NOISE, AUTO_SAMPLES, PYTHON_PREFIX, add_cli_options
 
 if TYPE_CHECKING:
     from fact_locator.locator import Locator
@@ -48,8 +48,9 @@ def _scales(text: str) -> tuple[float, ...]:
 
 
 # Settings of each command, from the settings table (fact_locator/settings.py).
-TRACE_SETTINGS = ("model", "kinds", "samples", "noise", "noise-calibration", "window", "seed", "device", "dtype", "corruption", "metric",
-                  "target-metric", "method", "severed", "cache-dir", "no-cache", "device-map", "max-memory", "offload-folder")
+TRACE_SETTINGS = ("model", "kinds", "samples", "max-samples", "confidence", "noise", "noise-calibration", "window", "seed",
+                  "device", "dtype", "corruption", "metric", "target-metric", "method", "severed", "cache-dir", "no-cache",
+                  "device-map", "max-memory", "offload-folder")
 SWEEP_SETTINGS = ("model", "samples", "seed", "device", "dtype", "device-map", "max-memory", "offload-folder")
 BASELINE_SETTINGS = ("baseline-max-layer-shift", "baseline-max-ate-drop", "baseline-max-te-drop",
                      "baseline-allow-noise-change")
@@ -165,11 +166,20 @@ def _trace(args: argparse.Namespace) -> int:
     bar = _ProgressBar(enabled=not args.no_progress)
     heard = _TraceHeard()
     locator = _locator(args, overrides=_trace_overrides(args), method=args.method, on_trace=heard,
-                       on_progress=bar, trust_remote_code=args.trust_remote_code)
+                       on_progress=bar, trust_remote_code=args.trust_remote_code, max_samples=args.max_samples)
+    stop = None
     with bar:
         trace = locator.trace(fact)
+        if args.samples == AUTO_SAMPLES:  # rounds of 8, 16, ... until the TE and the peak settle
+            from fact_locator.adaptive_samples import settle_trace
+
+            stop = settle_trace(locator, fact, trace, args.confidence)
+            trace = stop.trace
     console = Console()
     render_trace(trace, console)
+    if stop is not None:
+        console.print(f"samples auto: {stop.message} (settled: the TE interval excludes 0 and one token "
+                      "category holds each kind's peak)", soft_wrap=True)
     if heard.cached:
         console.print(f"cached: read from the trace cache ({locator.cache.root}), traced earlier with the same model, "
                       "fact and settings; --no-cache traces it again", soft_wrap=True)
@@ -330,6 +340,11 @@ def _sweep(args: argparse.Namespace) -> int:
         facts = [Fact(args.subject, args.relation, args.target)]
     else:
         raise UsageError("sweep needs --factset FILE, or --subject, --relation and --target")
+    if args.samples == AUTO_SAMPLES:
+        # A sweep decides nothing at a level (it reads p_corrupt at every scale), so there is no
+        # verdict for rounds to settle: a fixed number of draws says what it costs.
+        raise UsageError("sweep --samples auto: a sweep decides no verdict for rounds to settle; "
+                         "give a number of noise draws (e.g. --samples 32)")
     # A sweep runs no restorations and writes no trace: the Locator only loads the model.
     locator = _locator(args, overrides={"samples": args.samples, "seed": args.seed})
     points = noise_sweep(locator.tracer(locator.settings_for()), facts, args.scales, mode=args.corruption)

@@ -244,3 +244,62 @@ def test_the_sweep_command_takes_a_python_model(capsys):
                               "--device", "cpu"], capsys)
     assert code == 0, err
     assert "noise sweep on python:tests.support.fl_tiny:llama" in out
+
+
+# A fact of the tiny llama whose TE is not 0 (the target is the word it finds likeliest).
+AUTO = ["trace", "--subject", "The Colosseum", "--relation", "{} is located in the country of", "--target", "mother",
+        "--model", "python:tests.support.fl_tiny:llama", "--device", "cpu", "--window", "2", "--kinds", "hidden",
+        "--samples", "auto", "--no-progress"]
+
+
+@pytest.fixture
+def count_draws(monkeypatch):
+    """Noise draws the tracer computes: [fresh, added by extensions]."""
+    from fact_locator.adaptive_samples import samples_of
+    from fact_locator.tracing.tracer import Tracer
+
+    drawn = [0, 0]
+    trace_many, extend_many = Tracer.trace_many, Tracer.extend_many
+
+    def fresh(self, facts, *args, **kwargs):
+        drawn[0] += self.settings.samples * len(facts)
+        return trace_many(self, facts, *args, **kwargs)
+
+    def extended(self, items, samples, *args, **kwargs):
+        drawn[1] += sum(max(samples - samples_of(trace), 0) for _fact, trace in items)
+        return extend_many(self, items, samples, *args, **kwargs)
+
+    monkeypatch.setattr(Tracer, "trace_many", fresh)
+    monkeypatch.setattr(Tracer, "extend_many", extended)
+    return drawn
+
+
+def test_trace_samples_auto_runs_rounds_until_te_and_peak_settle_and_says_why_it_stopped(tmp_path, count_draws, capsys):
+    from fact_locator.adaptive_samples import looks, trace_settled
+    from fact_locator.tracing.trace import Trace
+
+    out_json = tmp_path / "auto.json"
+    code, out, err = run_cli([*AUTO, "--json", str(out_json)], capsys)
+    assert code == 0, err
+    # 8 draws, then 16, then 32: settled there (default --confidence 0.95, --max-samples 64)
+    assert "samples auto: settled at 95% after 32 samples" in out
+    trace = Trace.load(out_json)
+    assert trace.n_samples == 32 and trace_settled(trace, 0.95, looks(64))
+    assert count_draws == [8, 24]
+    # A rerun reads the 32 draws from the cache and computes none.
+    code, out, err = run_cli([*AUTO], capsys)
+    assert "samples auto: settled at 95% after 32 samples" in out and count_draws == [8, 24]
+    # Capped at 16 draws it stops unsettled, and says so.
+    code, out, err = run_cli([*AUTO, "--max-samples", "16", "--cache-dir", str(tmp_path / "other")], capsys)
+    assert code == 0, err
+    assert "samples auto: not settled at 95% after 16 samples, the maximum" in out
+
+
+def test_trace_takes_confidence_and_sweep_refuses_samples_auto_in_one_line(capsys):
+    code, out, err = run_cli([*AUTO, "--confidence", "1.5"], capsys)
+    assert code == 2 and "argument --confidence: a confidence level is between 0 and 1 (e.g. 0.95), got '1.5'" in err
+    code, out, err = run_cli(["sweep", "--model", "python:tests.support.fl_tiny:llama", "--subject", "Toyota",
+                              "--relation", "{} was founded in", "--target", "Japan", "--samples", "auto",
+                              "--device", "cpu"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "sweep --samples auto: a sweep decides no verdict for rounds to settle" in err
