@@ -9,11 +9,11 @@ into skips, failures and records. Nothing here imports pytest or torch.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from fact_locator.adaptive_samples import Settled, settle, trace_settled
+from fact_locator.adaptive_samples import Settled, looks, samples_of, settle, trace_settled
 from fact_locator.errors import FactLocatorError
 from fact_locator.expectations.outcome import Verdict
 
@@ -36,6 +36,8 @@ __all__ = [
     "fact_settled",
     "is_known",
     "level_for",
+    "rounds_open",
+    "settle_facts",
     "settle_together",
     "severed_once",
     "traced_reason",
@@ -159,33 +161,48 @@ def audit_fact(locator: Locator, factset: FactSet, spec: FactSpec, rule: str,
 
 def settle_together(locator: Locator, factset: FactSet, spec: FactSpec, trace: Trace,
                     round_mates: Iterable[FactSpec] = ()) -> Trace:
-    """Under `samples: auto`: the rounds of `spec` (first round `trace`) and of `mates`
+    """Under `samples: auto`: the rounds of `spec` (first round `trace`) and of `round_mates`
     together, so that each round extends the facts still open in shared forwards
     (`adaptive_samples.settle`). Each fact stops at the round it would stop at alone (its
     own expectations decide it; draw i depends on the seed and i only), so its draws and
     verdicts are those of the one-at-a-time path. A mate whose first round fails is left to
     its own call, which reports the error; if the shared rounds fail, `spec` goes alone."""
-    level = level_for(locator, factset)
     mates = list(round_mates)
-    specs, pairs = [spec], [(spec.fact, trace)]
+    pairs = [(spec, trace)]
     for i, mate in enumerate(mates):
         try:  # the later mates are companions: the engine traces same-shape facts together
-            first = locator.trace(mate.fact, factset, companions=(m.fact for m in mates[i + 1:]))
+            pairs.append((mate, locator.trace(mate.fact, factset, companions=(m.fact for m in mates[i + 1:]))))
         except FactLocatorError:
             continue
-        specs.append(mate)
-        pairs.append((mate.fact, first))
-    rules = [fact_settled(factset, s, level) for s in specs]
+    try:
+        return settle_facts(locator, factset, pairs)[0]
+    except FactLocatorError:
+        if len(pairs) == 1:
+            raise
+        return settle_facts(locator, factset, pairs[:1])[0]
+
+
+def settle_facts(locator: Locator, factset: FactSet, pairs: Sequence[tuple[FactSpec, Trace]]) -> list[Trace]:
+    """Under `samples: auto`, the rounds of several facts of `factset` from the traces they
+    hold (`adaptive_samples.settle`), each stopping when its own expectations are decided
+    (`fact_settled`) at the level (`level_for`) or at the Locator's most draws."""
+    level = level_for(locator, factset)
+    rules = [fact_settled(factset, spec, level) for spec, _trace in pairs]
 
     def settled(index: int, current: Trace, n_looks: int) -> bool:
         return rules[index](index, current, n_looks)
 
-    try:
-        return settle(locator, factset, pairs, settled, locator.adaptive_max(factset))[0]
-    except FactLocatorError:
-        if len(pairs) == 1:
-            raise
-        return settle(locator, factset, pairs[:1], settled, locator.adaptive_max(factset))[0]
+    return settle(locator, factset, [(spec.fact, trace) for spec, trace in pairs], settled, locator.adaptive_max(factset))
+
+
+def rounds_open(locator: Locator, factset: FactSet, spec: FactSpec, trace: Trace) -> bool:
+    """Under `samples: auto`, whether `settle_facts` would extend this trace: its verdict is
+    still open and it holds fewer than the most draws. Needs no model (the Ray driver asks
+    it of the traces its cache holds)."""
+    top = locator.adaptive_max(factset)
+    if top is None or samples_of(trace) >= top:
+        return False
+    return not fact_settled(factset, spec, level_for(locator, factset))(0, trace, looks(top))
 
 
 def level_for(locator: Locator, factset: FactSet | None) -> float:

@@ -78,6 +78,7 @@ def needed_facts(fl: FactLocatorSession, items: Iterable[pytest.Item]) -> list[S
 def trace_on_ray(fl: FactLocatorSession, items: Iterable[pytest.Item]) -> None:
     """Trace what the items need on Ray actors into the cache; raises pytest.UsageError
     when the cluster, the actors or their models cannot be used."""
+    from fact_locator.audit_flow import rounds_open
     from fact_locator.scaleout.prefetch import prefetch
     from fact_locator.scaleout.ray_executor import RayExecutor
     from fact_locator.scaleout.remote_locator import PrefetchedLocator
@@ -86,13 +87,15 @@ def trace_on_ray(fl: FactLocatorSession, items: Iterable[pytest.Item]) -> None:
     values, sources = fl.options.values, fl.options.sources
     config = LocatorConfig(model=values["model"], device=values["device"], dtype=values["dtype"],
                            overrides=tuple(fl.options.trace_overrides().items()), method=values["method"],
-                           model_from_factset=sources["model"] == "default")
+                           model_from_factset=sources["model"] == "default", max_samples=values["max-samples"])
     executor = RayExecutor(config, address=values["ray-address"], workers=values["ray-workers"],
                            on_progress=RayProgressLines.for_config(fl.config))
     locator = fl.locator
     try:
         executor.start()
-        prefetched = prefetch(executor, needed_facts(fl, items), locator.cache, severed=bool(values["severed"]))
+        # samples: auto: the actors run the rounds; a cached trace still open goes back to them.
+        prefetched = prefetch(executor, needed_facts(fl, items), locator.cache, severed=bool(values["severed"]),
+                              open_rounds=lambda fs, fact_id, trace: rounds_open(locator, fs, fs.fact(fact_id), trace))
     except FactLocatorError as exc:
         raise pytest.UsageError(f"fact-locator: {exc}") from None
     finally:

@@ -5,7 +5,9 @@
    noise; the driver never loads the model.
 2. The driver reads the facts the cache already has (a rerun after a killed run resumes here).
 3. Trace: the rest go out in chunks of one fact set; each trace is written to the cache
-   (atomically) as its chunk comes back.
+   (atomically) as its chunk comes back. Under `samples: auto` the actors run the rounds
+   too (`ray_actors.TraceWorker`), and a trace the cache holds whose verdict is still open
+   (`open_rounds`) goes out with its chunk, to be extended from the draws it has.
 4. --fl-severed: the traced facts' severed paths come back with their traces; those of the
    facts the cache had go out as severed-only chunks. They are not cached (in-process they
    are not either): the driver keeps them for the run.
@@ -17,7 +19,7 @@ died answers the same facts again and overwrites them, it does not add any.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
     from fact_locator.scaleout.ray_executor import RayExecutor
     from fact_locator.tracing.trace import SeveredPaths, Trace
 
-__all__ = ["Prefetched", "Selection", "chunk_units", "prefetch"]
+__all__ = ["OpenRounds", "Prefetched", "Selection", "chunk_units", "prefetch"]
 
 # Facts per trace unit at most: small units stream back soon and spread evenly; a chunk
 # still holds enough same-shape facts for the engine to batch on a GPU.
@@ -37,6 +39,8 @@ MAX_TRACE_CHUNK = 8
 MAX_PLAN_CHUNK = 64
 
 FactKey = tuple[str, str]  # (fact-set path as given to the actors, fact id)
+# open_rounds(factset, fact id, cached trace): must its samples: auto rounds go on?
+OpenRounds = Callable[["FactSet", str, "Trace"], bool]
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,7 @@ class Selection:
     factset: FactSet
     fact_ids: tuple[str, ...]
     rule: str
+    starts: tuple[tuple[str, str], ...] = ()  # (fact id, trace JSON): rounds go on from these
 
 
 @dataclass
@@ -76,16 +81,19 @@ def chunk_units(phase: str, selections: Sequence[Selection], actors: int, most: 
             continue
         size = max(1, min(most, math.ceil(len(ids) / max(1, 2 * actors))))
         text = sel.factset.path.read_text(encoding="utf-8-sig")
+        starts = dict(sel.starts)
         for start in range(0, len(ids), size):
-            units.append(WorkUnit(phase, str(sel.factset.path), text, tuple(ids[start:start + size]), sel.rule,
-                                  severed=severed))
+            chunk = tuple(ids[start:start + size])
+            units.append(WorkUnit(phase, str(sel.factset.path), text, chunk, sel.rule, severed=severed,
+                                  starts=tuple((i, starts[i]) for i in chunk if i in starts)))
     return units
 
 
 def prefetch(executor: RayExecutor, selections: Iterable[Selection], cache: TraceCache,
-             severed: bool = False) -> Prefetched:
+             severed: bool = False, open_rounds: OpenRounds | None = None) -> Prefetched:
     """Plan, read the cache, trace the rest (with `severed`: and every traced fact's severed
-    paths); see the module docstring."""
+    paths); see the module docstring. `open_rounds(factset, fact_id, trace)`: under
+    `samples: auto`, whether a cached trace's rounds must go on (`audit_flow.rounds_open`)."""
     from fact_locator.tracing.trace import Trace
 
     selections = list(selections)
@@ -101,21 +109,24 @@ def prefetch(executor: RayExecutor, selections: Iterable[Selection], cache: Trac
     todo: list[Selection] = []
     for sel in selections:
         path = str(sel.factset.path)
-        wanted = []
+        wanted, starts = [], []
         for fact_id in dict.fromkeys(sel.fact_ids):
             outcome = result.outcomes.get((path, fact_id))
             unknown = sel.rule != "trace" and outcome is not None and outcome.clean is not None and not outcome.clean.known
             if outcome is None or outcome.error is not None or unknown:
                 continue  # the item reports the error or (skip/fail) the unknown fact from the plan
             hit = cache.get(outcome.key) if outcome.key is not None else None
-            if hit is not None:
+            if hit is not None and open_rounds is not None and open_rounds(sel.factset, fact_id, hit):
+                wanted.append(fact_id)  # its verdict is still open: the actors extend it
+                starts.append((fact_id, hit.to_json()))
+            elif hit is not None:
                 # The key ignores ids (they do not change the numbers): label the trace as asked.
                 result.traces[(path, fact_id)] = hit if hit.fact_id == fact_id else replace(hit, fact_id=fact_id)
                 result.from_cache.add((path, fact_id))
             else:
                 wanted.append(fact_id)
         if wanted:
-            todo.append(Selection(sel.factset, tuple(wanted), sel.rule))
+            todo.append(Selection(sel.factset, tuple(wanted), sel.rule, tuple(starts)))
 
     def traced(unit: WorkUnit, outcomes: list[FactOutcome]) -> None:
         for outcome in outcomes:

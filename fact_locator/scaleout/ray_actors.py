@@ -2,7 +2,10 @@
 use and stays loaded), and for each `WorkUnit` (a chunk of one fact set) returns one
 `FactOutcome` per fact: the clean run, the cache key and the noise, and in the trace phase the
 trace, with the facts of the chunk handed to the Locator as companions so that the engine's
-batching of same-shape facts is kept. Under --fl-severed it computes each traced fact's
+batching of same-shape facts is kept. Under `samples: auto` the actor runs the rounds too: the
+chunk's facts take their first round, then the rounds extend those still open together, and
+the final traces go back (the driver never runs a model, so the extensions run where the
+model and the first draws are). Under --fl-severed it computes each traced fact's
 severed paths too, once per fact as the in-process run does (a SEVERED unit: those alone, for
 facts the driver's cache had). The actor never writes a cache (the driver alone does).
 
@@ -18,8 +21,9 @@ from fact_locator.errors import FactLocatorError, FactSetError
 from fact_locator.scaleout.work import PLAN, SEVERED, TRACE, ActorInfo, FactOutcome, LocatorConfig, WorkUnit
 
 if TYPE_CHECKING:
-    from fact_locator.factset import FactSet
+    from fact_locator.factset import FactSet, FactSpec
     from fact_locator.locator import Locator
+    from fact_locator.tracing.settings import TraceSettings
 
 __all__ = ["TraceWorker"]
 
@@ -44,7 +48,8 @@ class TraceWorker:
         if self._locator is None:
             c = self.config
             self._locator = Locator(model=c.model, device=c.device, dtype=c.dtype, overrides=dict(c.overrides),
-                                    use_cache=False, model_from_factset=c.model_from_factset, method=c.method)
+                                    use_cache=False, model_from_factset=c.model_from_factset, method=c.method,
+                                    max_samples=c.max_samples)
         return self._locator
 
     def info(self) -> ActorInfo:
@@ -77,20 +82,12 @@ class TraceWorker:
                 specs[outcome.fact_id] = fact_spec
                 if unit.phase == PLAN:  # under `unknown: trace` too: the known rule labels what was traced
                     outcome.clean = locator.clean(fact_spec.fact, factset)
-                outcome.key = locator.cache_key(locator.fact_for(fact_spec.fact, factset, settings), settings, noise, spec)
+                outcome.key = locator.cache_key(locator.fact_for(fact_spec.fact, factset, settings), settings, noise, spec,
+                                                adaptive=locator.adaptive_max(factset) is not None)
             except (FactLocatorError, KeyError) as exc:
                 outcome.error = _error(exc)
         if unit.phase == TRACE:
-            todo = [o for o in outcomes if o.error is None]
-            for i, outcome in enumerate(todo):
-                # The later facts of the chunk: the Locator traces those that share forwards with this one.
-                companions = (specs[o.fact_id].fact for o in todo[i + 1:])
-                try:
-                    trace = locator.trace(specs[outcome.fact_id].fact, factset, settings, companions=companions)
-                except FactLocatorError as exc:
-                    outcome.error = _error(exc)
-                    continue
-                outcome.trace_json = trace.to_json()
+            self._trace(unit, factset, settings, specs, [o for o in outcomes if o.error is None])
         if unit.phase == SEVERED or (unit.phase == TRACE and unit.severed):
             for outcome in outcomes:
                 if outcome.error is None:
@@ -99,6 +96,43 @@ class TraceWorker:
                     except FactLocatorError as exc:  # the fact's severed item fails with it, not its trace
                         outcome.severed_error = _error(exc)
         return outcomes
+
+    def _trace(self, unit: WorkUnit, factset: FactSet, settings: TraceSettings, specs: dict[str, FactSpec],
+               todo: list[FactOutcome]) -> None:
+        """The first round of each fact (or the trace the driver sent in `unit.starts`), then,
+        under `samples: auto`, the rounds of all of them together (`audit_flow.settle_facts`),
+        as the plugin runs them in-process: the rounds' extensions run here, beside the model."""
+        from fact_locator.audit_flow import settle_facts
+        from fact_locator.tracing.trace import Trace
+
+        locator = self.locator
+        starts = dict(unit.starts)
+        traced: list[tuple[FactOutcome, Trace]] = []
+        for i, outcome in enumerate(todo):
+            if outcome.fact_id in starts:
+                traced.append((outcome, Trace.from_json(starts[outcome.fact_id])))
+                continue
+            # The later facts of the chunk: the Locator traces those that share forwards with this one.
+            companions = (specs[o.fact_id].fact for o in todo[i + 1:] if o.fact_id not in starts)
+            try:
+                traced.append((outcome, locator.trace(specs[outcome.fact_id].fact, factset, settings, companions=companions)))
+            except FactLocatorError as exc:
+                outcome.error = _error(exc)
+        if traced and locator.adaptive_max(factset) is not None:
+            try:
+                finals = settle_facts(locator, factset, [(specs[o.fact_id], t) for o, t in traced])
+            except FactLocatorError:  # one fact's problem: each goes alone, and fails alone
+                finals = []
+                for outcome, trace in traced:
+                    try:
+                        finals.extend(settle_facts(locator, factset, [(specs[outcome.fact_id], trace)]))
+                    except FactLocatorError as exc:
+                        outcome.error = _error(exc)
+                        finals.append(trace)
+            traced = [(outcome, final) for (outcome, _first), final in zip(traced, finals)]
+        for outcome, trace in traced:
+            if outcome.error is None:
+                outcome.trace_json = trace.to_json()
 
     def _factset(self, unit: WorkUnit) -> FactSet:
         from fact_locator.factset import parse_factset

@@ -6,7 +6,7 @@ silent local trace."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -113,6 +113,16 @@ class PrefetchedLocator(Locator):
         if first and self.on_trace is not None:
             self.on_trace(fact, trace, key in self.prefetched.from_cache)
         return trace
+
+    def extend(self, pairs: Sequence[tuple[Fact, Trace]], samples: int, factset: FactSet | None = None) -> list[Trace]:
+        """Under `samples: auto` the actors ran the rounds: every trace here holds the draws its
+        verdict needs, so the driver's own look at it extends nothing. A trace that would need
+        more is a usage error (the driver never runs a model), not a silent local trace."""
+        short = [fact.id or fact.subject for fact, trace in pairs if (trace.n_samples or 0) < samples]
+        if short:
+            raise UsageError(f"fact {short[0]!r}: its samples: auto rounds need {samples} draws, and under "
+                             "--fl-executor ray only the Ray actors extend traces")
+        return [trace for _fact, trace in pairs]
 
     def severed(self, fact: Fact, factset: FactSet | None = None) -> SeveredPaths:
         """The severed paths an actor computed for this fact (--fl-severed), or its error."""

@@ -24,7 +24,8 @@ SEVERED = "severed"  # severed paths only: facts whose trace the driver's cache 
 @dataclass(frozen=True)
 class LocatorConfig:
     """How each actor builds its `Locator`: the session's model, device, dtype, trace
-    overrides and method. `threads`: torch threads per actor (None: leave torch's choice)."""
+    overrides, method and (`samples: auto`) most draws per fact. `threads`: torch threads
+    per actor (None: leave torch's choice)."""
 
     model: str
     device: str = "auto"
@@ -33,6 +34,7 @@ class LocatorConfig:
     method: str = "exact"
     model_from_factset: bool = True
     threads: int | None = None
+    max_samples: int = 64
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,8 @@ class WorkUnit:
     """A chunk of one fact set. `phase` PLAN: clean runs, cache keys and noise only; TRACE:
     the traces too; SEVERED: the severed paths alone. `rule`: the set's unknown rule
     (skip/fail need the clean run first). `severed`: TRACE units compute each fact's
-    severed paths too (--fl-severed)."""
+    severed paths too (--fl-severed). `starts`: (fact id, trace JSON) of facts whose
+    `samples: auto` rounds go on from a trace the driver's cache holds (only the new draws run)."""
 
     phase: str
     factset_path: str
@@ -48,6 +51,7 @@ class WorkUnit:
     fact_ids: tuple[str, ...]
     rule: str = "skip"
     severed: bool = False
+    starts: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.phase not in (PLAN, TRACE, SEVERED):

@@ -200,6 +200,49 @@ class TestOnePool:
         assert len(got.traces) == 4
 
 
+def test_an_actor_runs_the_auto_rounds_of_its_chunk_and_goes_on_from_a_trace_it_is_sent(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`TraceWorker` (the plain class each actor wraps) under `samples: auto`: the chunk's
+    facts take their first round and their rounds together; each ends with the draws and
+    values of the in-process audit; a fact sent with a trace (`WorkUnit.starts`) computes
+    only the draws it lacks; the cache key is the auto one."""
+    from fact_locator.adaptive_samples import samples_of
+    from fact_locator.audit_flow import audit_fact
+    from fact_locator.scaleout.ray_actors import TraceWorker
+    from fact_locator.scaleout.work import TRACE, WorkUnit
+    from fact_locator.tracing.trace import Trace
+    from fact_locator.tracing.tracer import Tracer
+
+    fs = write_factset(tmp_path, factset_text(2))
+    overrides = (("samples", "auto"), ("window", 2), ("kinds", ("hidden",)))
+    config = LocatorConfig(model=MODEL, device="cpu", overrides=overrides, max_samples=16)
+    local = Locator(model=MODEL, device="cpu", overrides=dict(overrides), use_cache=False, max_samples=16)
+    expected = {spec.id: audit_fact(local, fs, spec, "trace").trace for spec in fs.facts}
+    assert max(t.n_samples for t in expected.values()) == 16  # a fact that takes more than one round
+
+    text, ids = fs.path.read_text(), tuple(s.id for s in fs.facts)
+    got = TraceWorker(config, "actor-x").run(WorkUnit(TRACE, str(fs.path), text, ids, "trace"))
+    for outcome in got:
+        theirs, mine = Trace.from_json(outcome.trace_json), expected[outcome.fact_id]
+        assert mine is not None and theirs.n_samples == mine.n_samples
+        for kind, rows in mine.ie.items():
+            flat = [abs(a - b) for ra, rb in zip(rows, theirs.ie[kind]) for a, b in zip(ra, rb)]
+            assert max(flat) < 1e-6, f"{outcome.fact_id} {kind}: the actor's rounds differ from in-process"
+        fact = fs.fact(outcome.fact_id).fact
+        assert outcome.key == local.cache_key(fact, local.settings_for(fs), mine.noise, adaptive=True)
+
+    first = Locator(model=MODEL, device="cpu", overrides=dict(overrides), use_cache=False, max_samples=8)
+    start = audit_fact(first, fs, fs.facts[0], "trace").trace
+    assert start is not None and start.n_samples == 8
+    drawn: list[int] = []
+    trace_many = Tracer.trace_many
+    monkeypatch.setattr(Tracer, "trace_many", lambda self, facts, *a, **k: drawn.append(len(facts)) or trace_many(self, facts, *a, **k))
+    resumed = TraceWorker(config, "actor-y").run(WorkUnit(TRACE, str(fs.path), text, ids[:1], "trace",
+                                                          starts=((ids[0], start.to_json()),)))
+    assert drawn == []  # no first round: it went on from the 8 draws it was sent
+    assert samples_of(Trace.from_json(resumed[0].trace_json)) == expected[ids[0]].n_samples
+
+
 def test_the_driver_never_loads_the_model(tmp_path: Path) -> None:
     identity = ModelIdentity("tiny-llama", "LlamaForCausalLM", 2, "ab" * 32)
     got = Prefetched(infos=[ActorInfo("actor-0", "node", 1, "cpu", identity)])
@@ -261,6 +304,36 @@ def test_pytest_on_ray_gives_the_in_process_results_and_reruns_from_the_cache(fl
     again = fl.run("--fl-executor", "ray", "--fl-ray-workers", "2")
     again.assert_outcomes(passed=3, xfailed=1)
     assert fl.traced() == []  # nothing traced again: the driver found every key in the cache
+
+
+def test_samples_auto_on_ray_runs_the_rounds_on_the_actors_with_the_in_process_draws(fl: FL) -> None:
+    """The actors run the rounds of `--fl-samples auto` (the extensions run beside the model
+    and the first draws; docs/scaling.md): the same draws per fact, traces and outcomes as
+    in-process; a rerun computes nothing; a cache whose traces are still open (a run capped
+    at 8 draws) goes back to the actors, which extend them to the in-process result."""
+    fl.factset("geo", GEO)
+    auto = ("--fl-samples", "auto", "--fl-max-samples", "16")
+    here = fl.run(*auto, "--fl-no-cache", "--fl-json", "here.json")
+    on_ray = fl.run("--fl-executor", "ray", "--fl-ray-workers", "2", *auto, "--fl-json", "ray.json")
+    assert on_ray.parseoutcomes() == here.parseoutcomes()
+
+    def draws(name: str) -> dict[str, int]:
+        return {f["id"]: f["trace"]["settings"]["samples"] for f in fl.results(name)["factsets"][0]["facts"]}
+
+    assert draws("ray.json") == draws("here.json")
+    assert max(draws("here.json").values()) == 16  # one fact at least went past the first round
+    for mine, theirs in zip(fl.results("here.json")["factsets"][0]["facts"], fl.results("ray.json")["factsets"][0]["facts"]):
+        assert [o["outcome"] for o in mine["outcomes"]] == [o["outcome"] for o in theirs["outcomes"]]
+        for kind, rows in mine["trace"]["ie"].items():
+            flat = [abs(a - b) for ra, rb in zip(rows, theirs["trace"]["ie"][kind]) for a, b in zip(ra, rb)]
+            assert max(flat) < 1e-6, f"{mine['id']} {kind}: Ray and in-process traces differ"
+    fl.log.unlink()
+    fl.run("--fl-executor", "ray", "--fl-ray-workers", "2", *auto)
+    assert fl.traced() == []  # every trace's rounds were done: nothing goes to the actors
+    capped = ("--fl-cache-dir", str(fl.path / "capped"))
+    fl.run("--fl-samples", "auto", "--fl-max-samples", "8", *capped)
+    fl.run("--fl-executor", "ray", "--fl-ray-workers", "2", *auto, *capped, "--fl-json", "resumed.json")
+    assert draws("resumed.json") == draws("here.json")
 
 
 def test_ray_with_xdist_a_device_map_or_without_the_extra_is_a_usage_error(fl: FL, monkeypatch: pytest.MonkeyPatch) -> None:
