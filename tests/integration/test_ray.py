@@ -311,7 +311,11 @@ def test_samples_auto_on_ray_runs_the_rounds_on_the_actors_with_the_in_process_d
     and the first draws; docs/scaling.md): the same draws per fact, traces and outcomes as
     in-process; a rerun computes nothing; a cache whose traces are still open (a run capped
     at 8 draws) goes back to the actors, which extend them to the in-process result."""
-    fl.factset("geo", GEO)
+    # No per-fact expectations: a fact stops when its TE and peak settle (they do not at 8 draws here).
+    fl.factset("bare", "name: bare\nunknown: trace\nsettings: {kinds: [hidden, mlp], window: 2}\n"
+                       "aggregate:\n  - ate: \">= -1\"\nfacts:\n"
+                       "  - {id: colosseum, subject: The Colosseum, relation: \"{} is located in the country of\", target: Italy}\n"
+                       "  - {id: toyota, subject: Toyota, relation: \"{} was founded in the country of\", target: Japan}\n")
     auto = ("--fl-samples", "auto", "--fl-max-samples", "16")
     here = fl.run(*auto, "--fl-no-cache", "--fl-json", "here.json")
     on_ray = fl.run("--fl-executor", "ray", "--fl-ray-workers", "2", *auto, "--fl-json", "ray.json")
