@@ -89,7 +89,7 @@ def two_level_bootstrap_mean(per_fact_draws: Sequence[Sequence[float]], level: f
     return Interval(estimate, low, high, level, len(facts), resamples)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # numpy fields: compared by identity, never by value
 class FactDraws:
     """One fact's values per noise draw, for the two-level bootstrap: `draws` is (n_draws,) or
     (n_draws, *shape) (a curve over layers per draw, or several curves stacked), and `weight`
