@@ -74,7 +74,7 @@ def two_level_bootstrap_mean(per_fact_draws: Sequence[Sequence[float]], level: f
     """Percentile bootstrap of the mean over facts of each fact's mean over its noise draws,
     resampling at both levels: the facts (with replacement), then within each drawn fact its
     draws (with replacement). The interval so covers both which facts were audited and which
-    noise each one drew (an aggregate verdict, docs/verdicts.md). Seeded; the facts are sorted
+    noise each one drew (an aggregate verdict, docs/statistics.md). Seeded; the facts are sorted
     by their draws first, so the order they came in does not matter."""
     import numpy as np
 

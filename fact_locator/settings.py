@@ -342,7 +342,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max-samples", "N", int_parser(AUTO_START_SAMPLES), 64,
             "With samples auto: the most noise draws a fact gets (8, 16, 32, ... up to this).", CLI | PLUGIN),
     Setting("confidence", "LEVEL", parse_confidence, 0.95,
-            "The confidence level per-fact and aggregate expectations are decided at (docs/verdicts.md): "
+            "The confidence level per-fact and aggregate expectations are decided at (docs/statistics.md): "
             "passed or failed when the interval (or peak probability) settles it, else undecided. "
             "An expectation's own confidence: beats it. fact-locator trace --samples auto: the level its TE "
             "and peak settle at.", CLI | PLUGIN | FACTSET),

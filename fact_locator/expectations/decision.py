@@ -7,7 +7,7 @@
 Dividing the error rate by the number of looks (Bonferroni) keeps a verdict valid when the
 adaptive rounds (`adaptive_samples.py`) look at the same fact several times.
 
-The rules (docs/verdicts.md):
+The rules (docs/statistics.md):
 - a numeric expectation passes when its interval at the level lies wholly where the
   comparison holds, fails when it lies wholly where it does not, and is undecided when it
   straddles the threshold (`interval_verdict`);

@@ -146,7 +146,7 @@ class _AuditItem(pytest.Item):
         return f"{get_session(self.config).relpath(self.path)}:{line}"
 
     def _check(self, target: Any, looks: int = 1) -> None:
-        """Decide the expectation at the run's confidence level (docs/verdicts.md). An
+        """Decide the expectation at the run's confidence level (docs/statistics.md). An
         undecided one counts as --fl-undecided says (fail, xfail or skip); the JUnit property
         fl_verdict says what was decided either way."""
         from fact_locator.expectations import Verdict, decide

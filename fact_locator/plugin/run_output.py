@@ -38,7 +38,7 @@ def header_lines(options: ResolvedOptions) -> list[str]:
         if name == "noise" and value is None:
             value = "calibrated per fact set"
         if name == "samples" and value == AUTO_SAMPLES:
-            # The rounds' range and the level they stop at (docs/verdicts.md, "Adaptive samples").
+            # The rounds' range and the level they stop at (docs/statistics.md, "Adaptive samples").
             notes.insert(0, f"{AUTO_START_SAMPLES}..{values['max-samples']}, {float(values['confidence']):.0%}")
         return f"{name}={value}" + (f" ({'; '.join(notes)})" if notes else "")
 

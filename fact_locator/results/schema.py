@@ -17,7 +17,7 @@ __all__ = ["OUTCOMES", "RESULTS_SCHEMA_VERSION", "AuditOutcome", "FactResult", "
 
 RESULTS_SCHEMA_VERSION = 1
 # "undecided": an expectation whose interval straddled its threshold at the run's confidence
-# level (docs/verdicts.md); `AuditOutcome.counted_as` says how pytest counted it.
+# level (docs/statistics.md); `AuditOutcome.counted_as` says how pytest counted it.
 OUTCOMES = ("passed", "failed", "skipped", "xfailed", "xpassed", "error", "undecided")
 
 
