@@ -80,6 +80,16 @@ def _counts_text(counts: dict[str, int]) -> Text:
     return text
 
 
+def _set_samples(fs: FactSetResult, run_samples: object) -> str | None:
+    """'samples 5' or 'samples 8-64' when the set's traces hold other draws than the run header
+    says (the set's own `samples:`, or `auto`'s rounds); None when they hold what it says."""
+    counts = sorted({int(f.trace.n_samples if f.trace.n_samples is not None else f.trace.settings.get("samples", 0))
+                     for f in fs.facts if f.trace is not None})
+    if not counts or counts == [run_samples]:
+        return None
+    return f"samples {counts[0]}" if len(counts) == 1 else f"samples {counts[0]}-{counts[-1]}"
+
+
 def _set_counts(fs: FactSetResult) -> dict[str, int]:
     counts: dict[str, int] = {}
     for outcome in fs.outcomes:
@@ -173,6 +183,8 @@ def write_summary(
             console.print()
             title = Text(f"fact set {fs.name}", style="bold")
             title.append(f" ({fs.path}) · {_plural(len(fs.facts), 'fact')} · ")
+            if (own := _set_samples(fs, settings.get("samples"))) is not None:
+                title.append(f"{own} · ")
             title.append_text(_counts_text(_set_counts(fs)))
             console.print(title)
             if fs.facts:

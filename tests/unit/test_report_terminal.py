@@ -166,3 +166,23 @@ def test_one_trace_in_the_terminal_shows_its_intervals_when_it_kept_its_noise_sa
     buffer = StringIO()
     render_trace(colosseum(), Console(file=buffer, width=120, color_system=None))
     assert "interval" not in buffer.getvalue()  # a trace without its samples shows none
+
+
+def test_a_fact_set_traced_with_other_draws_than_the_run_says_shows_its_own():
+    """A set's own `samples: 5`, or `auto`'s rounds (8 to 64 draws per fact), beside its name;
+    a set traced with the run's count shows nothing more."""
+    from dataclasses import replace
+
+    results = make_results()
+    first, second = results.factsets[0], results.factsets[1]
+    first.facts = [replace(f, trace=replace(f.trace, settings=f.trace.settings | {"samples": 5}))
+                   if f.trace is not None else f for f in first.facts]
+    second.facts = second.facts + [replace(f, id=f"{f.id}-again") for f in second.facts]
+    traced = [f for f in second.facts if f.trace is not None]
+    for fact, n in zip(traced, (8, 64)):
+        fact.trace = replace(fact.trace, settings=fact.trace.settings | {"samples": n})
+    text = write_summary(results, color=False, width=200)
+    assert f"fact set {first.name} ({first.path}) · {len(first.facts)} facts · samples 5 · " in text
+    assert f"({second.path}) · {len(second.facts)} facts · samples 8-64 · " in text
+    plain = write_summary(make_results(), color=False, width=200)
+    assert "facts · samples" not in plain and "fact · samples" not in plain
