@@ -43,11 +43,14 @@ class MaxAieGreater(ExpectationBase):
         return (f"the max {self.kind_a} AIE at {self.category_a} exceeds "
                 f"the max {self.kind_b} AIE at {self.category_b}")
 
+    def _unusable(self, target: Any) -> Outcome | None:
+        """The failed outcome for a target that is not an aggregate or lacks a kind or category."""
+        return (wrong_target(self.id, self.scope, target) or missing_kind(target, self.kind_a, self.id)
+                or missing_kind(target, self.kind_b, self.id) or missing_category(target, self.category_a, self.id)
+                or missing_category(target, self.category_b, self.id))
+
     def check(self, target: Any) -> Outcome:
-        bad = (wrong_target(self.id, self.scope, target) or missing_kind(target, self.kind_a, self.id)
-               or missing_kind(target, self.kind_b, self.id) or missing_category(target, self.category_a, self.id)
-               or missing_category(target, self.category_b, self.id))
-        if bad is not None:
+        if (bad := self._unusable(target)) is not None:
             return bad
         agg: Aggregate = target
         la, a = agg.max_aie(self.kind_a, self.category_a)
@@ -73,10 +76,7 @@ class MaxAieGreater(ExpectationBase):
 
         from fact_locator.confidence import percentile_ends
 
-        bad = (wrong_target(self.id, self.scope, target) or missing_kind(target, self.kind_a, self.id)
-               or missing_kind(target, self.kind_b, self.id) or missing_category(target, self.category_a, self.id)
-               or missing_category(target, self.category_b, self.id))
-        if bad is not None:
+        if (bad := self._unusable(target)) is not None:
             return bad
         agg: Aggregate = target
         replicates = agg.curve_replicates([(self.kind_a, self.category_a), (self.kind_b, self.category_b)])
