@@ -180,7 +180,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Any:
     except ExpectationUndecided as exc:
         fl = pyfuncitem.config.stash.get(SESSION_KEY, None)
         if fl is not None:
-            count_undecided(pyfuncitem, exc, fl.options["undecided"])
+            count_undecided(pyfuncitem, str(exc), fl.options["undecided"])
         raise
 
 

@@ -26,6 +26,7 @@ from fact_locator.errors import ExpectationFailed, FactLocatorError, FactSetErro
 from fact_locator.plugin.fact_audit import aggregate_for, companions, trace_fact
 from fact_locator.plugin.factset_files import FactSetFiles
 from fact_locator.plugin.session import MESSAGE_KEY, Case, FactLocatorSession, get_session
+from fact_locator.plugin.undecided import count_undecided
 from fact_locator.plugin.verdict_level import adaptive_looks, confidence_level
 
 if TYPE_CHECKING:
@@ -154,14 +155,11 @@ class _AuditItem(pytest.Item):
         assert self.expectation is not None
         fl = get_session(self.config)
         outcome = decide(self.expectation.expectation, target, level=confidence_level(fl, self.factset), looks=looks)
-        self.stash[MESSAGE_KEY] = outcome.message
-        self.user_properties.append(("fl_verdict", outcome.verdict.value))
         if outcome.verdict is Verdict.UNDECIDED:
-            counted_as = fl.options["undecided"]
-            if counted_as == "xfail":
-                pytest.xfail(outcome.message)
-            if counted_as == "skip":
-                pytest.skip(outcome.message)
+            count_undecided(self, outcome.message, fl.options["undecided"])
+        else:
+            self.stash[MESSAGE_KEY] = outcome.message
+            self.user_properties.append(("fl_verdict", outcome.verdict.value))
         if not outcome.passed:
             raise ExpectationFailed(outcome.message, outcome)
 

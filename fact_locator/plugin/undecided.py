@@ -1,14 +1,12 @@
-"""A Python audit's undecided verdict: `assert_expectation` raised `ExpectationUndecided`, and
-the test counts as --fl-undecided says (fail, xfail or skip), with the JUnit property
-fl_verdict=undecided and the verdict's message in the results, as a YAML item's undecided
-verdict does (`collection._AuditItem._check`). `assert_expectation` decides at the run's
---fl-confidence, which this module hands to it for the run's duration."""
+"""An undecided verdict, of a YAML item (`collection._AuditItem._check`) or of a Python audit
+(`assert_expectation` raised `ExpectationUndecided`): the test counts as --fl-undecided says
+(fail, xfail or skip), with the JUnit property fl_verdict=undecided and the verdict's message
+in the results. `assert_expectation` decides at the run's --fl-confidence, which this module
+hands to it for the run's duration."""
 
 from __future__ import annotations
 
 import pytest
-
-from fact_locator.errors import ExpectationUndecided
 
 __all__ = ["count_undecided", "run_level_from"]
 
@@ -19,12 +17,11 @@ def run_level_from(explicit: dict[str, object]) -> float | None:
     return None if value is None else float(value)  # type: ignore[arg-type]
 
 
-def count_undecided(item: pytest.Item, exc: ExpectationUndecided, counted_as: str) -> None:
+def count_undecided(item: pytest.Item, message: str, counted_as: str) -> None:
     """Mark `item` undecided and raise what --fl-undecided counts it as: xfail and skip raise
-    pytest's own outcomes; fail returns, and the caller re-raises `exc` (a failure)."""
+    pytest's own outcomes; fail returns, and the caller raises the failure."""
     from fact_locator.plugin.session import MESSAGE_KEY
 
-    message = str(exc)
     item.stash[MESSAGE_KEY] = message
     item.user_properties.append(("fl_verdict", "undecided"))
     if counted_as == "xfail":
