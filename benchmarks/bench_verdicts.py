@@ -240,7 +240,11 @@ def summarize(rows: list[FactRow], facts: list[AuditedFact], store: TraceStore, 
         "level10_undecided": sum(v == "undecided" for r in rows for v in r.level10),
         "auto_flips": sum(FactRow.flips(r.auto) for r in rows),
         "auto_undecided": sum(v == "undecided" for r in rows for v in r.auto),
-        "auto_draws_total": sum(sum(r.auto_draws) for r in rows),
+        # A fact's draws are counted once, however many expectations it has.
+        "auto_draws_total": sum(sum(r.auto_draws) for r in {r.fact: r for r in rows}.values()),
+        "fixed10_draws_total": sum(10 * len(r.point10) for r in {r.fact: r for r in rows}.values()),
+        "auto_draws_histogram": {str(n): sum(d == n for r in {r.fact: r for r in rows}.values() for d in r.auto_draws)
+                                 for n in sorted({d for r in rows for d in r.auto_draws})},
         "check_undecided": sum(r.check == "undecided" for r in rows),
         "auto_decided_disagreeing_with_check": decided_disagree,
         "level10_decided_disagreeing_with_check": sum(a != row.check for row in rows for a in row.level10
