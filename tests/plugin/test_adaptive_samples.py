@@ -4,6 +4,8 @@ of bad values."""
 
 from __future__ import annotations
 
+import pytest
+
 NO_FACT_EXPECTATIONS = """\
 name: bare
 unknown: trace
@@ -87,3 +89,24 @@ def test_a_sets_open_facts_are_extended_together_when_its_first_item_runs(fl, mo
     assert sum(result.parseoutcomes().get(k, 0) for k in ("passed", "failed", "skipped")) == 2
     assert extended and extended[0] == ["colosseum", "toyota"]
     assert all(len(ids) == 2 for ids in extended)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.parametrize("dist", ["load", "loadfile"])
+def test_under_xdist_each_fact_gets_the_draws_and_outcomes_of_one_process(fl, dist):
+    """Under pytest-xdist, a set's items spread over the workers (`load`: each worker runs the
+    rounds of its own facts) or kept on one (`loadfile`: together), every fact stops at the
+    round it stops at in one process: the same draws, the same outcomes."""
+    pytest.importorskip("xdist")
+    # colosseum's own expectation is decided at once; toyota (none) is never settled on a random model
+    fl.factset("bare", NO_FACT_EXPECTATIONS.replace("target: Italy}", 'target: Italy, expect: [te: ">= -1"]}'))
+    fl.run("--fl-samples", "auto", "--fl-max-samples", "16", "--fl-no-cache",
+           "--fl-json", "one.json").assert_outcomes(passed=3)
+    result = fl.run_subprocess("-n", "2", "--dist", dist, "--fl-samples", "auto", "--fl-max-samples", "16",
+                               "--fl-no-cache", "--fl-json", "workers.json", timeout=240)
+    result.assert_outcomes(passed=3)
+    one, workers = fl.results("one.json"), fl.results("workers.json")
+    assert _draws(workers) == _draws(one)
+    assert _draws(one) == {"colosseum": 8, "toyota": 16}
+    assert {f["id"]: f["trace"]["te"] for fs in workers["factsets"] for f in fs["facts"]} == pytest.approx(
+        {f["id"]: f["trace"]["te"] for fs in one["factsets"] for f in fs["facts"]}, rel=1e-5)
