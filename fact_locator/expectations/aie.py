@@ -54,10 +54,13 @@ class AieAtLeast(ExpectationBase):
     def description(self) -> str:
         return f"the max {self.kind} AIE at the {self.category} token is >= {self.minimum}"
 
+    def _unusable(self, target: Any) -> Outcome | None:
+        """The failed outcome for a target that is not an aggregate or lacks the kind or category."""
+        return (wrong_target(self.id, self.scope, target) or missing_kind(target, self.kind, self.id)
+                or missing_category(target, self.category, self.id))
+
     def check(self, target: Any) -> Outcome:
-        bad = (wrong_target(self.id, self.scope, target) or missing_kind(target, self.kind, self.id)
-               or missing_category(target, self.category, self.id))
-        if bad is not None:
+        if (bad := self._unusable(target)) is not None:
             return bad
         agg: Aggregate = target
         layer, value = agg.max_aie(self.kind, self.category)
@@ -91,9 +94,7 @@ class AieAtLeast(ExpectationBase):
 
         from fact_locator.confidence import percentile_ends
 
-        bad = (wrong_target(self.id, self.scope, target) or missing_kind(target, self.kind, self.id)
-               or missing_category(target, self.category, self.id))
-        if bad is not None:
+        if (bad := self._unusable(target)) is not None:
             return bad
         agg: Aggregate = target
         layer, value = agg.max_aie(self.kind, self.category)
